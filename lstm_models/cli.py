@@ -1,0 +1,83 @@
+"""The command line: ``lstm-models sweep SPEC ...``. The only code that reads argv or the environment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lstm_models.errors import ConfigError, DataError, LstmModelsError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lstm-models", description="Sweeps over LSTM, GRU and SimpleRNN models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sweep = sub.add_parser("sweep", help="run the sweep a spec describes")
+    sweep.add_argument("spec", help="a sweep spec, e.g. sweeps/sentiment.yaml")
+    sweep.add_argument("--max-trials", type=int)
+    sweep.add_argument("--max-epochs", type=int)
+    sweep.add_argument("--tuner", choices=["random", "bayesian", "hyperband"])
+    sweep.add_argument("--seed", type=int)
+    sweep.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                       help=f"MLflow tracking URI, or 'none' (default {DEFAULT_TRACKING_URI})")
+    sweep.add_argument("--output", default="exports", help="where the best model is exported (default exports/)")
+    sweep.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
+    return parser
+
+
+def _git_commit() -> str:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return done.stdout.strip() if done.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _ui_command(uri: str) -> str:
+    if uri == DEFAULT_TRACKING_URI:
+        return "make ui   (MLflow UI on http://127.0.0.1:5000)"
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from lstm_models.config import load_sweep
+
+    spec = load_sweep(args.spec).with_overrides(
+        max_trials=args.max_trials, max_epochs=args.max_epochs, kind=args.tuner, seed=args.seed)
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output {output}: exists and is not a folder")
+
+    from lstm_models.data import load_dataset
+    from lstm_models.report import format_leaderboard
+    from lstm_models.sweep import run_sweep
+    from lstm_models.tracking import MLflowTracker, NullTracker
+
+    data = load_dataset(spec.dataset, Path(args.cache_dir))
+    tracker = NullTracker() if args.tracking_uri == "none" else MLflowTracker(args.tracking_uri)
+    tracker.check()
+    result = run_sweep(spec, data, tracker, output, tags={"git_commit": _git_commit(),
+                                                           "mlflow.source.git.commit": _git_commit()},
+                       log=lambda line: print(line, flush=True))
+    print()
+    print(format_leaderboard(result))
+    print(f"SavedModel: {result.export_dir}  (tf.saved_model.load(path).serve(x))")
+    if args.tracking_uri != "none":
+        print(f"MLflow: experiment {spec.name!r}, parent run {result.parent_run_id} in {args.tracking_uri}")
+        print(f"Open the UI: {_ui_command(args.tracking_uri)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lstm-models`` and ``python -m lstm_models``; returns the exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = _parser().parse_args(argv)
+    try:
+        return {"sweep": cmd_sweep}[args.command](args)
+    except LstmModelsError as exc:
+        print(f"lstm-models: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, (ConfigError, DataError)) else 1

@@ -1,0 +1,474 @@
+"""Sweep specs: frozen dataclasses, validated once when the YAML is loaded.
+
+Every message names the file, the key and the value, and what was expected, e.g.
+``sweeps/x.yaml: search.units.max must be an int in [1, 1024]. Got 2048 instead.``
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from lstm_models.errors import ConfigError
+
+TASKS = ("classification", "forecasting")
+CELL_NAMES = ("lstm", "gru", "rnn")
+TUNERS = ("random", "bayesian", "hyperband")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searchable hyperparameter: a fixed value, a choice, or a numeric range.
+
+    In YAML a scalar is fixed, a list is a choice and a mapping ``{min, max, step, sampling}``
+    is a range (``sampling: log`` for learning rates).
+    """
+
+    name: str
+    values: tuple = ()
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    sampling: str = "linear"
+
+    @property
+    def is_range(self) -> bool:
+        return self.min is not None
+
+    @property
+    def candidates(self) -> tuple:
+        """Every value this parameter can take (the ends of a continuous range)."""
+        if not self.is_range:
+            return self.values
+        return (self.min, self.max)
+
+    def to_yaml(self) -> Any:
+        if not self.is_range:
+            return self.values[0] if len(self.values) == 1 else list(self.values)
+        out = {"min": self.min, "max": self.max}
+        if self.step is not None:
+            out["step"] = self.step
+        if self.sampling != "linear":
+            out["sampling"] = self.sampling
+        return out
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one key is checked: its type, bounds or choices, and whether it may be searched."""
+
+    type: type
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    choices: tuple | None = None
+    searchable: bool = False
+    required: bool = False
+
+
+# Search space of the models, per key. A task-specific default follows below.
+SEARCH_RULES: dict[str, Rule] = {
+    "cells": Rule(str, choices=CELL_NAMES, searchable=True),
+    "units": Rule(int, min=1, max=1024, searchable=True),
+    "depth": Rule(int, min=1, max=3, searchable=True),
+    "dropout": Rule(float, min=0.0, max=0.9, searchable=True),
+    "recurrent_dropout": Rule(float, min=0.0, max=0.9, searchable=True),
+    "learning_rate": Rule(float, min=1e-6, max=1.0, searchable=True),
+    "bidirectional": Rule(bool, searchable=True),
+    "batch_size": Rule(int, min=1, max=8192, searchable=True),
+    "embedding_dim": Rule(int, min=2, max=1024, searchable=True),
+    "pooling": Rule(str, choices=("last", "mean"), searchable=True),
+    "clipnorm": Rule(float, min=0.0, max=100.0, searchable=True),
+    "unit_forget_bias": Rule(bool, searchable=True),
+}
+
+DEFAULT_SEARCH: dict[str, dict[str, Any]] = {
+    "classification": {
+        "cells": ["lstm", "gru", "rnn"],
+        "units": [32, 64, 128],
+        "depth": {"min": 1, "max": 2},
+        "dropout": {"min": 0.0, "max": 0.5, "step": 0.1},
+        "recurrent_dropout": 0.0,
+        "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"},
+        "bidirectional": [False, True],
+        "batch_size": 64,
+        "embedding_dim": [32, 64, 128],
+        "pooling": ["last", "mean"],
+        "clipnorm": 1.0,
+        "unit_forget_bias": True,
+    },
+    "forecasting": {
+        "cells": ["lstm", "gru", "rnn"],
+        "units": [16, 32, 64],
+        "depth": {"min": 1, "max": 2},
+        "dropout": {"min": 0.0, "max": 0.3, "step": 0.1},
+        "recurrent_dropout": 0.0,
+        "learning_rate": {"min": 1e-3, "max": 3e-2, "sampling": "log"},
+        "bidirectional": False,
+        "batch_size": 16,
+        "embedding_dim": 32,
+        "pooling": "last",
+        "clipnorm": 1.0,
+        "unit_forget_bias": True,
+    },
+}
+
+_SPLIT_RULES: dict[str, Rule] = {
+    "val_fraction": Rule(float, default=0.1, min=0.01, max=0.5),
+    "test_fraction": Rule(float, default=0.2, min=0.01, max=0.5),
+    "split_seed": Rule(int, default=1234, min=0, max=2**31 - 1),
+}
+_SERIES_RULES: dict[str, Rule] = {
+    "lookback": Rule(int, default=[8, 16, 32], min=1, max=100_000, searchable=True),
+    "horizon": Rule(int, default=1, min=1, max=10_000),
+    "val_fraction": Rule(float, default=0.15, min=0.01, max=0.5),
+    "test_fraction": Rule(float, default=0.15, min=0.01, max=0.5),
+}
+_TEXT_RULES: dict[str, Rule] = {
+    **_SPLIT_RULES,
+    "max_tokens": Rule(int, default=10_000, min=10, max=1_000_000),
+    "limit": Rule(int, default=0, min=0, max=100_000_000),
+}
+
+# Each dataset kind: the options its `dataset:` block takes, and the task it serves.
+DATASET_OPTIONS: dict[str, tuple[dict[str, Rule], str]] = {
+    "sentiment": (dict(_TEXT_RULES), "classification"),
+    "statsmodels": (
+        {"name": Rule(str, default="sunspots", choices=("sunspots",)), **_SERIES_RULES},
+        "forecasting",
+    ),
+}
+
+TUNER_RULES: dict[str, Rule] = {
+    "kind": Rule(str, default="hyperband", choices=TUNERS),
+    "max_trials": Rule(int, default=10, min=1, max=10_000),
+    "max_epochs": Rule(int, default=10, min=1, max=10_000),
+    "seed": Rule(int, default=42, min=0, max=2**31 - 1),
+    "factor": Rule(int, default=3, min=2, max=10),
+}
+
+EARLY_STOPPING_RULES: dict[str, Rule] = {
+    "patience": Rule(int, default=3, min=0, max=1000),
+    "min_delta": Rule(float, default=0.0, min=0.0, max=1e9),
+}
+
+TOP_RULES: dict[str, Rule] = {
+    "name": Rule(str, required=True),
+    "task": Rule(str, required=True, choices=TASKS),
+    "description": Rule(str, default=""),
+    "dataset": Rule(dict, required=True),
+    "search": Rule(dict, default={}),
+    "tuner": Rule(dict, default={}),
+    "early_stopping": Rule(dict, default={}),
+    "objective": Rule(str, default=None),
+}
+
+DEFAULT_OBJECTIVE = {"classification": "val_accuracy", "forecasting": "val_rmse"}
+OBJECTIVES = {
+    "classification": ("val_accuracy", "val_loss"),
+    "forecasting": ("val_rmse", "val_mae", "val_loss"),
+}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which dataset to load and its options (checked against the loader's own rules)."""
+
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str) -> Any:
+        return self.options[key]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The hyperparameters searched, each a `Param`."""
+
+    cells: Param
+    units: Param
+    depth: Param
+    dropout: Param
+    recurrent_dropout: Param
+    learning_rate: Param
+    bidirectional: Param
+    batch_size: Param
+    embedding_dim: Param
+    pooling: Param
+    clipnorm: Param
+    unit_forget_bias: Param
+
+
+@dataclass(frozen=True)
+class TunerSpec:
+    kind: str = "hyperband"
+    max_trials: int = 10
+    max_epochs: int = 10
+    seed: int = 42
+    factor: int = 3
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    patience: int = 3
+    min_delta: float = 0.0
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A whole sweep: what data, what to search, how to search, what to optimise."""
+
+    name: str
+    task: str
+    dataset: DataSpec
+    search: SearchSpace
+    tuner: TunerSpec
+    early_stopping: EarlyStopping
+    objective: str
+    description: str = ""
+    source: str = ""
+
+    @property
+    def direction(self) -> str:
+        """``max`` for accuracies, ``min`` for losses and errors."""
+        return "max" if "accuracy" in self.objective else "min"
+
+    def with_overrides(self, **overrides: Any) -> "SweepSpec":
+        """Return a copy with tuner settings replaced (command-line flags); None is ignored."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return self
+        raw = {f.name: getattr(self.tuner, f.name) for f in fields(TunerSpec)}
+        raw.update(given)
+        checked = _check_section(raw, TUNER_RULES, "command line", "")
+        return replace(self, tuner=TunerSpec(**checked))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved spec, as it would be written in YAML."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "description": self.description,
+            "dataset": {"kind": self.dataset.kind, **_plain(dict(self.dataset.options))},
+            "search": {f.name: getattr(self.search, f.name).to_yaml() for f in fields(SearchSpace)},
+            "tuner": {f.name: getattr(self.tuner, f.name) for f in fields(TunerSpec)},
+            "early_stopping": {
+                f.name: getattr(self.early_stopping, f.name) for f in fields(EarlyStopping)
+            },
+            "objective": self.objective,
+        }
+
+
+def _plain(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.to_yaml() if isinstance(v, Param) else v) for k, v in options.items()}
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep spec.
+
+    Args:
+        path: a YAML file.
+
+    Returns:
+        The validated `SweepSpec`, every default filled in.
+
+    Raises:
+        ConfigError: with one line naming the file, the key and the value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such sweep spec (expected a YAML file, e.g. sweeps/sentiment.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return parse_sweep(raw, source=str(path))
+
+
+def parse_sweep(raw: Any, source: str = "<spec>") -> SweepSpec:
+    """Validate an already-parsed spec (a mapping); see `load_sweep`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a sweep spec must be a mapping of keys (name, task, dataset ...)")
+    top = _check_section(raw, TOP_RULES, source, "")
+    task = top["task"]
+    dataset = _parse_dataset(top["dataset"], task, source)
+    search = _parse_search(top["search"], task, source)
+    tuner = TunerSpec(**_check_section(_mapping(top["tuner"], source, "tuner"), TUNER_RULES, source, "tuner."))
+    early = EarlyStopping(
+        **_check_section(
+            _mapping(top["early_stopping"], source, "early_stopping"), EARLY_STOPPING_RULES, source, "early_stopping."
+        )
+    )
+    objective = top["objective"] or DEFAULT_OBJECTIVE[task]
+    if objective not in OBJECTIVES[task]:
+        raise ConfigError(
+            f"{source}: objective must be one of {', '.join(OBJECTIVES[task])} for task {task}. "
+            f"Got {objective!r} instead."
+        )
+    return SweepSpec(
+        name=_check_name(top["name"], source),
+        task=task,
+        dataset=dataset,
+        search=search,
+        tuner=tuner,
+        early_stopping=early,
+        objective=objective,
+        description=top["description"],
+        source=source,
+    )
+
+
+def _check_name(name: str, source: str) -> str:
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ConfigError(
+            f"{source}: name must be letters, digits, '-', '_' or '.' (it names the export folder). "
+            f"Got {name!r} instead."
+        )
+    return name
+
+
+def _mapping(value: Any, source: str, key: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {key} must be a mapping. Got {type(value).__name__} {value!r} instead.")
+    return value
+
+
+def _parse_dataset(raw: Any, task: str, source: str) -> DataSpec:
+    raw = _mapping(raw, source, "dataset")
+    kind = raw.get("kind")
+    if kind is None:
+        raise ConfigError(f"{source}: dataset.kind is required (one of {', '.join(sorted(DATASET_OPTIONS))})")
+    if kind not in DATASET_OPTIONS:
+        raise ConfigError(
+            f"{source}: dataset.kind must be one of {', '.join(sorted(DATASET_OPTIONS))}. "
+            f"Got {kind!r} instead.{_hint(str(kind), DATASET_OPTIONS)}"
+        )
+    rules, kind_task = DATASET_OPTIONS[kind]
+    if kind_task != task:
+        raise ConfigError(f"{source}: dataset.kind {kind!r} is a {kind_task} dataset but task is {task!r}")
+    options = {k: v for k, v in raw.items() if k != "kind"}
+    return DataSpec(kind=kind, options=_check_section(options, rules, source, "dataset."))
+
+
+def _parse_search(raw: Any, task: str, source: str) -> SearchSpace:
+    merged = dict(DEFAULT_SEARCH[task])
+    given = _mapping(raw, source, "search")
+    _reject_unknown(given, SEARCH_RULES, source, "search.")
+    merged.update(given)
+    checked = _check_section(merged, SEARCH_RULES, source, "search.")
+    return SearchSpace(**checked)
+
+
+def _check_section(raw: dict, rules: dict[str, Rule], source: str, prefix: str) -> dict[str, Any]:
+    _reject_unknown(raw, rules, source, prefix)
+    out = {}
+    for key, rule in rules.items():
+        where = f"{source}: {prefix}{key}"
+        if key not in raw or raw[key] is None:
+            if rule.required:
+                raise ConfigError(f"{where} is required")
+            value = rule.default
+            if rule.searchable and value is not None:
+                value = _param(key, value, rule, where)
+            out[key] = value
+            continue
+        value = raw[key]
+        out[key] = _param(key, value, rule, where) if rule.searchable else _scalar(value, rule, where)
+    return out
+
+
+def _reject_unknown(raw: dict, rules: Mapping[str, Any], source: str, prefix: str) -> None:
+    for key in raw:
+        if key not in rules:
+            raise ConfigError(
+                f"{source}: unknown key {prefix}{key}.{_hint(str(key), rules)} "
+                f"Allowed: {', '.join(rules)}."
+            )
+
+
+def _hint(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _param(name: str, value: Any, rule: Rule, where: str) -> Param:
+    if isinstance(value, dict):
+        if rule.type not in (int, float):
+            raise ConfigError(f"{where} must be a value or a list of {rule.type.__name__}. Got a range {value!r} instead.")
+        unknown = set(value) - {"min", "max", "step", "sampling"}
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ConfigError(
+                f"{where}: unknown key {key!r} in a range.{_hint(key, ['min', 'max', 'step', 'sampling'])} "
+                "Allowed: min, max, step, sampling."
+            )
+        for end in ("min", "max"):
+            if end not in value:
+                raise ConfigError(f"{where}.{end} is required in a range")
+        lo = _scalar(value["min"], rule, f"{where}.min")
+        hi = _scalar(value["max"], rule, f"{where}.max")
+        if lo > hi:
+            raise ConfigError(f"{where}: min ({lo}) must not be above max ({hi})")
+        step = value.get("step")
+        if step is not None:
+            step = _scalar(step, Rule(rule.type, min=0), f"{where}.step")
+            if step <= 0:
+                raise ConfigError(f"{where}.step must be above 0. Got {step} instead.")
+        sampling = value.get("sampling", "linear")
+        if sampling not in ("linear", "log"):
+            raise ConfigError(f"{where}.sampling must be 'linear' or 'log'. Got {sampling!r} instead.")
+        if sampling == "log" and lo <= 0:
+            raise ConfigError(f"{where}: log sampling needs min above 0. Got {lo} instead.")
+        return Param(name, min=lo, max=hi, step=step, sampling=sampling)
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(f"{where} must not be an empty list")
+        items = tuple(_scalar(v, rule, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(set(items)) != len(items):
+            raise ConfigError(f"{where} lists a value twice: {list(value)!r}")
+        return Param(name, values=items)
+    return Param(name, values=(_scalar(value, rule, where),))
+
+
+def _scalar(value: Any, rule: Rule, where: str) -> Any:
+    expected = {int: "an int", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}[rule.type]
+    ok = isinstance(value, rule.type) and not (rule.type is not bool and isinstance(value, bool))
+    if rule.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if rule.type is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-3 as a string
+            value, ok = float(value), True
+        except ValueError:
+            pass
+    if ok and rule.type is float and not math.isfinite(value):
+        ok = False
+    if not ok:
+        if rule.choices:
+            expected = f"one of {', '.join(map(str, rule.choices))}"
+        raise ConfigError(f"{where} must be {expected}. Got {value!r} instead.")
+    if rule.choices is not None and value not in rule.choices:
+        hint = _hint(str(value), [str(c) for c in rule.choices]) if isinstance(value, str) else ""
+        raise ConfigError(
+            f"{where} must be one of {', '.join(map(str, rule.choices))}. Got {value!r} instead.{hint}"
+        )
+    lo = rule.min if rule.min is not None else -math.inf
+    hi = rule.max if rule.max is not None else math.inf
+    if rule.type in (int, float) and not lo <= value <= hi:
+        raise ConfigError(f"{where} must be {expected} in [{_fmt(lo)}, {_fmt(hi)}]. Got {value!r} instead.")
+    return value
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"

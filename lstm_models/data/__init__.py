@@ -1,0 +1,26 @@
+"""Dataset loaders, chosen by a spec's ``dataset.kind``; each returns a splits object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Union
+
+from lstm_models.config import DataSpec
+from lstm_models.data.sentiment import load_sentiment
+from lstm_models.data.series import load_statsmodels
+from lstm_models.data.splits import SeriesSplits, TextSplits
+
+Splits = Union[TextSplits, SeriesSplits]
+
+LOADERS: dict[str, Callable[[DataSpec, Path], Splits]] = {
+    "sentiment": load_sentiment,
+    "statsmodels": load_statsmodels,
+}
+
+
+def load_dataset(spec: DataSpec, cache_dir: Path) -> Splits:
+    """Load the dataset a spec names; downloads go to ``cache_dir``."""
+    return LOADERS[spec.kind](spec, Path(cache_dir))
+
+
+__all__ = ["LOADERS", "Splits", "SeriesSplits", "TextSplits", "load_dataset"]

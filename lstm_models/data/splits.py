@@ -1,0 +1,100 @@
+"""The two shapes every loader returns: labelled texts, or one series split by time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lstm_models.errors import DataError
+
+PARTS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class TextSplits:
+    """Labelled texts in three disjoint parts; labels index into `class_names`."""
+
+    name: str
+    texts: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    class_names: tuple[str, ...]
+    task: str = field(default="classification", init=False)
+
+    def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The texts and integer labels of ``train``, ``val`` or ``test``."""
+        return self.texts[name], self.labels[name]
+
+    def sizes(self) -> dict[str, int]:
+        return {p: len(self.labels[p]) for p in PARTS}
+
+
+@dataclass(frozen=True)
+class SeriesSplits:
+    """One (multivariate) series; the target is column 0. Split by time, never shuffled.
+
+    Windows are made per lookback: the target block of a window starts at time ``t`` and is
+    ``horizon`` long; its inputs are the ``lookback`` rows before ``t``. A window belongs to the
+    part its whole target block lies in, so the test targets are the same for every lookback.
+    """
+
+    name: str
+    values: np.ndarray  # (time, features) float32, raw units
+    columns: tuple[str, ...]
+    val_start: int
+    test_start: int
+    horizon: int
+    index: tuple[str, ...] = ()
+    task: str = field(default="forecasting", init=False)
+
+    def bounds(self, part: str) -> tuple[int, int]:
+        """First and last target start ``t`` (inclusive) of a part."""
+        ends = {"train": (0, self.val_start), "val": (self.val_start, self.test_start),
+                "test": (self.test_start, len(self.values))}
+        lo, hi = ends[part]
+        return lo, hi - self.horizon
+
+    def windows(self, part: str, lookback: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs ``(n, lookback, features)`` and targets ``(n, horizon)`` of one part."""
+        lo, hi = self.bounds(part)
+        lo = max(lo, lookback)
+        if hi < lo:
+            raise DataError(
+                f"{self.name}: the {part} split has no window of lookback {lookback} + horizon "
+                f"{self.horizon} (series of {len(self.values)} steps, val starts at {self.val_start}, "
+                f"test at {self.test_start}); lower lookback or the split fractions"
+            )
+        starts = np.arange(lo, hi + 1)
+        x = np.stack([self.values[t - lookback:t] for t in starts])
+        y = np.stack([self.values[t:t + self.horizon, 0] for t in starts])
+        return x.astype("float32"), y.astype("float32")
+
+    def train_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance per feature, from the training part only."""
+        train = self.values[: self.val_start]
+        return train.mean(axis=0), np.maximum(train.var(axis=0), 1e-12)
+
+    def sizes(self) -> dict[str, int]:
+        return {p: self.bounds(p)[1] - self.bounds(p)[0] + 1 for p in PARTS}
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float,
+                     seed: int) -> dict[str, np.ndarray]:
+    """Indices of a stratified train/val/test split, fixed by ``seed``."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, list] = {p: [] for p in PARTS}
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_test = int(round(len(idx) * test_fraction))
+        n_val = int(round(len(idx) * val_fraction))
+        out["test"].append(idx[:n_test])
+        out["val"].append(idx[n_test:n_test + n_val])
+        out["train"].append(idx[n_test + n_val:])
+    return {p: rng.permutation(np.concatenate(v)) for p, v in out.items()}
+
+
+def time_split(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """Where val and test start in a series of ``n`` steps."""
+    test_start = n - int(round(n * test_fraction))
+    val_start = test_start - int(round(n * val_fraction))
+    return val_start, test_start

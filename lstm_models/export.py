@@ -1,0 +1,87 @@
+"""SavedModel export that serves raw inputs, checked by reloading it before it is put in place.
+
+The export folder is a SavedModel (``serve`` and ``serving_default`` signatures) with two
+extra files beside ``saved_model.pb``: ``model.keras`` (the trained Keras model, for the gate
+inspector and further training) and ``meta.json`` (task, class names or lookback and horizon).
+It is written to a temporary folder next to the target, reloaded and compared with the Keras
+model, and only then renamed into place, so a crash never leaves a half-written export.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+META_FILE = "meta.json"
+KERAS_FILE = "model.keras"
+
+
+def export_model(model, target: Path, meta: Mapping[str, Any], sample) -> Path:
+    """Export ``model`` to ``target`` as a SavedModel, atomically.
+
+    Args:
+        model: a trained Keras model.
+        target: the export folder (replaced only once the new export is complete).
+        meta: what a caller needs to use it: task, class names or lookback and horizon.
+        sample: a small batch of raw inputs; the reloaded SavedModel must answer it like the
+            Keras model does.
+
+    Returns:
+        ``target``.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        model.export(str(staging), format="tf_saved_model", verbose=False)
+        model.save(staging / KERAS_FILE)
+        (staging / META_FILE).write_text(json.dumps(dict(meta), indent=2) + "\n", encoding="utf-8")
+        check_export(staging, model, sample)
+        old = None
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            target.rename(old)
+        staging.rename(target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def check_export(path: Path, model, sample, atol: float = 1e-5) -> np.ndarray:
+    """Reload a SavedModel and check that ``serve`` returns what the Keras model returns."""
+    served = serve(path, sample)
+    expected = np.asarray(model(to_tensor(sample), training=False))
+    if served.shape != expected.shape or not np.allclose(served, expected, atol=atol, rtol=1e-4):
+        worst = float(np.max(np.abs(served - expected))) if served.shape == expected.shape else float("nan")
+        raise RuntimeError(f"{path}: the reloaded SavedModel differs from the Keras model (max diff {worst})")
+    return served
+
+
+def to_tensor(batch):
+    import tensorflow as tf
+
+    array = np.asarray(batch)
+    if array.dtype.kind in "OUS":
+        return tf.constant([str(s) for s in array.tolist()], dtype=tf.string)
+    return tf.constant(array.astype("float32"))
+
+
+def serve(path: str | Path, batch) -> np.ndarray:
+    """Call an exported model on raw inputs: strings (text) or windows of values (series)."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    return np.asarray(loaded.serve(to_tensor(batch)))
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The ``meta.json`` written beside an export."""
+    return json.loads((Path(path) / META_FILE).read_text(encoding="utf-8"))

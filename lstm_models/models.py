@@ -1,0 +1,164 @@
+"""Recurrent models built from a plain `ModelSpec`: no tuner needed to build or test them.
+
+Text models take raw strings (TextVectorization inside the model) and return one probability
+per class; forecasting models take windows of raw values (normalisation inside the model) and
+return the forecast in the original units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+from keras import layers
+
+CELLS = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}
+
+# Hyperparameters that exist only for one task or one cell: not searched, not logged elsewhere.
+TEXT_ONLY = ("embedding_dim", "pooling", "bidirectional")
+SERIES_ONLY = ("lookback",)
+CELL_ONLY = {"unit_forget_bias": "lstm"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One concrete network: the sampled point of a search space."""
+
+    task: str
+    cell: str = "lstm"
+    units: tuple[int, ...] = (64,)
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    learning_rate: float = 1e-3
+    clipnorm: float = 1.0
+    batch_size: int = 64
+    bidirectional: bool = False
+    embedding_dim: int = 64
+    pooling: str = "last"
+    lookback: int = 16
+    unit_forget_bias: bool = True
+
+    @property
+    def depth(self) -> int:
+        return len(self.units)
+
+    def params(self) -> dict[str, object]:
+        """The active hyperparameters, flat, as they are logged (``units_2`` only at depth 2+)."""
+        out: dict[str, object] = {}
+        for key, value in asdict(self).items():
+            if key in TEXT_ONLY and self.task != "classification":
+                continue
+            if key in SERIES_ONLY and self.task != "forecasting":
+                continue
+            if key in CELL_ONLY and CELL_ONLY[key] != self.cell:
+                continue
+            if key == "units":
+                out["units"] = value[0]
+                out.update({f"units_{i + 1}": u for i, u in enumerate(value) if i})
+                out["depth"] = self.depth
+                continue
+            out[key] = value
+        return out
+
+    def label(self) -> str:
+        """A short readable name, e.g. ``gru 2x64 bi do0.2``."""
+        same = len(set(self.units)) == 1
+        size = f"{self.depth}x{self.units[0]}" if same else "+".join(map(str, self.units))
+        bits = [self.cell, size]
+        if self.task == "classification" and self.bidirectional:
+            bits.append("bi")
+        if self.task == "forecasting":
+            bits.append(f"lb{self.lookback}")
+        bits.append(f"do{self.dropout:g}")
+        return " ".join(bits)
+
+
+@dataclass(frozen=True)
+class TextInputs:
+    """What a text model needs from the training data: its vocabulary and class count."""
+
+    vocabulary: tuple[str, ...]
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class SeriesInputs:
+    """What a forecasting model needs from the training data: shapes and normalisation."""
+
+    num_features: int
+    horizon: int
+    mean: tuple[float, ...]
+    variance: tuple[float, ...]
+
+
+def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | None = None) -> keras.Model:
+    """Build and compile the network a `ModelSpec` describes.
+
+    Args:
+        spec: the architecture and optimiser settings.
+        inputs: vocabulary (text) or feature count and training statistics (series).
+        seed: seeds the initialisers, for reproducible trials.
+
+    Returns:
+        A compiled `keras.Model`.
+    """
+    if spec.cell not in CELLS:
+        raise ValueError(f"unknown cell {spec.cell!r}; expected one of {', '.join(CELLS)}")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    if isinstance(inputs, TextInputs):
+        model = _text_model(spec, inputs)
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    else:
+        model = _series_model(spec, inputs)
+        loss = "mse"
+        metrics = [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
+    optimizer = keras.optimizers.Adam(
+        learning_rate=spec.learning_rate, clipnorm=spec.clipnorm if spec.clipnorm > 0 else None
+    )
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    return model
+
+
+def _recurrent_stack(x, spec: ModelSpec, last_sequences: bool):
+    for i, units in enumerate(spec.units):
+        last = i == spec.depth - 1
+        kwargs = {"unit_forget_bias": spec.unit_forget_bias} if spec.cell == "lstm" else {}
+        layer = CELLS[spec.cell](
+            units,
+            recurrent_dropout=spec.recurrent_dropout,
+            return_sequences=last_sequences or not last,
+            name=f"{spec.cell}_{i + 1}",
+            **kwargs,
+        )
+        if spec.bidirectional and spec.task == "classification":
+            layer = layers.Bidirectional(layer, name=f"bidirectional_{i + 1}")
+        x = layer(x)
+        if spec.dropout > 0:
+            x = layers.Dropout(spec.dropout, name=f"dropout_{i + 1}")(x)
+    return x
+
+
+def _text_model(spec: ModelSpec, inputs: TextInputs) -> keras.Model:
+    text = keras.Input(shape=(), dtype="string", name="text")
+    vectorize = layers.TextVectorization(vocabulary=list(inputs.vocabulary), name="vectorize")
+    x = vectorize(text)
+    x = layers.Embedding(vectorize.vocabulary_size(), spec.embedding_dim, mask_zero=True, name="embedding")(x)
+    x = _recurrent_stack(x, spec, last_sequences=spec.pooling == "mean")
+    if spec.pooling == "mean":
+        x = layers.GlobalAveragePooling1D(name="mean_pool")(x)
+    probs = layers.Dense(inputs.num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(text, probs, name=f"{spec.cell}_classifier")
+
+
+def _series_model(spec: ModelSpec, inputs: SeriesInputs) -> keras.Model:
+    window = keras.Input(shape=(spec.lookback, inputs.num_features), name="window")
+    mean = np.asarray(inputs.mean, dtype="float32")
+    var = np.asarray(inputs.variance, dtype="float32")
+    x = layers.Normalization(mean=mean, variance=var, name="normalize")(window)
+    x = _recurrent_stack(x, spec, last_sequences=False)
+    x = layers.Dense(inputs.horizon, name="forecast_scaled")(x)
+    # Back to the target's original units (the target is feature 0).
+    forecast = layers.Rescaling(scale=float(np.sqrt(var[0])), offset=float(mean[0]), name="forecast")(x)
+    return keras.Model(window, forecast, name=f"{spec.cell}_forecaster")

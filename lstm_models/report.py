@@ -1,0 +1,97 @@
+"""What a sweep shows: the leaderboard (text and CSV), the objective plot, the resolved spec."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import yaml
+
+CELL_COLOURS = {"lstm": "tab:blue", "gru": "tab:orange", "rnn": "tab:green"}
+
+
+def leaderboard_rows(result) -> list[dict]:
+    """One row per trial, best first; failed trials last."""
+    sign = -1 if result.spec.direction == "max" else 1
+    rows = []
+    for t in result.trials:
+        rows.append({
+            "trial": t.name, "cell": t.spec.cell, "status": t.status,
+            result.spec.objective: t.objective, "best_epoch": t.best_epoch, "epochs": t.epochs,
+            "param_count": t.n_params, "seconds_per_epoch": t.seconds_per_epoch,
+            f"test_{result.test_metric}": t.test_metrics.get(result.test_metric),
+            **{f"hp_{k}": v for k, v in t.spec.params().items() if k != "task"},
+            "error": t.error, "run_id": t.run_id,
+        })
+    return sorted(rows, key=lambda r: (r[result.spec.objective] is None,
+                                       sign * (r[result.spec.objective] or 0.0)))
+
+
+def write_leaderboard_csv(result, path: Path) -> Path:
+    rows = leaderboard_rows(result)
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def format_leaderboard(result) -> str:
+    """The table printed at the end of a sweep: the best trial of each cell type."""
+    spec, metric = result.spec, result.test_metric
+    head = (f"Leaderboard {spec.name}: best trial per cell ({spec.objective} on val; "
+            f"test {metric} on {result.test_size} held-out examples)")
+    lines = [head, f"  {'cell':<5} {'trial':<9} {spec.objective:>13} {'test_' + metric:>14} "
+                   f"{'params':>10} {'s/epoch':>8}  config"]
+    ranked = sorted(result.best_per_cell.values(), key=lambda t: t.objective,
+                    reverse=spec.direction == "max")
+    for t in ranked:
+        mark = " *" if t is result.best else ""
+        lines.append(
+            f"  {t.spec.cell:<5} {'trial-%02d' % t.number:<9} {t.objective:>13.4f} "
+            f"{t.test_metrics.get(metric, float('nan')):>14.4f} {t.n_params or 0:>10,} "
+            f"{t.seconds_per_epoch or 0:>8.2f}  {_config(t)}{mark}")
+    failed = sum(t.status == "FAILED" for t in result.trials)
+    lines.append(f"  {len(result.trials)} trials ({failed} failed) in {result.wall_seconds:.0f}s; * = exported")
+    return "\n".join(lines)
+
+
+def _config(trial) -> str:
+    p = trial.spec.params()
+    skip = {"task", "cell", "units", "depth", "dropout", "lookback", "bidirectional"}
+    rest = " ".join(f"{k}={_fmt(v)}" for k, v in p.items() if k not in skip and not k.startswith("units_"))
+    return f"{trial.spec.label()} {rest}"
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def plot_objective(result, path: Path) -> Path:
+    """The objective of every finished trial, in trial order, coloured by cell type."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for cell, colour in CELL_COLOURS.items():
+        pts = [(t.number, t.objective) for t in result.trials if t.spec.cell == cell and t.objective is not None]
+        if pts:
+            ax.scatter(*zip(*pts), label=cell, color=colour, s=36)
+    ax.set_xlabel("trial")
+    ax.set_ylabel(result.spec.objective)
+    ax.set_title(f"{result.spec.name}: {result.spec.objective} per trial")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def spec_yaml(spec) -> str:
+    return yaml.safe_dump(spec.to_dict(), sort_keys=False)

@@ -1,0 +1,74 @@
+"""The only module that touches keras_tuner's ``hp``: a search space in, a `ModelSpec` out.
+
+Hyperparameters that cannot apply are never created: ``units_3`` lives under a conditional
+scope on ``depth``, ``unit_forget_bias`` under one on ``cell``, text-only and series-only
+settings exist only for their task.
+"""
+
+from __future__ import annotations
+
+from lstm_models.config import Param, SearchSpace
+from lstm_models.models import ModelSpec
+
+
+def sample_spec(hp, space: SearchSpace, task: str, lookback: Param | None = None) -> ModelSpec:
+    """Declare the space on ``hp`` (first call) and read the trial's values into a `ModelSpec`.
+
+    Args:
+        hp: a `keras_tuner.HyperParameters`.
+        space: the validated search space.
+        task: ``classification`` or ``forecasting``.
+        lookback: the dataset's window length (forecasting), itself searchable.
+
+    Returns:
+        The `ModelSpec` of this trial.
+    """
+    cell = str(_declare(hp, "cell", space.cells))
+    depth = int(_declare(hp, "depth", space.depth))
+    units = [_declare(hp, "units", space.units)]
+    depths = _possible(space.depth)
+    for layer in range(2, max(depths) + 1):
+        with hp.conditional_scope("depth", [d for d in depths if d >= layer]):
+            value = _declare(hp, f"units_{layer}", space.units)
+        if layer <= depth:
+            units.append(value)
+    values = dict(
+        task=task,
+        cell=cell,
+        units=tuple(int(u) for u in units),
+        dropout=float(_declare(hp, "dropout", space.dropout)),
+        recurrent_dropout=float(_declare(hp, "recurrent_dropout", space.recurrent_dropout)),
+        learning_rate=float(_declare(hp, "learning_rate", space.learning_rate)),
+        clipnorm=float(_declare(hp, "clipnorm", space.clipnorm)),
+        batch_size=int(_declare(hp, "batch_size", space.batch_size)),
+    )
+    if "lstm" in space.cells.values:
+        with hp.conditional_scope("cell", ["lstm"]):
+            forget_bias = _declare(hp, "unit_forget_bias", space.unit_forget_bias)
+        if cell == "lstm":
+            values["unit_forget_bias"] = bool(forget_bias)
+    if task == "classification":
+        values["bidirectional"] = bool(_declare(hp, "bidirectional", space.bidirectional))
+        values["embedding_dim"] = int(_declare(hp, "embedding_dim", space.embedding_dim))
+        values["pooling"] = _declare(hp, "pooling", space.pooling)
+    elif lookback is not None:
+        values["lookback"] = int(_declare(hp, "lookback", lookback))
+    return ModelSpec(**values)
+
+
+def _possible(param: Param) -> list[int]:
+    if not param.is_range:
+        return [int(v) for v in param.values]
+    step = int(param.step or 1)
+    return list(range(int(param.min), int(param.max) + 1, step))
+
+
+def _declare(hp, name: str, param: Param):
+    """One hyperparameter on ``hp``: Fixed, Choice, Int or Float, by the shape of the Param."""
+    if not param.is_range:
+        if len(param.values) == 1:
+            return hp.Fixed(name, param.values[0])
+        return hp.Choice(name, list(param.values))
+    if isinstance(param.min, int) and isinstance(param.max, int):
+        return hp.Int(name, param.min, param.max, step=int(param.step or 1), sampling=param.sampling)
+    return hp.Float(name, float(param.min), float(param.max), step=param.step, sampling=param.sampling)

@@ -1,0 +1,405 @@
+"""run_sweep: a Keras Tuner search whose every trial is a nested MLflow run, then the export.
+
+Keras Tuner decides what to try (its oracle) and how to train (its `Tuner`); our hypermodel
+turns the sampled ``hp`` into a `ModelSpec` and builds it with `build_model`; a mixin on the
+tuner opens and closes one tracked run per trial and stops at ``max_trials`` (Hyperband has no
+trial limit of its own). The test split is used only after the search, once per cell type.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from lstm_models import report
+from lstm_models.config import SweepSpec
+from lstm_models.data.splits import SeriesSplits, TextSplits
+from lstm_models.errors import LstmModelsError, TrialFailed
+from lstm_models.export import export_model
+from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model
+from lstm_models.search_space import sample_spec
+from lstm_models.tracking import flatten
+
+TUNERS = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband}
+
+
+class SweepFailed(LstmModelsError):
+    """The search could not go on (e.g. three trials failed in a row)."""
+
+
+@dataclass
+class TrialResult:
+    """One trial as the leaderboard and the tracking store see it."""
+
+    trial_id: str
+    number: int
+    spec: ModelSpec
+    run_id: str = ""
+    status: str = "RUNNING"
+    objective: float | None = None
+    best_epoch: int | None = None
+    epochs: int = 0
+    seconds_per_epoch: float | None = None
+    n_params: int | None = None
+    error: str = ""
+    test_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"trial-{self.number:02d} {self.spec.label()}"
+
+
+@dataclass
+class SweepResult:
+    """What a sweep produced: every trial, the best of each cell, the export."""
+
+    spec: SweepSpec
+    trials: list[TrialResult]
+    best: TrialResult | None
+    best_per_cell: dict[str, TrialResult]
+    test_metric: str
+    export_dir: Path | None = None
+    parent_run_id: str = ""
+    wall_seconds: float = 0.0
+    test_size: int = 0
+
+
+def prepare_inputs(data: TextSplits | SeriesSplits, max_tokens: int | None = None) -> TextInputs | SeriesInputs:
+    """Vocabulary or normalisation statistics, from the training split only."""
+    if isinstance(data, TextSplits):
+        vectorize = keras.layers.TextVectorization(max_tokens=max_tokens)
+        vectorize.adapt(data.part("train")[0].astype(str))
+        vocab = vectorize.get_vocabulary()[2:]  # drop '' and [UNK]: the layer adds them back
+        return TextInputs(vocabulary=tuple(vocab), num_classes=len(data.class_names))
+    mean, var = data.train_stats()
+    return SeriesInputs(num_features=data.values.shape[1], horizon=data.horizon,
+                        mean=tuple(float(m) for m in mean), variance=tuple(float(v) for v in var))
+
+
+def dataset(data: TextSplits | SeriesSplits, part: str, spec: ModelSpec, shuffle_seed: int | None = None):
+    """A batched ``tf.data`` pipeline of one part for one model spec."""
+    import tensorflow as tf
+
+    if isinstance(data, TextSplits):
+        x, y = data.part(part)
+        x = x.astype(str)
+    else:
+        x, y = data.windows(part, spec.lookback)
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(spec.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class _HyperModel(kt.HyperModel):
+    def __init__(self, sweep: "_Sweep"):
+        super().__init__()
+        self.sweep = sweep
+
+    def build(self, hp):
+        return build_model(self.sweep.model_spec(hp), self.sweep.inputs)
+
+    def fit(self, hp, model, *args, epochs=1, initial_epoch=0, callbacks=(), **kwargs):
+        spec = self.sweep.model_spec(hp)
+        trial = self.sweep.current
+        if trial is not None:
+            trial.n_params = model.count_params()
+        seed = self.sweep.spec.tuner.seed + (trial.number if trial else 0)
+        train = dataset(self.sweep.data, "train", spec, shuffle_seed=seed)
+        val = dataset(self.sweep.data, "val", spec)
+        callbacks = list(callbacks) + self.sweep.callbacks(epochs)
+        return model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
+                         callbacks=callbacks, verbose=0, shuffle=False)  # the pipeline shuffles
+
+
+class _TrackedTuner:
+    """Mixed into a Keras Tuner class: one tracked run per trial, and a trial limit."""
+
+    def __init__(self, *args, sweep: "_Sweep", **kwargs):
+        self._sweep = sweep
+        super().__init__(*args, **kwargs)
+
+    def pre_create_trial(self):
+        super().pre_create_trial()
+        if len(self._sweep.trials) >= self._sweep.spec.tuner.max_trials:
+            raise _SearchDone()
+
+    def load_model(self, trial):
+        """The trial's best checkpoint, optimizer state included (Hyperband continues from it)."""
+        model = self._try_build(trial.hyperparameters)
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(self._get_checkpoint_fname(trial.trial_id))
+        return model
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        keras.backend.clear_session()
+        self._sweep.begin_trial(trial)
+
+    def on_trial_end(self, trial):
+        try:
+            super().on_trial_end(trial)
+        finally:
+            self._sweep.end_trial(self.oracle.get_trial(trial.trial_id))
+
+
+class _SearchDone(Exception):
+    """Raised before a new trial once the sweep's trial limit is reached."""
+
+
+def _tuner_class(kind: str):
+    return type(f"Tracked{TUNERS[kind].__name__}", (_TrackedTuner, TUNERS[kind]), {})
+
+
+class _Sweep:
+    """The state of one sweep while Keras Tuner drives it."""
+
+    def __init__(self, spec: SweepSpec, data, tracker, log: Callable[[str], None]):
+        self.spec = spec
+        self.data = data
+        self.tracker = tracker
+        self.log = log
+        max_tokens = spec.dataset.options.get("max_tokens")
+        self.inputs = prepare_inputs(data, max_tokens)
+        self.trials: list[TrialResult] = []
+        self.current: TrialResult | None = None
+        self.best: TrialResult | None = None
+
+    def model_spec(self, hp) -> ModelSpec:
+        return sample_spec(hp, self.spec.search, self.spec.task, self.spec.dataset.options.get("lookback"))
+
+    def better(self, a: float | None, b: float | None) -> bool:
+        if a is None or not math.isfinite(a):
+            return False
+        if b is None:
+            return True
+        return a > b if self.spec.direction == "max" else a < b
+
+    def callbacks(self, epochs: int) -> list:
+        es = self.spec.early_stopping
+        out = [_EpochLog(self, epochs), _StopOnNaN()]
+        if es.patience > 0:
+            out.append(keras.callbacks.EarlyStopping(
+                monitor=self.spec.objective, mode=self.spec.direction, patience=es.patience,
+                min_delta=es.min_delta))
+        return out
+
+    def begin_trial(self, trial) -> None:
+        hp = trial.hyperparameters
+        keras.utils.set_random_seed(self.spec.tuner.seed + int(trial.trial_id))
+        spec = self.model_spec(hp.copy())
+        result = TrialResult(trial_id=trial.trial_id, number=len(self.trials) + 1, spec=spec)
+        params = {**spec.params(), **{k: v for k, v in hp.values.items() if k.startswith("tuner/")}}
+        result.run_id = self.tracker.start_trial(
+            result.name, params, {"cell": spec.cell, "trial_id": trial.trial_id, "status": "RUNNING"})
+        self.trials.append(result)
+        self.current = result
+        details = ", ".join(f"{k}={_short(v)}" for k, v in spec.params().items() if k != "task")
+        budget = hp.values.get("tuner/epochs")
+        extra = f" (hyperband: epochs {hp.values['tuner/initial_epoch']}->{budget})" if budget else ""
+        self.log(f"[trial {result.number}/{self.spec.tuner.max_trials}] {spec.label()}{extra}\n    {details}")
+
+    def end_trial(self, trial) -> None:
+        result = self.current
+        self.current = None
+        if result is None:
+            return
+        ok = trial.status == kt.engine.trial.TrialStatus.COMPLETED
+        if ok and trial.score is not None and math.isfinite(trial.score):
+            result.status = "FINISHED"
+            result.objective = float(trial.score)
+            result.best_epoch = int(trial.best_step)
+            self.tracker.log_metrics(result.run_id, {
+                f"final_{self.spec.objective}": result.objective,
+                "param_count": result.n_params or 0,
+                "seconds_per_epoch": result.seconds_per_epoch or 0.0,
+                "best_epoch": result.best_epoch,
+            })
+            if self.better(result.objective, self.best.objective if self.best else None):
+                self.best = result
+        else:
+            result.status = "FAILED"
+            result.error = _last_line(trial.message) or "the objective was not finite (NaN loss?)"
+            self.tracker.set_tags(result.run_id, {"error": result.error})
+        self.tracker.set_tags(result.run_id, {"status": result.status})
+        self.tracker.end_run(result.run_id, result.status)
+        best = f"best so far {self.best.objective:.4f} ({self.best.spec.cell})" if self.best else "no finished trial yet"
+        outcome = f"{self.spec.objective} {result.objective:.4f}" if result.objective is not None else result.error
+        self.log(f"    -> {result.status}: {outcome}; {best}")
+
+    def epoch_end(self, epoch: int, epochs: int, logs: dict, seconds: float) -> None:
+        result = self.current
+        metrics = {k: float(v) for k, v in logs.items() if np.isscalar(v) or np.ndim(v) == 0}
+        metrics["epoch_seconds"] = seconds
+        self.tracker.log_metrics(result.run_id, metrics, step=epoch)
+        result.epochs += 1
+        total = (result.seconds_per_epoch or 0.0) * (result.epochs - 1) + seconds
+        result.seconds_per_epoch = total / result.epochs
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch_seconds")
+        self.log(f"    epoch {epoch + 1}/{epochs}  {shown}  ({seconds:.1f}s)")
+
+
+class _EpochLog(keras.callbacks.Callback):
+    def __init__(self, sweep: _Sweep, epochs: int):
+        super().__init__()
+        self.sweep, self.epochs, self.start = sweep, epochs, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.sweep.epoch_end(epoch, self.epochs, logs or {}, time.perf_counter() - self.start)
+
+
+class _StopOnNaN(keras.callbacks.Callback):
+    """A NaN or infinite loss ends the trial at once, as a failure."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrialFailed(f"loss became {float(loss)} at batch {batch}")
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _last_line(message: str | None) -> str:
+    lines = [line for line in (message or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def run_sweep(spec: SweepSpec, data, tracker, output_dir: Path, workdir: Path | None = None,
+              tags: dict | None = None, log: Callable[[str], None] = print) -> SweepResult:
+    """Search, track, evaluate the best model of each cell on test, export the best one.
+
+    Args:
+        spec: the validated sweep spec (command-line overrides applied).
+        data: the loaded splits.
+        tracker: an `MLflowTracker` or `NullTracker`.
+        output_dir: exports go to ``output_dir / spec.name``.
+        workdir: Keras Tuner's state and checkpoints (a temporary folder when None).
+        tags: extra tags for the parent run (git commit ...).
+        log: where progress lines go.
+
+    Returns:
+        A `SweepResult`.
+    """
+    started = time.perf_counter()
+    sweep = _Sweep(spec, data, tracker, log)
+    parent_tags = {"dataset": spec.dataset.kind, "task": spec.task, "tuner": spec.tuner.kind,
+                   "seed": str(spec.tuner.seed), **(tags or {})}
+    parent = tracker.start_sweep(spec.name, f"sweep {spec.name} ({spec.tuner.kind})",
+                                 flatten(spec.to_dict()), parent_tags)
+    with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
+        try:
+            tuner = _make_tuner(spec, sweep, Path(workdir) if workdir else Path(scratch))
+            log(f"sweep {spec.name}: {spec.tuner.kind} search over {', '.join(spec.search.cells.values)}, "
+                f"objective {spec.objective} ({spec.direction}), at most {spec.tuner.max_trials} trials "
+                f"of at most {spec.tuner.max_epochs} epochs")
+            try:
+                tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
+            except _SearchDone:
+                pass
+            except RuntimeError as exc:
+                if "consecutive failures" in str(exc):
+                    raise SweepFailed(
+                        f"sweep {spec.name}: stopped after {tuner.oracle.max_consecutive_failed_trials} failed "
+                        f"trials in a row; last error: {sweep.trials[-1].error}") from None
+                raise
+            result = _finish(spec, sweep, tuner, data, tracker, parent, Path(output_dir), Path(scratch))
+        except BaseException as exc:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            if sweep.current is not None:
+                tracker.end_run(sweep.current.run_id, status)
+            if parent:
+                tracker.set_tags(parent, {"error": str(exc)[:500] or type(exc).__name__})
+                tracker.end_run(parent, status)
+            raise
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def _make_tuner(spec: SweepSpec, sweep: _Sweep, workdir: Path):
+    objective = kt.Objective(spec.objective, direction=spec.direction)
+    common = dict(hypermodel=_HyperModel(sweep), objective=objective, seed=spec.tuner.seed,
+                  directory=str(workdir), project_name=spec.name, overwrite=True, sweep=sweep,
+                  max_consecutive_failed_trials=3)
+    cls = _tuner_class(spec.tuner.kind)
+    if spec.tuner.kind == "hyperband":
+        # Brackets repeat until max_trials trials have run (pre_create_trial stops the search).
+        return cls(max_epochs=spec.tuner.max_epochs, factor=spec.tuner.factor, hyperband_iterations=0, **common)
+    return cls(max_trials=spec.tuner.max_trials, **common)
+
+
+def _finish(spec, sweep: _Sweep, tuner, data, tracker, parent: str, output_dir: Path, scratch: Path) -> SweepResult:
+    finished = [t for t in sweep.trials if t.status == "FINISHED"]
+    per_cell: dict[str, TrialResult] = {}
+    for t in finished:
+        if sweep.better(t.objective, per_cell[t.spec.cell].objective if t.spec.cell in per_cell else None):
+            per_cell[t.spec.cell] = t
+    metric = "accuracy" if spec.task == "classification" else "rmse"
+    result = SweepResult(spec=spec, trials=sweep.trials, best=sweep.best, best_per_cell=per_cell,
+                         test_metric=metric, parent_run_id=parent, test_size=data.sizes()["test"])
+    if sweep.best is None:
+        tracker.end_run(parent, "FAILED")
+        raise SweepFailed(f"sweep {spec.name}: no trial finished, nothing to export")
+    best_model = None
+    for cell, trial in sorted(per_cell.items()):
+        keras.backend.clear_session()
+        model = tuner.load_model(tuner.oracle.get_trial(trial.trial_id))
+        test = dataset(data, "test", trial.spec)
+        scores = model.evaluate(test, return_dict=True, verbose=0)
+        trial.test_metrics = {k: float(v) for k, v in scores.items()}
+        tracker.log_metrics(trial.run_id, {f"test_{k}": v for k, v in trial.test_metrics.items()})
+        if trial is sweep.best:
+            best_model = model
+            _export(spec, data, trial, best_model, output_dir, result)
+    _log_parent(spec, result, tracker, parent, scratch)
+    tracker.end_run(parent, "FINISHED")
+    return result
+
+
+def _export(spec, data, trial: TrialResult, model, output_dir: Path, result: SweepResult) -> None:
+    if isinstance(data, TextSplits):
+        sample = data.part("test")[0][:8].astype(str)
+        meta = {"task": spec.task, "class_names": list(data.class_names), "input": "a batch of strings"}
+    else:
+        sample = data.windows("test", trial.spec.lookback)[0][:8]
+        meta = {"task": spec.task, "lookback": trial.spec.lookback, "horizon": data.horizon,
+                "columns": list(data.columns), "input": "a batch of windows (batch, lookback, features)"}
+    meta.update({"sweep": spec.name, "trial": trial.name, "cell": trial.spec.cell,
+                 "model_spec": trial.spec.params(), "objective": {spec.objective: trial.objective},
+                 "test": trial.test_metrics})
+    result.export_dir = export_model(model, output_dir / spec.name, meta, sample)
+
+
+def _log_parent(spec, result: SweepResult, tracker, parent: str, scratch: Path) -> None:
+    metrics = {}
+    base = spec.objective.removeprefix("val_")
+    for cell, trial in result.best_per_cell.items():
+        metrics[f"best_val_{base}_{cell}"] = trial.objective
+        for key, value in trial.test_metrics.items():
+            metrics[f"test_{key}_{cell}"] = value
+    for key, value in result.best.test_metrics.items():
+        metrics[f"test_{key}_best"] = value
+    tracker.log_metrics(parent, metrics)
+    files = scratch / "report"
+    files.mkdir(exist_ok=True)
+    report.write_leaderboard_csv(result, files / "leaderboard.csv")
+    report.plot_objective(result, files / "objective_per_trial.png")
+    (files / "spec.yaml").write_text(report.spec_yaml(spec), encoding="utf-8")
+    for name in ("leaderboard.csv", "objective_per_trial.png", "spec.yaml"):
+        tracker.log_artifact(parent, files / name)
+    if result.export_dir is not None:
+        tracker.log_artifact(parent, result.export_dir, "savedmodel")
+        version = tracker.register_model(parent, "savedmodel", spec.name)
+        tracker.set_tags(parent, {"best_trial": result.best.name, "registered_version": version})

@@ -1,0 +1,189 @@
+"""The only module that imports mlflow. A sweep is a parent run, each trial a nested run.
+
+`MLflowTracker` talks to a real store through `MlflowClient` (no global active run, so two
+sweeps in one process, or two processes on one store, do not mix). `NullTracker` has the same
+methods and records nothing, for tests and for ``--tracking-uri none``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from lstm_models.errors import ConfigError
+
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+MAX_PARAM_LENGTH = 6000
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists become their string form."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def default_artifact_root(tracking_uri: str) -> str | None:
+    """``sqlite:///mlflow/mlflow.db`` keeps its artifacts in ``mlflow/artifacts`` beside it."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        return (db.parent / "artifacts").resolve().as_uri()
+    return None
+
+
+class NullTracker:
+    """Tracks nothing; every method is a no-op returning what the real one would."""
+
+    uri = "none"
+
+    def check(self) -> None:
+        pass
+
+    def start_sweep(self, experiment: str, run_name: str, params: Mapping[str, Any],
+                    tags: Mapping[str, str]) -> str:
+        return ""
+
+    def start_trial(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        return ""
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        pass
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        pass
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def end_run(self, run_id: str, status: str) -> None:
+        pass
+
+    def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
+        return ""
+
+
+class MLflowTracker:
+    """Writes sweeps and trials to an MLflow tracking store.
+
+    Args:
+        uri: the tracking URI, e.g. ``sqlite:///mlflow/mlflow.db`` or ``http://127.0.0.1:5000``.
+        artifact_root: where new experiments keep artifacts (default: beside a SQLite file).
+    """
+
+    def __init__(self, uri: str, artifact_root: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        if uri.startswith("sqlite:///"):
+            Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.uri = uri
+        self.artifact_root = artifact_root or default_artifact_root(uri)
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+
+    def check(self, timeout: float = 10.0) -> None:
+        """Reach the store once, before any training, or raise `ConfigError`.
+
+        A server is asked for its ``/health`` with a short timeout first: the MLflow client
+        itself would retry for minutes.
+        """
+        if self.uri.startswith(("http://", "https://")):
+            import urllib.error
+            import urllib.request
+
+            try:
+                urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=timeout).close()
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise ConfigError(f"tracking URI {self.uri}: cannot reach the MLflow server ({reason})") from None
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as exc:  # any transport or store error means: unusable
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"tracking URI {self.uri}: cannot reach the MLflow store ({first[:200]})") from None
+
+    def _experiment(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=self._location(name))
+        except Exception:
+            found = self.client.get_experiment_by_name(name)  # created meanwhile by another sweep
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def _location(self, name: str) -> str | None:
+        return f"{self.artifact_root}/{name}" if self.artifact_root else None
+
+    def start_sweep(self, experiment: str, run_name: str, params: Mapping[str, Any],
+                    tags: Mapping[str, str]) -> str:
+        """Open the parent run of a sweep in the experiment named after the sweep."""
+        self.experiment_id = self._experiment(experiment)
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
+        self.parent_run_id = run.info.run_id
+        self._log_params(self.parent_run_id, params)
+        return self.parent_run_id
+
+    def start_trial(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        """Open a nested run under the sweep's parent run."""
+        assert self.parent_run_id is not None, "start_sweep first"
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags={**tags, PARENT_TAG: self.parent_run_id}
+        )
+        self._log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log finite metrics (NaN and inf are skipped), all at one step."""
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if math.isfinite(float(v))]
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def end_run(self, run_id: str, status: str) -> None:
+        """Close a run as FINISHED, FAILED or KILLED."""
+        self.client.set_terminated(run_id, status=status)
+
+    def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
+        """Register a logged SavedModel folder as a new version of the model ``name``."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException:
+            pass  # it exists already: add a version
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+        version = self.client.create_model_version(name, source=source, run_id=run_id)
+        return version.version

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model
+
+
+def _series_inputs():
+    return SeriesInputs(num_features=3, horizon=2, mean=(10.0, 0.0, 0.0), variance=(4.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_forecast_output_shape(cell, depth, seed):
+    spec = ModelSpec(task="forecasting", cell=cell, units=(8,) * depth, lookback=5)
+    model = build_model(spec, _series_inputs())
+    out = model(np.zeros((4, 5, 3), dtype="float32"))
+    assert out.shape == (4, 2)
+    assert [l.name for l in model.layers if l.name.startswith(cell)] == [f"{cell}_{i + 1}" for i in range(depth)]
+
+
+def test_text_model_takes_strings_and_returns_class_probabilities(seed):
+    spec = ModelSpec(task="classification", cell="gru", units=(8, 4), bidirectional=True, embedding_dim=6,
+                     pooling="mean")
+    model = build_model(spec, TextInputs(vocabulary=("good", "bad", "film"), num_classes=2))
+    import tensorflow as tf
+
+    probs = np.asarray(model(tf.constant(["good film", "bad bad film never seen"])))
+    assert probs.shape == (2, 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert model.get_layer("embedding").mask_zero
+
+
+@pytest.mark.parametrize("cell, gates", [("rnn", 1), ("gru", 3), ("lstm", 4)])
+def test_parameter_counts_per_cell(cell, gates, seed):
+    units, features = 16, 3
+    spec = ModelSpec(task="forecasting", cell=cell, units=(units,), lookback=4)
+    model = build_model(spec, _series_inputs())
+    layer = model.get_layer(f"{cell}_1")
+    kernel, recurrent, bias = [w.shape for w in layer.weights]
+    assert recurrent == (units, gates * units)  # LSTM 4x, GRU 3x a SimpleRNN's recurrent weights
+    assert kernel == (features, gates * units)
+    expected_bias = (2, gates * units) if cell == "gru" else (gates * units,)  # reset_after=True
+    assert bias == expected_bias
+    assert layer.count_params() == gates * (features * units + units * units) + int(np.prod(expected_bias))
+
+
+def test_forecast_is_in_original_units(seed):
+    """The normalisation and its inverse live in the model: a constant-zero net predicts the mean."""
+    spec = ModelSpec(task="forecasting", cell="rnn", units=(4,), lookback=3)
+    model = build_model(spec, _series_inputs())
+    dense = model.get_layer("forecast_scaled")
+    dense.set_weights([np.zeros_like(w) for w in dense.get_weights()])
+    out = np.asarray(model(np.random.default_rng(0).normal(size=(2, 3, 3)).astype("float32")))
+    np.testing.assert_allclose(out, 10.0)
+
+
+def test_lstm_forget_bias_and_clipnorm(seed):
+    spec = ModelSpec(task="forecasting", cell="lstm", units=(4,), lookback=3, unit_forget_bias=False, clipnorm=0.0)
+    model = build_model(spec, _series_inputs())
+    assert model.get_layer("lstm_1").cell.unit_forget_bias is False
+    assert model.optimizer.clipnorm is None
+    assert build_model(ModelSpec(task="forecasting", lookback=3), _series_inputs()).optimizer.clipnorm == 1.0
+
+
+def test_params_hold_only_active_hyperparameters():
+    text = ModelSpec(task="classification", cell="gru", units=(64,))
+    assert "units_2" not in text.params() and "unit_forget_bias" not in text.params()
+    assert "lookback" not in text.params() and text.params()["embedding_dim"] == 64
+    series = ModelSpec(task="forecasting", cell="lstm", units=(32, 16), lookback=8)
+    p = series.params()
+    assert (p["units"], p["units_2"], p["depth"], p["lookback"]) == (32, 16, 2, 8)
+    assert "units_3" not in p and "embedding_dim" not in p and "bidirectional" not in p
+    assert p["unit_forget_bias"] is True
+    assert series.label() == "lstm 32+16 lb8 do0"

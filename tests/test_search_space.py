@@ -1,0 +1,46 @@
+import keras_tuner as kt
+
+from lstm_models.config import parse_sweep
+from lstm_models.search_space import sample_spec
+
+
+def _space(task="classification", **search):
+    kind = "sentiment" if task == "classification" else "statsmodels"
+    return parse_sweep({"name": "x", "task": task, "dataset": {"kind": kind}, "search": search})
+
+
+def test_first_call_declares_the_space_with_conditions():
+    spec = _space(depth={"min": 1, "max": 3}, units=[8, 16], cells=["lstm", "gru"])
+    hp = kt.HyperParameters()
+    sample_spec(hp, spec.search, spec.task)
+    names = {h.name for h in hp.space}
+    assert {"cell", "depth", "units", "units_2", "units_3", "unit_forget_bias", "embedding_dim"} <= names
+    assert "lookback" not in names
+
+
+def test_inactive_hyperparameters_are_not_active_or_used():
+    spec = _space(depth={"min": 1, "max": 3}, units=[8, 16], cells=["lstm", "gru"])
+    hp = kt.HyperParameters()
+    sample_spec(hp, spec.search, spec.task)
+    hp.values.update({"depth": 2, "cell": "gru", "units_2": 16})  # as the oracle would set them
+    model_spec = sample_spec(hp, spec.search, spec.task)
+    assert model_spec.depth == 2 and model_spec.cell == "gru"
+    assert hp.is_active("units_2") and not hp.is_active("units_3")
+    assert not hp.is_active("unit_forget_bias")
+    assert set(model_spec.params()) >= {"units", "units_2"} and "units_3" not in model_spec.params()
+
+
+def test_forecasting_searches_lookback_not_text_settings():
+    spec = _space("forecasting")
+    hp = kt.HyperParameters()
+    model_spec = sample_spec(hp, spec.search, spec.task, spec.dataset.get("lookback"))
+    names = {h.name for h in hp.space}
+    assert "lookback" in names and "embedding_dim" not in names and "bidirectional" not in names
+    assert model_spec.lookback in (8, 16, 32)
+
+
+def test_single_cell_space_has_no_choice():
+    spec = _space(cells="rnn")
+    hp = kt.HyperParameters()
+    assert sample_spec(hp, spec.search, spec.task).cell == "rnn"
+    assert "unit_forget_bias" not in {h.name for h in hp.space}
