@@ -53,7 +53,8 @@ def tiny_sentiment_spec(**tuner) -> dict:
 
 def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``python -m lstm_models`` as a user would, in ``cwd``."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": str(ROOT)}  # this checkout's package, whatever the venv points at
     return subprocess.run([sys.executable, "-m", "lstm_models", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
