@@ -150,6 +150,7 @@ TUNER_RULES: dict[str, Rule] = {
     "max_epochs": Rule(int, default=10, min=1, max=10_000),
     "seed": Rule(int, default=42, min=0, max=2**31 - 1),
     "factor": Rule(int, default=3, min=2, max=10),
+    "balance_cells": Rule(bool, default=True),
 }
 
 EARLY_STOPPING_RULES: dict[str, Rule] = {
@@ -211,6 +212,7 @@ class TunerSpec:
     max_epochs: int = 10
     seed: int = 42
     factor: int = 3
+    balance_cells: bool = True
 
 
 @dataclass(frozen=True)

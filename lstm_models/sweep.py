@@ -29,6 +29,8 @@ from lstm_models.search_space import sample_spec
 from lstm_models.tracking import flatten
 
 TUNERS = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband}
+ORACLES = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle,
+           "hyperband": kt.oracles.HyperbandOracle}
 
 
 class SweepFailed(LstmModelsError):
@@ -120,12 +122,43 @@ class _HyperModel(kt.HyperModel):
                          callbacks=callbacks, verbose=0, shuffle=False)  # the pipeline shuffles
 
 
+class _BalancedCells:
+    """Mixed into an oracle: new trials take the cell types in turn.
+
+    The cell stays a searched choice in the space (the oracle records it, a Bayesian oracle
+    models it), but a few trials drawn at random can miss a cell type entirely, and then the
+    sweep cannot compare cells. So each new configuration gets the next cell in rotation; the
+    other hyperparameters are drawn by the oracle as usual, and those that the new cell makes
+    active or inactive (``unit_forget_bias``) are filled in or dropped. Hyperband's continued
+    trials keep their cell.
+    """
+
+    def populate_space(self, trial_id):
+        out = super().populate_space(trial_id)
+        values = out.get("values")
+        cell = next((h for h in self.hyperparameters.space if h.name == "cell"), None)
+        if not values or "tuner/trial_id" in values or cell is None or not hasattr(cell, "values"):
+            return out
+        started = sum("tuner/trial_id" not in t.hyperparameters.values for t in self.trials.values())
+        values["cell"] = cell.values[started % len(cell.values)]
+        hps = kt.HyperParameters()
+        filled = {}
+        for hp in self.hyperparameters.space:
+            hps.merge([hp])
+            hps.values.update(filled)
+            if hps.is_active(hp):
+                filled[hp.name] = values[hp.name] if hp.name in values else hp.random_sample(self._seed_state)
+                self._seed_state += 1
+        out["values"] = {**filled, **{k: v for k, v in values.items() if k.startswith("tuner/")}}
+        return out
+
+
 class _TrackedTuner:
     """Mixed into a Keras Tuner class: one tracked run per trial, and a trial limit."""
 
-    def __init__(self, *args, sweep: "_Sweep", **kwargs):
+    def __init__(self, oracle, hypermodel, sweep: "_Sweep", **kwargs):
         self._sweep = sweep
-        super().__init__(*args, **kwargs)
+        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)  # our oracle, not the class's
 
     def pre_create_trial(self):
         super().pre_create_trial()
@@ -133,10 +166,18 @@ class _TrackedTuner:
             raise _SearchDone()
 
     def load_model(self, trial):
-        """The trial's best checkpoint, optimizer state included (Hyperband continues from it)."""
-        model = self._try_build(trial.hyperparameters)
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(self._get_checkpoint_fname(trial.trial_id))
+        """The trial's best checkpoint."""
+        return self._restore(self._try_build(trial.hyperparameters), trial.trial_id)
+
+    def _build_hypermodel(self, hp):
+        if "tuner/trial_id" not in hp.values:
+            return super()._build_hypermodel(hp)
+        # A Hyperband trial continued from an earlier one: its weights and optimizer state.
+        return self._restore(kt.Tuner._build_hypermodel(self, hp), hp.values["tuner/trial_id"])
+
+    def _restore(self, model, trial_id: str):
+        model.optimizer.build(model.trainable_variables)  # so that its saved state loads too
+        model.load_weights(self._get_checkpoint_fname(trial_id))
         return model
 
     def on_trial_begin(self, trial):
@@ -153,10 +194,6 @@ class _TrackedTuner:
 
 class _SearchDone(Exception):
     """Raised before a new trial once the sweep's trial limit is reached."""
-
-
-def _tuner_class(kind: str):
-    return type(f"Tracked{TUNERS[kind].__name__}", (_TrackedTuner, TUNERS[kind]), {})
 
 
 class _Sweep:
@@ -329,15 +366,20 @@ def run_sweep(spec: SweepSpec, data, tracker, output_dir: Path, workdir: Path | 
 
 
 def _make_tuner(spec: SweepSpec, sweep: _Sweep, workdir: Path):
-    objective = kt.Objective(spec.objective, direction=spec.direction)
-    common = dict(hypermodel=_HyperModel(sweep), objective=objective, seed=spec.tuner.seed,
-                  directory=str(workdir), project_name=spec.name, overwrite=True, sweep=sweep,
+    t = spec.tuner
+    kind = t.kind
+    bases = (_BalancedCells, ORACLES[kind]) if t.balance_cells else (ORACLES[kind],)
+    oracle_cls = type(f"Sweep{ORACLES[kind].__name__}", bases, {})
+    common = dict(objective=kt.Objective(spec.objective, direction=spec.direction), seed=t.seed,
                   max_consecutive_failed_trials=3)
-    cls = _tuner_class(spec.tuner.kind)
-    if spec.tuner.kind == "hyperband":
+    if kind == "hyperband":
         # Brackets repeat until max_trials trials have run (pre_create_trial stops the search).
-        return cls(max_epochs=spec.tuner.max_epochs, factor=spec.tuner.factor, hyperband_iterations=0, **common)
-    return cls(max_trials=spec.tuner.max_trials, **common)
+        oracle = oracle_cls(max_epochs=t.max_epochs, factor=t.factor, hyperband_iterations=0, **common)
+    else:
+        oracle = oracle_cls(max_trials=t.max_trials, **common)
+    tuner_cls = type(f"Tracked{TUNERS[kind].__name__}", (_TrackedTuner, TUNERS[kind]), {})
+    return tuner_cls(oracle, _HyperModel(sweep), sweep=sweep, directory=str(workdir),
+                     project_name=spec.name, overwrite=True)
 
 
 def _finish(spec, sweep: _Sweep, tuner, data, tracker, parent: str, output_dir: Path, scratch: Path) -> SweepResult:
