@@ -1,8 +1,10 @@
 """Recurrent models built from a plain `ModelSpec`: no tuner needed to build or test them.
 
-Text models take raw strings (TextVectorization inside the model) and return one probability
-per class; forecasting models take windows of raw values (normalisation inside the model) and
-return the forecast in the original units.
+Text models train on token ids (vectorised once, in the input pipeline, so that training can
+be XLA-compiled and batches bucketed by length); `serving_model` puts the `TextVectorization`
+layer in front of the trained layers, so the export takes raw strings and returns one
+probability per class. Forecasting models take windows of raw values (normalisation inside the
+model) and return the forecast in the original units.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import numpy as np
 from keras import layers
 
 CELLS = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}
+
+# Cells whose training XLA speeds up on CPU (benchmarks/throughput.py: GRU about 2x, LSTM and
+# SimpleRNN not at all). On a GPU the cuDNN kernels are faster than XLA, so nothing is compiled.
+XLA_ON_CPU = ("gru",)
 
 # Hyperparameters that exist only for one task or one cell: not searched, not logged elsewhere.
 TEXT_ONLY = ("embedding_dim", "pooling", "bidirectional")
@@ -92,16 +98,25 @@ class SeriesInputs:
     variance: tuple[float, ...]
 
 
-def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | None = None) -> keras.Model:
+def default_jit(cell: str) -> bool:
+    """Whether a cell trains faster XLA-compiled on this machine."""
+    import tensorflow as tf
+
+    return cell in XLA_ON_CPU and not tf.config.list_physical_devices("GPU")
+
+
+def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | None = None,
+                jit_compile: bool | None = None) -> keras.Model:
     """Build and compile the network a `ModelSpec` describes.
 
     Args:
         spec: the architecture and optimiser settings.
         inputs: vocabulary (text) or feature count and training statistics (series).
         seed: seeds the initialisers, for reproducible trials.
+        jit_compile: XLA-compile training; None picks the faster setting for the cell.
 
     Returns:
-        A compiled `keras.Model`.
+        A compiled `keras.Model`; a text model takes token ids (see `serving_model`).
     """
     if spec.cell not in CELLS:
         raise ValueError(f"unknown cell {spec.cell!r}; expected one of {', '.join(CELLS)}")
@@ -117,8 +132,26 @@ def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | 
     optimizer = keras.optimizers.Adam(
         learning_rate=spec.learning_rate, clipnorm=spec.clipnorm if spec.clipnorm > 0 else None
     )
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    jit = default_jit(spec.cell) if jit_compile is None else jit_compile
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit)
     return model
+
+
+def vectorizer(inputs: TextInputs) -> layers.TextVectorization:
+    """The text-to-token-ids layer of a text model (vocabulary from the training split)."""
+    return layers.TextVectorization(vocabulary=list(inputs.vocabulary), name="vectorize")
+
+
+def serving_model(model: keras.Model, inputs: TextInputs | SeriesInputs) -> keras.Model:
+    """The model that takes raw input: strings for text models (vectorise, then the trained
+    layers, sharing their weights), the model itself for forecasting models."""
+    if not isinstance(inputs, TextInputs):
+        return model
+    text = keras.Input(shape=(), dtype="string", name="text")
+    x = vectorizer(inputs)(text)
+    for layer in model.layers[1:]:  # a chain: embedding, recurrent stack, pooling, head
+        x = layer(x)
+    return keras.Model(text, x, name=model.name)
 
 
 def _recurrent_stack(x, spec: ModelSpec, last_sequences: bool):
@@ -141,15 +174,14 @@ def _recurrent_stack(x, spec: ModelSpec, last_sequences: bool):
 
 
 def _text_model(spec: ModelSpec, inputs: TextInputs) -> keras.Model:
-    text = keras.Input(shape=(), dtype="string", name="text")
-    vectorize = layers.TextVectorization(vocabulary=list(inputs.vocabulary), name="vectorize")
-    x = vectorize(text)
-    x = layers.Embedding(vectorize.vocabulary_size(), spec.embedding_dim, mask_zero=True, name="embedding")(x)
+    tokens = keras.Input(shape=(None,), dtype="int64", name="tokens")
+    vocabulary_size = len(inputs.vocabulary) + 2  # with the padding and out-of-vocabulary ids
+    x = layers.Embedding(vocabulary_size, spec.embedding_dim, mask_zero=True, name="embedding")(tokens)
     x = _recurrent_stack(x, spec, last_sequences=spec.pooling == "mean")
     if spec.pooling == "mean":
         x = layers.GlobalAveragePooling1D(name="mean_pool")(x)
     probs = layers.Dense(inputs.num_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(text, probs, name=f"{spec.cell}_classifier")
+    return keras.Model(tokens, probs, name=f"{spec.cell}_classifier")
 
 
 def _series_model(spec: ModelSpec, inputs: SeriesInputs) -> keras.Model:

@@ -24,7 +24,8 @@ from lstm_models.config import SweepSpec
 from lstm_models.data.splits import SeriesSplits, TextSplits
 from lstm_models.errors import LstmModelsError, TrialFailed
 from lstm_models.export import export_model
-from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model
+from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
+from lstm_models.pipeline import Pipeline
 from lstm_models.search_space import sample_spec
 from lstm_models.tracking import flatten
 
@@ -86,21 +87,6 @@ def prepare_inputs(data: TextSplits | SeriesSplits, max_tokens: int | None = Non
                         mean=tuple(float(m) for m in mean), variance=tuple(float(v) for v in var))
 
 
-def dataset(data: TextSplits | SeriesSplits, part: str, spec: ModelSpec, shuffle_seed: int | None = None):
-    """A batched ``tf.data`` pipeline of one part for one model spec."""
-    import tensorflow as tf
-
-    if isinstance(data, TextSplits):
-        x, y = data.part(part)
-        x = x.astype(str)
-    else:
-        x, y = data.windows(part, spec.lookback)
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(spec.batch_size).prefetch(tf.data.AUTOTUNE)
-
-
 class _HyperModel(kt.HyperModel):
     def __init__(self, sweep: "_Sweep"):
         super().__init__()
@@ -115,8 +101,8 @@ class _HyperModel(kt.HyperModel):
         if trial is not None:
             trial.n_params = model.count_params()
         seed = self.sweep.spec.tuner.seed + (trial.number if trial else 0)
-        train = dataset(self.sweep.data, "train", spec, shuffle_seed=seed)
-        val = dataset(self.sweep.data, "val", spec)
+        train = self.sweep.pipeline("train", spec, shuffle_seed=seed)
+        val = self.sweep.pipeline("val", spec)
         callbacks = list(callbacks) + self.sweep.callbacks(epochs)
         return model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
                          callbacks=callbacks, verbose=0, shuffle=False)  # the pipeline shuffles
@@ -206,6 +192,7 @@ class _Sweep:
         self.log = log
         max_tokens = spec.dataset.options.get("max_tokens")
         self.inputs = prepare_inputs(data, max_tokens)
+        self.pipeline = Pipeline(data, self.inputs)
         self.trials: list[TrialResult] = []
         self.current: TrialResult | None = None
         self.best: TrialResult | None = None
@@ -398,13 +385,13 @@ def _finish(spec, sweep: _Sweep, tuner, data, tracker, parent: str, output_dir: 
     for cell, trial in sorted(per_cell.items()):
         keras.backend.clear_session()
         model = tuner.load_model(tuner.oracle.get_trial(trial.trial_id))
-        test = dataset(data, "test", trial.spec)
+        test = sweep.pipeline("test", trial.spec)
         scores = model.evaluate(test, return_dict=True, verbose=0)
         trial.test_metrics = {k: float(v) for k, v in scores.items()}
         tracker.log_metrics(trial.run_id, {f"test_{k}": v for k, v in trial.test_metrics.items()})
         if trial is sweep.best:
             best_model = model
-            _export(spec, data, trial, best_model, output_dir, result)
+            _export(spec, data, trial, serving_model(best_model, sweep.inputs), output_dir, result)
     _log_parent(spec, result, tracker, parent, scratch)
     tracker.end_run(parent, "FINISHED")
     return result

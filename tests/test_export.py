@@ -5,12 +5,13 @@ import pytest
 import tensorflow as tf
 
 from lstm_models.export import export_model, read_meta, serve
-from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model
+from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
 
 
 def test_text_export_serves_strings_like_the_keras_model(tmp_path, seed):
-    model = build_model(ModelSpec(task="classification", cell="lstm", units=(6,), embedding_dim=4),
-                        TextInputs(vocabulary=("good", "bad"), num_classes=2))
+    inputs = TextInputs(vocabulary=("good", "bad"), num_classes=2)
+    model = serving_model(build_model(ModelSpec(task="classification", cell="lstm", units=(6,), embedding_dim=4),
+                                      inputs), inputs)
     texts = np.array(["good good", "bad", "never seen words"], dtype=object)
     out = export_model(model, tmp_path / "exports" / "s", {"task": "classification", "class_names": ["n", "p"]}, texts)
     assert (out / "saved_model.pb").exists() and (out / "model.keras").exists()

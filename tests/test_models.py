@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model
+from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model, default_jit, serving_model
 
 
 def _series_inputs():
@@ -18,16 +18,23 @@ def test_forecast_output_shape(cell, depth, seed):
     assert [l.name for l in model.layers if l.name.startswith(cell)] == [f"{cell}_{i + 1}" for i in range(depth)]
 
 
-def test_text_model_takes_strings_and_returns_class_probabilities(seed):
+def test_text_model_trains_on_ids_and_serves_strings(seed):
     spec = ModelSpec(task="classification", cell="gru", units=(8, 4), bidirectional=True, embedding_dim=6,
                      pooling="mean")
-    model = build_model(spec, TextInputs(vocabulary=("good", "bad", "film"), num_classes=2))
+    inputs = TextInputs(vocabulary=("good", "bad", "film"), num_classes=2)
+    model = build_model(spec, inputs)
     import tensorflow as tf
 
-    probs = np.asarray(model(tf.constant(["good film", "bad bad film never seen"])))
+    ids = np.array([[2, 4, 0, 0, 0], [3, 3, 4, 1, 1]])  # "good film", "bad bad film never seen"
+    served = serving_model(model, inputs)
+    probs = np.asarray(served(tf.constant(["good film", "bad bad film never seen"])))
     assert probs.shape == (2, 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(probs, np.asarray(model(ids)), atol=1e-6)  # same weights, same answer
     assert model.get_layer("embedding").mask_zero
+    assert [l.name for l in served.layers] == ["text", "vectorize", "embedding", "bidirectional_1", "bidirectional_2",
+                                               "mean_pool", "probabilities"]
+    assert served.get_layer("bidirectional_1") is model.get_layer("bidirectional_1")
 
 
 @pytest.mark.parametrize("cell, gates", [("rnn", 1), ("gru", 3), ("lstm", 4)])
@@ -52,6 +59,13 @@ def test_forecast_is_in_original_units(seed):
     dense.set_weights([np.zeros_like(w) for w in dense.get_weights()])
     out = np.asarray(model(np.random.default_rng(0).normal(size=(2, 3, 3)).astype("float32")))
     np.testing.assert_allclose(out, 10.0)
+
+
+def test_xla_only_where_it_pays_off():
+    assert default_jit("gru") and not default_jit("lstm") and not default_jit("rnn")
+    spec = ModelSpec(task="forecasting", cell="gru", units=(4,), lookback=3)
+    assert build_model(spec, _series_inputs()).jit_compile is True
+    assert build_model(spec, _series_inputs(), jit_compile=False).jit_compile is False
 
 
 def test_lstm_forget_bias_and_clipnorm(seed):

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from lstm_models.models import ModelSpec
+from lstm_models.pipeline import Pipeline, bucket_boundaries
+from lstm_models.sweep import prepare_inputs
+
+from conftest import toy_series_splits, toy_text_splits
+
+
+def test_bucket_boundaries_cover_the_longest_text():
+    assert bucket_boundaries(np.array([3, 9, 20])) == [8, 16, 32]
+    assert bucket_boundaries(np.array([31, 32])) == [8, 16, 32, 64]
+
+
+@pytest.mark.parametrize("bucketing", [True, False])
+def test_text_batches_hold_every_example_once(bucketing):
+    data = toy_text_splits()
+    pipe = Pipeline(data, prepare_inputs(data), bucketing=bucketing)
+    spec = ModelSpec(task="classification", batch_size=16)
+    seen, shapes = 0, set()
+    for ids, labels in pipe("train", spec, shuffle_seed=1):
+        seen += len(labels)
+        shapes.add(ids.shape[1])
+        assert ids.dtype.name == "int64" and (ids.numpy() >= 0).all()
+    assert seen == 160
+    if bucketing:
+        assert shapes == {7}  # five-word texts, padded to their bucket's boundary minus one
+    else:
+        assert shapes == {5}
+
+
+def test_series_windows_follow_the_spec_lookback():
+    data = toy_series_splits()
+    pipe = Pipeline(data, prepare_inputs(data))
+    x, y = next(iter(pipe("val", ModelSpec(task="forecasting", lookback=6, batch_size=100))))
+    assert x.shape == (20, 6, 1) and y.shape == (20, 1)
+    np.testing.assert_array_equal(y.numpy()[:, 0], data.values[80:100, 0])
