@@ -1,0 +1,351 @@
+"""`make bench`: where a sweep's time goes, each figure a ratio measured side by side in one run.
+
+Sections (run all, or name some): throughput, pipeline, hardware, tracking, serving, search,
+gpu. Each writes benchmarks/results/<section>.json; the tables go into the README between the
+`bench` markers. Timings are medians of --repeats runs after a warm-up run.
+
+    python benchmarks/bench.py [SECTION ...] [--repeats 5] [--search-trials 40 --search-seeds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lstm_models.config import parse_sweep  # noqa: E402
+from lstm_models.models import CELLS, ModelSpec, SeriesInputs, TextInputs, build_model, serving_model  # noqa: E402
+from lstm_models.pipeline import Pipeline  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from report_bench import update_readme  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+TEXT = dict(vocab=20_000, length=200, embedding=64, units=64, batch=64)
+SERIES = dict(window=64, units=64, batch=64)
+
+
+def median_time(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs, after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _fit_epoch(model, data, **kw):
+    return lambda: model.fit(data, epochs=1, verbose=0, **kw)
+
+
+# --- throughput: our model and loop vs a bare keras-io script, our defaults vs Keras' --------
+
+def _bare_text(cell: str) -> keras.Model:
+    """What a keras-io example writes: Sequential, string-free int input, Keras defaults."""
+    model = keras.Sequential([
+        keras.Input(shape=(TEXT["length"],), dtype="int64"),
+        keras.layers.Embedding(TEXT["vocab"], TEXT["embedding"]),
+        CELLS[cell](TEXT["units"]),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _bare_series(cell: str) -> keras.Model:
+    model = keras.Sequential([keras.Input(shape=(SERIES["window"], 1)), CELLS[cell](SERIES["units"]),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def bench_throughput(repeats: int, n: int = 512) -> dict:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(2, TEXT["vocab"], size=(n, TEXT["length"]))
+    labels = rng.integers(0, 2, size=n)
+    vocab = TextInputs(vocabulary=tuple(f"w{i}" for i in range(TEXT["vocab"] - 2)), num_classes=2)
+    windows = rng.normal(size=(n, SERIES["window"], 1)).astype("float32")
+    targets = rng.normal(size=(n, 1)).astype("float32")
+    series = SeriesInputs(num_features=1, horizon=1, mean=(0.0,), variance=(1.0,))
+    text_ds = tf.data.Dataset.from_tensor_slices((ids, labels)).batch(TEXT["batch"]).cache().prefetch(2)
+    series_ds = tf.data.Dataset.from_tensor_slices((windows, targets)).batch(SERIES["batch"]).cache().prefetch(2)
+    rows = []
+    for task, bare, data, ds, inputs, spec_kw in (
+        ("text", _bare_text, (ids, labels.astype("float32")), text_ds, vocab,
+         dict(task="classification", units=(TEXT["units"],), embedding_dim=TEXT["embedding"], batch_size=TEXT["batch"])),
+        ("series", _bare_series, (windows, targets), series_ds, series,
+         dict(task="forecasting", units=(SERIES["units"],), lookback=SERIES["window"], batch_size=SERIES["batch"])),
+    ):
+        for cell in CELLS:
+            keras.backend.clear_session()
+            b = bare(cell)
+            bare_s = median_time(lambda: b.fit(*data, batch_size=spec_kw["batch_size"], epochs=1, verbose=0), repeats)
+            spec = ModelSpec(cell=cell, clipnorm=1.0, **spec_kw)
+            keras.backend.clear_session()
+            ours = build_model(spec, inputs)
+            ours_s = median_time(_fit_epoch(ours, ds), repeats)
+            keras.backend.clear_session()
+            keras_defaults = build_model(spec, inputs, jit_compile=False)
+            kd_s = median_time(_fit_epoch(keras_defaults, ds), repeats)
+            rows.append({"task": task, "cell": cell, "bare_samples_s": n / bare_s, "ours_samples_s": n / ours_s,
+                         "ours_keras_defaults_samples_s": n / kd_s, "ours_vs_bare": bare_s / ours_s,
+                         "defaults_vs_keras_defaults": kd_s / ours_s, "xla": bool(ours.jit_compile)})
+            print(f"throughput {task} {cell}: bare {n / bare_s:.0f}/s ours {n / ours_s:.0f}/s "
+                  f"(x{bare_s / ours_s:.2f}); keras defaults {n / kd_s:.0f}/s", flush=True)
+    return {"shapes": {"text": TEXT, "series": SERIES}, "samples_per_repeat": n, "rows": rows}
+
+
+# --- input pipeline on the sentiment default: fixed padding vs per-batch vs buckets -----------
+
+def _sentiment():
+    from lstm_models.data import load_dataset
+    from lstm_models.sweep import prepare_inputs
+
+    spec = parse_sweep({"name": "bench", "task": "classification", "dataset": {"kind": "sentiment"}})
+    data = load_dataset(spec.dataset, ROOT / "datasets" / "cache")
+    return data, prepare_inputs(data, spec.dataset.get("max_tokens"))
+
+
+def bench_pipeline(repeats: int) -> dict:
+    data, inputs = _sentiment()
+    bucketed = Pipeline(data, inputs, bucketing=True)
+    per_batch = Pipeline(data, inputs, bucketing=False)
+    rows = []
+    for cell in ("lstm", "gru"):
+        spec = ModelSpec(task="classification", cell=cell, units=(64,), embedding_dim=64, batch_size=64)
+        fixed_len = bucketed.max_length
+
+        def fixed(part="train"):
+            ds = tf.data.Dataset.from_tensor_slices((bucketed.tokens[part], data.part(part)[1]))
+            ds = ds.map(lambda t, y: (t[:fixed_len], y))
+            return ds.padded_batch(64, padded_shapes=([fixed_len], [])).cache().prefetch(2)
+
+        variants = {"fixed_padding": fixed(), "per_batch_padding": per_batch("train", spec).cache(),
+                    "bucketed": bucketed("train", spec).cache()}
+        times = {}
+        for name, ds in variants.items():
+            keras.backend.clear_session()
+            model = build_model(spec, inputs)
+            times[name] = median_time(_fit_epoch(model, ds), repeats)
+        n = data.sizes()["train"]
+        row = {"cell": cell, "xla": cell == "gru", **{f"{k}_samples_s": n / v for k, v in times.items()},
+               "bucketed_vs_fixed": times["fixed_padding"] / times["bucketed"],
+               "bucketed_vs_per_batch": times["per_batch_padding"] / times["bucketed"]}
+        rows.append(row)
+        print(f"pipeline {cell}: " + ", ".join(f"{k} {n / v:.0f}/s" for k, v in times.items()), flush=True)
+    return {"fixed_length": bucketed.max_length, "boundaries": bucketed.boundaries, "rows": rows}
+
+
+# --- distance to the hardware: LSTM training FLOP/s vs a large matmul -----------------------
+
+def matmul_flops(repeats: int, n: int = 2048) -> float:
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+
+    @tf.function
+    def mm():
+        return tf.reduce_sum(tf.matmul(a, b))
+
+    seconds = median_time(lambda: mm().numpy(), repeats)
+    return 2 * n**3 / seconds
+
+
+def bench_hardware(repeats: int, n: int = 256) -> dict:
+    peak = matmul_flops(repeats)
+    rows = []
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, TEXT["length"], TEXT["embedding"])).astype("float32")
+    y = rng.integers(0, 2, size=(n,))
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(TEXT["batch"]).cache().prefetch(2)
+    for units in (64, 256):
+        keras.backend.clear_session()
+        model = keras.Sequential([keras.Input((TEXT["length"], TEXT["embedding"])), keras.layers.LSTM(units),
+                                  keras.layers.Dense(2, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        seconds = median_time(_fit_epoch(model, ds), repeats)
+        # Forward: 4 gates x (input + recurrent) matmuls = 2 * 4u(d + u) FLOP per step and sample;
+        # backward about twice that. Elementwise gate work is left out (a lower bound).
+        flop = 3 * 2 * 4 * units * (TEXT["embedding"] + units) * TEXT["length"] * n
+        rows.append({"units": units, "lstm_flops": flop / seconds, "fraction_of_matmul": flop / seconds / peak})
+        print(f"hardware lstm {units}: {flop / seconds / 1e9:.1f} GFLOP/s = {flop / seconds / peak:.1%} of matmul",
+              flush=True)
+    return {"matmul_gflops": peak / 1e9, "rows": rows}
+
+
+# --- tracking overhead: the same 3-epoch trial with and without MLflow ----------------------
+
+def bench_tracking(repeats: int) -> dict:
+    from lstm_models.sweep import run_sweep
+    from lstm_models.tracking import MLflowTracker, NullTracker
+
+    data, _ = _sentiment()
+    spec = parse_sweep({"name": "bench-tracking", "task": "classification", "dataset": {"kind": "sentiment"},
+                        "search": {"cells": "gru", "units": 32, "depth": 1, "embedding_dim": 32,
+                                   "bidirectional": False, "pooling": "last", "dropout": 0.0,
+                                   "learning_rate": 0.003},
+                        "tuner": {"kind": "random", "max_trials": 1, "max_epochs": 3},
+                        "early_stopping": {"patience": 0}})
+    times = {"none": [], "mlflow": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats + 1):
+            for name in ("none", "mlflow"):
+                tracker = NullTracker() if name == "none" else MLflowTracker(f"sqlite:///{tmp}/m{i}/mlflow.db")
+                start = time.perf_counter()
+                run_sweep(spec, data, tracker, Path(tmp) / f"exports-{name}-{i}", log=lambda _: None)
+                if i:  # the first round warms up
+                    times[name].append(time.perf_counter() - start)
+    none, mlflow = statistics.median(times["none"]), statistics.median(times["mlflow"])
+    print(f"tracking: {none:.2f}s without, {mlflow:.2f}s with MLflow: overhead {mlflow / none - 1:.1%}", flush=True)
+    return {"seconds_without": none, "seconds_with_mlflow": mlflow, "overhead": mlflow / none - 1,
+            "what": "one 3-epoch GRU trial on the sentiment default, export and registry included"}
+
+
+# --- serving: the exported SavedModel at batch 1 and batch 256 ------------------------------
+
+def bench_serving(repeats: int, calls: int = 300) -> dict:
+    from lstm_models.export import export_model
+
+    data, inputs = _sentiment()
+    spec = ModelSpec(task="classification", cell="gru", units=(64,), embedding_dim=64)
+    model = serving_model(build_model(spec, inputs), inputs)
+    texts = data.part("test")[0].astype(str)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_model(model, Path(tmp) / "served", {"task": "classification"}, texts[:4])
+        loaded = tf.saved_model.load(str(path))
+        one = [tf.constant([t]) for t in texts[:calls]]
+        for x in one[:20]:
+            loaded.serve(x)
+        lat = []
+        for x in one:
+            start = time.perf_counter()
+            loaded.serve(x).numpy()
+            lat.append(time.perf_counter() - start)
+        big = tf.constant(texts[:256])
+        seconds = median_time(lambda: loaded.serve(big).numpy(), repeats)
+    lat_ms = np.array(lat) * 1000
+    out = {"p50_ms_batch1": float(np.percentile(lat_ms, 50)), "p99_ms_batch1": float(np.percentile(lat_ms, 99)),
+           "samples_s_batch256": 256 / seconds, "model": "GRU 64, embedding 64, sentiment vocabulary"}
+    print(f"serving: p50 {out['p50_ms_batch1']:.2f} ms, p99 {out['p99_ms_batch1']:.2f} ms at batch 1; "
+          f"{out['samples_s_batch256']:.0f} samples/s at batch 256", flush=True)
+    return out
+
+
+# --- search efficiency: time each tuner needs to come within 1 point of a long random search -
+
+def bench_search(repeats: int, trials: int, seeds: int, limit: int) -> dict:
+    from lstm_models.data import load_dataset
+    from lstm_models.sweep import run_sweep
+    from lstm_models.tracking import NullTracker
+
+    raw = {"name": "bench-search", "task": "classification",
+           "dataset": {"kind": "sentiment", **({"limit": limit} if limit else {})},
+           "tuner": {"max_epochs": 4}, "early_stopping": {"patience": 1}}
+    base = parse_sweep(raw)
+    data = load_dataset(base.dataset, ROOT / "datasets" / "cache")
+    curves: dict[str, list] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(seeds):
+            for kind, n in (("random", trials), ("bayesian", max(trials // 2, 3)), ("hyperband", max(trials // 2, 3))):
+                spec = base.with_overrides(kind=kind, max_trials=n, seed=seed)
+                start = time.perf_counter()
+                stamps = []
+
+                def log(line, stamps=stamps, start=start):
+                    if "-> FINISHED" in line:
+                        stamps.append((time.perf_counter() - start, float(line.split()[3].rstrip(";"))))
+                run_sweep(spec, data, NullTracker(), Path(tmp) / f"{kind}{seed}", log=log)
+                curves.setdefault(kind, []).append(stamps)
+                print(f"search {kind} seed {seed}: {len(stamps)} trials in {stamps[-1][0]:.0f}s, "
+                      f"best {max(v for _, v in stamps):.4f}", flush=True)
+    target = statistics.median(max(v for _, v in c) for c in curves["random"]) - 0.01
+    out = {"trials_random": trials, "seeds": seeds, "limit": limit or "all", "target_val_accuracy": target,
+           "rows": []}
+    for kind, runs in curves.items():
+        reach = [next((t for t, v in _running_best(c) if v >= target), None) for c in runs]
+        done = [r for r in reach if r is not None]
+        out["rows"].append({"tuner": kind, "reached": f"{len(done)}/{len(runs)}",
+                            "median_seconds_to_target": statistics.median(done) if done else None,
+                            "median_total_seconds": statistics.median(c[-1][0] for c in runs)})
+    return out
+
+
+def _running_best(curve):
+    best = -1.0
+    for t, v in curve:
+        best = max(best, v)
+        yield t, best
+
+
+# --- GPU: cuDNN against the generic kernel (only where a GPU is present) ---------------------
+
+def bench_gpu(repeats: int) -> dict:
+    if not tf.config.list_physical_devices("GPU"):
+        print("gpu: no GPU on this machine; the cuDNN comparison runs where one is present", flush=True)
+        return {"gpu": None}
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2048, TEXT["length"], TEXT["embedding"])).astype("float32")
+    y = rng.integers(0, 2, size=(2048,))
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(TEXT["batch"]).cache().prefetch(2)
+    rows = []
+    for cell in ("lstm", "gru"):
+        times = {}
+        for kernel, kw in (("cudnn", {}), ("generic", {"use_cudnn": False})):
+            keras.backend.clear_session()
+            model = keras.Sequential([keras.Input((TEXT["length"], TEXT["embedding"])),
+                                      CELLS[cell](TEXT["units"], **kw), keras.layers.Dense(2, activation="softmax")])
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+            times[kernel] = median_time(_fit_epoch(model, ds), repeats)
+        rows.append({"cell": cell, "cudnn_samples_s": 2048 / times["cudnn"],
+                     "generic_samples_s": 2048 / times["generic"], "cudnn_speedup": times["generic"] / times["cudnn"]})
+        print(f"gpu {cell}: cuDNN x{times['generic'] / times['cudnn']:.1f} over the generic kernel", flush=True)
+    return {"gpu": tf.config.list_physical_devices("GPU")[0].name, "rows": rows}
+
+
+SECTIONS = ("throughput", "pipeline", "hardware", "tracking", "serving", "search", "gpu")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sections", nargs="*", help=f"any of {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--search-trials", type=int, default=40)
+    parser.add_argument("--search-seeds", type=int, default=3)
+    parser.add_argument("--search-limit", type=int, default=0, help="sentences used by the search section (0 = all)")
+    args = parser.parse_args(argv)
+    unknown = [s for s in args.sections if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section {unknown[0]!r}; expected any of {', '.join(SECTIONS)}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    machine = {"machine": platform.machine(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+               "keras": keras.__version__, "gpu": bool(tf.config.list_physical_devices("GPU"))}
+    for section in args.sections or SECTIONS:
+        start = time.perf_counter()
+        if section == "search":
+            result = bench_search(args.repeats, args.search_trials, args.search_seeds, args.search_limit)
+        else:
+            result = globals()[f"bench_{section}"](args.repeats)
+        result.update({"machine": machine, "repeats": args.repeats, "wall_seconds": time.perf_counter() - start})
+        (RESULTS / f"{section}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    update_readme(RESULTS, ROOT / "README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

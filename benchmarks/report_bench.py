@@ -1,0 +1,89 @@
+"""Turns benchmarks/results/*.json into the README's benchmark tables (between markers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _load(results: Path, name: str):
+    path = results / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _f(x, spec=".0f"):
+    return "-" if x is None else format(x, spec)
+
+
+def tables(results: Path) -> str:
+    out = []
+    t = _load(results, "throughput")
+    if t:
+        m = t["machine"]
+        out += [f"Measured on {m['cpus']} CPU cores, TensorFlow {m['tensorflow']}, Keras {m['keras']}, "
+                f"GPU: {'yes' if m['gpu'] else 'no'}; medians of {t['repeats']} runs after a warm-up.", "",
+                "**Training throughput** (samples/s; text: vocabulary 20k, sequence 200, embedding 64, units 64, "
+                "batch 64; series: window 64, units 64, batch 64)", "",
+                "| task | cell | bare keras-io script | ours | ours / bare | ours with Keras defaults | "
+                "our defaults / Keras defaults | XLA |", "|---|---|---|---|---|---|---|---|"]
+        for r in t["rows"]:
+            out.append(f"| {r['task']} | {r['cell']} | {_f(r['bare_samples_s'])} | {_f(r['ours_samples_s'])} | "
+                       f"{r['ours_vs_bare']:.2f}x | {_f(r['ours_keras_defaults_samples_s'])} | "
+                       f"{r['defaults_vs_keras_defaults']:.2f}x | {'on' if r['xla'] else 'off'} |")
+        out.append("")
+    p = _load(results, "pipeline")
+    if p:
+        out += [f"**Input pipeline**, sentiment default training split (samples/s; fixed padding to "
+                f"{p['fixed_length']} tokens, per-batch padding, or length buckets {p['boundaries']})", "",
+                "| cell | fixed padding | per-batch padding | bucketed | bucketed / fixed | bucketed / per-batch |",
+                "|---|---|---|---|---|---|"]
+        for r in p["rows"]:
+            out.append(f"| {r['cell']}{' (XLA)' if r['xla'] else ''} | {_f(r['fixed_padding_samples_s'])} | "
+                       f"{_f(r['per_batch_padding_samples_s'])} | {_f(r['bucketed_samples_s'])} | "
+                       f"{r['bucketed_vs_fixed']:.2f}x | {r['bucketed_vs_per_batch']:.2f}x |")
+        out.append("")
+    h = _load(results, "hardware")
+    if h:
+        out += [f"**Distance to the hardware**: a 2048x2048 float32 matmul runs at {h['matmul_gflops']:.0f} GFLOP/s.", "",
+                "| LSTM units | training GFLOP/s (analytic, matmuls only) | fraction of matmul |", "|---|---|---|"]
+        out += [f"| {r['units']} | {r['lstm_flops'] / 1e9:.1f} | {r['fraction_of_matmul']:.1%} |" for r in h["rows"]]
+        out.append("")
+    tr = _load(results, "tracking")
+    if tr:
+        out += [f"**Tracking overhead**: {tr['what']}: {tr['seconds_without']:.2f} s without tracking, "
+                f"{tr['seconds_with_mlflow']:.2f} s with MLflow (SQLite): **{tr['overhead']:+.1%}**.", ""]
+    s = _load(results, "serving")
+    if s:
+        out += [f"**Serving** the exported SavedModel ({s['model']}): batch 1 p50 {s['p50_ms_batch1']:.2f} ms, "
+                f"p99 {s['p99_ms_batch1']:.2f} ms; batch 256: {s['samples_s_batch256']:.0f} samples/s.", ""]
+    se = _load(results, "search")
+    if se:
+        out += [f"**Search efficiency** on the sentiment default ({se['limit']} sentences): seconds until the best "
+                f"val accuracy is within 1 point of what a {se['trials_random']}-trial random search finds "
+                f"(target {se['target_val_accuracy']:.4f}); {se['seeds']} seeds, medians.", "",
+                "| tuner | reached | median seconds to target | median total seconds |", "|---|---|---|---|"]
+        out += [f"| {r['tuner']} | {r['reached']} | {_f(r['median_seconds_to_target'])} | "
+                f"{_f(r['median_total_seconds'])} |" for r in se["rows"]]
+        out.append("")
+    g = _load(results, "gpu")
+    if g and g.get("gpu"):
+        out += [f"**GPU** ({g['gpu']}): cuDNN vs the generic kernel", "", "| cell | cuDNN | generic | speed-up |",
+                "|---|---|---|---|"]
+        out += [f"| {r['cell']} | {_f(r['cudnn_samples_s'])} | {_f(r['generic_samples_s'])} | "
+                f"{r['cudnn_speedup']:.1f}x |" for r in g["rows"]]
+        out.append("")
+    elif g is not None:
+        out += ["**GPU**: none on the machine that ran this; `make bench` measures cuDNN against the generic "
+                "kernel where a GPU is present.", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def update_readme(results: Path, readme: Path) -> None:
+    text = readme.read_text(encoding="utf-8")
+    if START not in text:
+        text = text.rstrip() + f"\n\n## Benchmarks\n\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{tables(results)}{END}{tail}", encoding="utf-8")
