@@ -23,8 +23,9 @@ import numpy as np
 from lstm_models.data.splits import SeriesSplits, TextSplits
 
 FORECAST_METRICS = ("rmse", "mae", "smape", "mase")
-BOW_EPOCHS = 20
-BOW_LEARNING_RATE = 5e-3
+BOW_EPOCHS = 30
+BOW_LEARNING_RATE = 1e-2
+BOW_BATCH = 32
 
 
 # ---- forecasting: the methods, each (values, starts, horizon) -> forecasts (n, horizon) ----
@@ -48,13 +49,16 @@ def drift(y: np.ndarray, starts: np.ndarray, horizon: int) -> np.ndarray:
 
 
 def arima(y: np.ndarray, train_end: int, starts: np.ndarray, horizon: int) -> tuple[np.ndarray, str]:
-    """ARIMA(p, d, q), p, q <= 2, d <= 1, chosen by AIC on ``y[:train_end]``; its parameters are
-    fixed there and each window is forecast from the values before it."""
+    """ARIMA(p, d, q) fitted on ``y[:train_end]``: d from a KPSS test (as auto.arima does), then
+    p, q <= 2 by AIC; its parameters stay fixed and each window is forecast from the values before it."""
     from statsmodels.tsa.arima.model import ARIMA
+    from statsmodels.tsa.stattools import kpss
 
     train = y[:train_end]
+    with warnings.catch_warnings(record=True):  # p-values outside KPSS's table are only clipped
+        d = int(kpss(train, regression="c", nlags="auto")[1] < 0.05)
     best, best_aic, order = None, math.inf, None
-    for p, d, q in itertools.product(range(3), range(2), range(3)):
+    for p, q in itertools.product(range(3), range(3)):
         with warnings.catch_warnings(record=True):  # convergence notes of weak orders: AIC decides
             try:
                 fit = ARIMA(train, order=(p, d, q), trend="c" if d == 0 else "n").fit()
@@ -64,7 +68,7 @@ def arima(y: np.ndarray, train_end: int, starts: np.ndarray, horizon: int) -> tu
             best, best_aic, order = fit, fit.aic, (p, d, q)
     with warnings.catch_warnings(record=True):
         out = np.stack([np.asarray(best.apply(y[:t]).forecast(horizon)) for t in starts])
-    return out, f"ARIMA{order} by AIC {best_aic:.1f}"
+    return out, f"ARIMA{order} by AIC {best_aic:.1f} (d by KPSS)"
 
 
 def ets(y: np.ndarray, train_end: int, starts: np.ndarray, horizon: int, season: int) -> tuple[np.ndarray, str]:
@@ -234,7 +238,7 @@ def bow_accuracy(data: TextSplits, max_tokens: int | None, seed: int) -> float:
         ds = tf.data.Dataset.from_tensor_slices((x.astype(str), y))
         if shuffle:
             ds = ds.shuffle(len(y), seed=seed)
-        return ds.batch(64)
+        return ds.batch(BOW_BATCH)
 
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=3, restore_best_weights=True)
     bow.fit(part("train", shuffle=True), validation_data=part("val"), epochs=BOW_EPOCHS, callbacks=[stop], verbose=0)

@@ -59,11 +59,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--output {output}: exists and is not a folder")
 
     from lstm_models.data import load_dataset
+
+    data = load_dataset(spec.dataset, Path(args.cache_dir))  # bad data answers before TensorFlow loads
+
     from lstm_models.report import format_leaderboard
     from lstm_models.sweep import run_sweep
     from lstm_models.tracking import MLflowTracker, NullTracker
 
-    data = load_dataset(spec.dataset, Path(args.cache_dir))
     tracker = NullTracker() if args.tracking_uri == "none" else MLflowTracker(args.tracking_uri)
     tracker.check()
     result = run_sweep(spec, data, tracker, output, tags={"git_commit": _git_commit(),

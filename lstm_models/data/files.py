@@ -17,8 +17,12 @@ from lstm_models.errors import DataError
 MISSING = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 
 
-def read_text(path: Path, what: str = "file") -> str:
-    """The whole file as text, or a `DataError` naming the file and the row of a bad byte."""
+def read_text(path: Path, what: str = "file", sep: str | None = None, header: bool = False) -> str:
+    """The whole file as text, or a `DataError` naming the file and the row of a bad byte.
+
+    With ``sep`` (a table), the message names the column too: by its header name when the
+    first row has one, else by its 0-based position.
+    """
     if not path.exists():
         raise DataError(f"{path}: no such {what}")
     if not path.is_file():
@@ -28,7 +32,13 @@ def read_text(path: Path, what: str = "file") -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         row = raw[:exc.start].count(b"\n") + 1
-        raise DataError(f"{path}: row {row}: bytes that are not UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
+        column = ""
+        if sep is not None:
+            line_start = raw.rfind(b"\n", 0, exc.start) + 1
+            position = raw[line_start:exc.start].count(sep.encode())
+            names = raw.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r").split(sep) if header else []
+            column = f", column {names[position]!r}" if position < len(names) else f", column {position}"
+        raise DataError(f"{path}: row {row}{column}: bytes that are not UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
                         f"{exc.start}); save the file as UTF-8") from None
 
 
@@ -41,7 +51,7 @@ def default_sep(path: Path, sep: str | None) -> str:
 
 def read_table(path: Path, sep: str | None, header: bool) -> pd.DataFrame:
     """A CSV or TSV file, every cell a string; columns are names, or 0-based positions without header."""
-    text = read_text(path)
+    text = read_text(path, sep=default_sep(path, sep), header=header)
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
     try:

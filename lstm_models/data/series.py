@@ -99,7 +99,8 @@ def load_series_csv(spec: DataSpec, cache_dir: Path) -> SeriesSplits:
             raise DataError(f"{path}: row {rows[first]}, column {column_label(time_col)}: time "
                             f"{times.iloc[first]} appears twice")
         season = season_of(times)
-        index = [_time_label(t) for t in times]
+        fmt = "%Y-%m-%d" if (times == times.dt.normalize()).all() else "%Y-%m-%d %H:%M:%S"
+        index = [t.strftime(fmt) for t in times]
     return frame_to_series(str(path), numbers, target, features, index, rows.tolist(),
                            spec.get("season") or season, spec)
 
@@ -126,10 +127,6 @@ def _times(cells: pd.Series, path: Path, column, rows) -> pd.Series:
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"{path}: row {rows[i]}, column {column_label(column)}: {cells.iloc[i]!r} is not a date")
     return times.reset_index(drop=True)
-
-
-def _time_label(t: pd.Timestamp) -> str:
-    return t.strftime("%Y-%m-%d") if t == t.normalize() else t.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def season_of(times: pd.Series) -> int:
