@@ -25,7 +25,7 @@ def test_defaults_fill_everything_but_name_task_dataset():
 
 
 def test_shipped_specs_load():
-    for name in ("sentiment", "sunspots"):
+    for name in ("sentiment", "sunspots", "imdb", "co2", "elnino"):
         spec = load_sweep(ROOT / "sweeps" / f"{name}.yaml")
         assert spec.name == name
 
