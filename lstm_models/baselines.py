@@ -241,7 +241,8 @@ def bow_accuracy(data: TextSplits, max_tokens: int | None, seed: int) -> float:
         return ds.batch(BOW_BATCH)
 
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=3, restore_best_weights=True)
-    bow.fit(part("train", shuffle=True), validation_data=part("val"), epochs=BOW_EPOCHS, callbacks=[stop], verbose=0)
+    bow.fit(part("train", shuffle=True), validation_data=part("val"), epochs=BOW_EPOCHS, callbacks=[stop],
+            verbose=0, shuffle=False)  # the pipeline shuffles
     return float(bow.evaluate(part("test"), return_dict=True, verbose=0)["accuracy"])
 
 
