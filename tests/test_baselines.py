@@ -87,6 +87,18 @@ def test_bag_of_words_learns_the_toy_sentiment(seed):
     assert report.notes == {"bow": "tf-idf over 50 tokens + softmax", "majority": "always 'negative'"}
 
 
+def test_bag_of_words_with_three_classes(seed):
+    from lstm_models.data.splits import TextSplits
+
+    words = ["awful", "fine", "superb"]
+    texts = np.array([f"the film was {words[i % 3]} really" for i in range(90)], dtype=object)
+    labels = np.arange(90, dtype="int32") % 3
+    parts = {"train": slice(0, 60), "val": slice(60, 75), "test": slice(75, 90)}
+    data = TextSplits(name="stars", texts={p: texts[s] for p, s in parts.items()},
+                      labels={p: labels[s] for p, s in parts.items()}, class_names=("1", "2", "3"))
+    assert bl.bow_accuracy(data, None, seed) == 1.0
+
+
 def test_metric_names_best_baseline_and_verdict():
     report = bl.Baselines(task="forecasting", metric="rmse", scores={
         "best": {"rmse": 2.0, "mase": 0.5}, "naive": {"rmse": 3.0, "mase": 0.9}, "arima": {"rmse": 1.5, "mase": 0.4}})
