@@ -70,7 +70,7 @@ def format_baselines(baselines, cell: str) -> list[str]:
     for method, row in baselines.scores.items():
         name = f"best ({cell})" if method == "best" else method
         note = "the exported model" if method == "best" else baselines.notes.get(method, "")
-        lines.append("  " + f"{name:<16}" + "".join(f"{row[m]:>13.4f}" for m in metrics) + f"  {note}")
+        lines.append(("  " + f"{name:<16}" + "".join(f"{row[m]:>13.4f}" for m in metrics) + f"  {note}").rstrip())
     lines.append(baselines.verdict(cell))
     return lines
 
