@@ -26,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"MLflow tracking URI, or 'none' (default {DEFAULT_TRACKING_URI})")
     sweep.add_argument("--output", default="exports", help="where the best model is exported (default exports/)")
     sweep.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
+    datasets = sub.add_parser("datasets", help="list the datasets, or show one spec's splits")
+    datasets.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
+    shows = datasets.add_subparsers(dest="action")
+    show = shows.add_parser("show", help="load a spec's dataset and print its splits")
+    show.add_argument("spec", help="a sweep spec, e.g. sweeps/co2.yaml")
+    show.add_argument("--cache-dir", default=argparse.SUPPRESS, help="download cache (default datasets/cache)")
     return parser
 
 
@@ -53,11 +59,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--output {output}: exists and is not a folder")
 
     from lstm_models.data import load_dataset
+
+    data = load_dataset(spec.dataset, Path(args.cache_dir))  # bad data answers before TensorFlow loads
+
     from lstm_models.report import format_leaderboard
     from lstm_models.sweep import run_sweep
     from lstm_models.tracking import MLflowTracker, NullTracker
 
-    data = load_dataset(spec.dataset, Path(args.cache_dir))
     tracker = NullTracker() if args.tracking_uri == "none" else MLflowTracker(args.tracking_uri)
     tracker.check()
     result = run_sweep(spec, data, tracker, output, tags={"git_commit": _git_commit(),
@@ -72,12 +80,32 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from lstm_models.data import catalog
+
+    if args.action is None:
+        rows = catalog.available(Path(args.cache_dir))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        print(f"{'kind':<{widths[0]}}  {'name':<{widths[1]}}  {'task':<{widths[2]}}  size")
+        for row in rows:
+            print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + "  " + row[3])
+        print("lstm-models datasets show SPEC   loads a spec's dataset and prints its splits")
+        return 0
+    from lstm_models.config import load_sweep
+    from lstm_models.data import load_dataset
+
+    spec = load_sweep(args.spec)
+    data = load_dataset(spec.dataset, Path(args.cache_dir))
+    print("\n".join(catalog.describe(data)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lstm-models`` and ``python -m lstm_models``; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
     try:
-        return {"sweep": cmd_sweep}[args.command](args)
+        return {"sweep": cmd_sweep, "datasets": cmd_datasets}[args.command](args)
     except LstmModelsError as exc:
         print(f"lstm-models: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, (ConfigError, DataError)) else 1

@@ -128,18 +128,49 @@ _SERIES_RULES: dict[str, Rule] = {
     "horizon": Rule(int, default=1, min=1, max=10_000),
     "val_fraction": Rule(float, default=0.15, min=0.01, max=0.5),
     "test_fraction": Rule(float, default=0.15, min=0.01, max=0.5),
+    "season": Rule(int, default=0, min=0, max=100_000),  # 0: from the time column's frequency
+    "fill": Rule(str, default="interpolate", choices=("interpolate", "drop", "error")),
 }
 _TEXT_RULES: dict[str, Rule] = {
     **_SPLIT_RULES,
     "max_tokens": Rule(int, default=10_000, min=10, max=1_000_000),
     "limit": Rule(int, default=0, min=0, max=100_000_000),
 }
+# A column: its name, or its 0-based position when the file has no header row.
+COLUMN = (str, int)
+_CSV_RULES: dict[str, Rule] = {
+    "path": Rule(str, required=True),
+    "sep": Rule(str, default=None),  # default from the extension: .tsv tab, otherwise comma
+    "header": Rule(bool, default=True),
+}
+STATSMODELS_SERIES = ("sunspots", "co2", "nile", "elnino", "macrodata")
 
 # Each dataset kind: the options its `dataset:` block takes, and the task it serves.
 DATASET_OPTIONS: dict[str, tuple[dict[str, Rule], str]] = {
     "sentiment": (dict(_TEXT_RULES), "classification"),
+    "imdb": (
+        {"num_words": Rule(int, default=20_000, min=0, max=1_000_000),
+         "maxlen": Rule(int, default=400, min=0, max=1_000_000),
+         **{k: v for k, v in _TEXT_RULES.items() if k != "test_fraction"}},
+        "classification",
+    ),
+    "text_csv": (
+        {**_CSV_RULES, "text_column": Rule(COLUMN, default="text"),
+         "label_column": Rule(COLUMN, default="label"), **_TEXT_RULES},
+        "classification",
+    ),
+    "text_dir": (
+        {"path": Rule(str, required=True), "classes": Rule(list, default=None), **_TEXT_RULES},
+        "classification",
+    ),
+    "series_csv": (
+        {**_CSV_RULES, "target": Rule(COLUMN, required=True), "time_column": Rule(COLUMN, default=None),
+         "features": Rule(list, default=[]), **_SERIES_RULES},
+        "forecasting",
+    ),
     "statsmodels": (
-        {"name": Rule(str, default="sunspots", choices=("sunspots",)), **_SERIES_RULES},
+        {"name": Rule(str, default="sunspots", choices=STATSMODELS_SERIES),
+         "target": Rule(str, default=None), "features": Rule(list, default=[]), **_SERIES_RULES},
         "forecasting",
     ),
 }
@@ -361,7 +392,50 @@ def _parse_dataset(raw: Any, task: str, source: str) -> DataSpec:
     if kind_task != task:
         raise ConfigError(f"{source}: dataset.kind {kind!r} is a {kind_task} dataset but task is {task!r}")
     options = {k: v for k, v in raw.items() if k != "kind"}
-    return DataSpec(kind=kind, options=_check_section(options, rules, source, "dataset."))
+    options = _check_section(options, rules, source, "dataset.")
+    _check_dataset(kind, options, source)
+    return DataSpec(kind=kind, options=options)
+
+
+def _check_dataset(kind: str, options: dict[str, Any], source: str) -> None:
+    """What one key alone cannot say: columns against `header`, lists of names, separators."""
+    columns = [k for k in ("text_column", "label_column", "target", "time_column") if k in options]
+    if kind == "statsmodels":
+        columns = []
+        if options["name"] != "macrodata":
+            for key in ("target", "features"):
+                if options[key]:
+                    raise ConfigError(f"{source}: dataset.{key} applies to name: macrodata only "
+                                      f"({options['name']} is a single series). Got {options[key]!r}.")
+    if options.get("sep") is not None and len(options["sep"]) != 1:
+        raise ConfigError(f"{source}: dataset.sep must be one character (\"\\t\" for tab). "
+                          f"Got {options['sep']!r} instead.")
+    if options.get("classes") is not None:
+        _check_list(options["classes"], str, "a folder name", source, "dataset.classes")
+    if kind in ("series_csv", "statsmodels"):
+        want = str if kind == "statsmodels" or options.get("header", True) else int
+        _check_list(options["features"], want, _column_kind(want), source, "dataset.features")
+    for key in columns:
+        value = options[key]
+        if value is None:
+            continue
+        want = str if options.get("header", True) else int
+        if not isinstance(value, want):
+            raise ConfigError(f"{source}: dataset.{key} must be {_column_kind(want)} when header is "
+                              f"{str(options.get('header', True)).lower()}. Got {value!r} instead.")
+        if want is int and value < 0:
+            raise ConfigError(f"{source}: dataset.{key} must be a 0-based column position (0 or more). "
+                              f"Got {value!r} instead.")
+
+
+def _column_kind(want: type) -> str:
+    return "a column name" if want is str else "a 0-based column position"
+
+
+def _check_list(value: list, want: type, what: str, source: str, key: str) -> None:
+    for i, item in enumerate(value):
+        if not isinstance(item, want) or isinstance(item, bool):
+            raise ConfigError(f"{source}: {key}[{i}] must be {what}. Got {item!r} instead.")
 
 
 def _parse_search(raw: Any, task: str, source: str) -> SearchSpace:
@@ -445,7 +519,8 @@ def _param(name: str, value: Any, rule: Rule, where: str) -> Param:
 
 
 def _scalar(value: Any, rule: Rule, where: str) -> Any:
-    expected = {int: "an int", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}[rule.type]
+    expected = {int: "an int", float: "a number", bool: "true or false", str: "a string", dict: "a mapping",
+                list: "a list", COLUMN: "a column name or a 0-based column position"}[rule.type]
     ok = isinstance(value, rule.type) and not (rule.type is not bool and isinstance(value, bool))
     if rule.type is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True

@@ -56,7 +56,23 @@ def format_leaderboard(result) -> str:
             f"{t.seconds_per_epoch or 0:>8.2f}  {_config(t)}{mark}")
     failed = sum(t.status == "FAILED" for t in result.trials)
     lines.append(f"  {len(result.trials)} trials ({failed} failed) in {result.wall_seconds:.0f}s; * = exported")
+    if result.baselines is not None and result.best is not None:
+        lines += format_baselines(result.baselines, result.best.spec.cell)
     return "\n".join(lines)
+
+
+def format_baselines(baselines, cell: str) -> list[str]:
+    """The exported model beside every baseline on the same test data, and the verdict."""
+    metrics = list(next(iter(baselines.scores.values())))
+    unit = "windows" if baselines.task == "forecasting" else "examples"
+    lines = [f"Baselines on the same {baselines.windows} test {unit}:",
+             "  " + f"{'method':<16}" + "".join(f"{'test_' + m:>13}" for m in metrics) + "  note"]
+    for method, row in baselines.scores.items():
+        name = f"best ({cell})" if method == "best" else method
+        note = "the exported model" if method == "best" else baselines.notes.get(method, "")
+        lines.append(("  " + f"{name:<16}" + "".join(f"{row[m]:>13.4f}" for m in metrics) + f"  {note}").rstrip())
+    lines.append(baselines.verdict(cell))
+    return lines
 
 
 def _config(trial) -> str:

@@ -19,8 +19,9 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from lstm_models import report
+from lstm_models import baselines, report
 from lstm_models.config import SweepSpec
+from lstm_models.data.catalog import data_tags
 from lstm_models.data.splits import SeriesSplits, TextSplits
 from lstm_models.errors import LstmModelsError, TrialFailed
 from lstm_models.export import export_model
@@ -73,6 +74,7 @@ class SweepResult:
     parent_run_id: str = ""
     wall_seconds: float = 0.0
     test_size: int = 0
+    baselines: baselines.Baselines | None = None  # baselines and the exported model on the same test data
 
 
 def prepare_inputs(data: TextSplits | SeriesSplits, max_tokens: int | None = None) -> TextInputs | SeriesInputs:
@@ -320,7 +322,7 @@ def run_sweep(spec: SweepSpec, data, tracker, output_dir: Path, workdir: Path | 
     started = time.perf_counter()
     sweep = _Sweep(spec, data, tracker, log)
     parent_tags = {"dataset": spec.dataset.kind, "task": spec.task, "tuner": spec.tuner.kind,
-                   "seed": str(spec.tuner.seed), **(tags or {})}
+                   "seed": str(spec.tuner.seed), **data_tags(data), **(tags or {})}
     parent = tracker.start_sweep(spec.name, f"sweep {spec.name} ({spec.tuner.kind})",
                                  flatten(spec.to_dict()), parent_tags)
     with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
@@ -390,8 +392,9 @@ def _finish(spec, sweep: _Sweep, tuner, data, tracker, parent: str, output_dir: 
         trial.test_metrics = {k: float(v) for k, v in scores.items()}
         tracker.log_metrics(trial.run_id, {f"test_{k}": v for k, v in trial.test_metrics.items()})
         if trial is sweep.best:
-            best_model = model
-            _export(spec, data, trial, serving_model(best_model, sweep.inputs), output_dir, result)
+            best_model = serving_model(model, sweep.inputs)  # raw input in, as exported
+            _export(spec, data, trial, best_model, output_dir, result)
+    result.baselines = baselines.evaluate(spec, data, best_model, sweep.best.spec.lookback)
     _log_parent(spec, result, tracker, parent, scratch)
     tracker.end_run(parent, "FINISHED")
     return result
@@ -420,6 +423,8 @@ def _log_parent(spec, result: SweepResult, tracker, parent: str, scratch: Path) 
             metrics[f"test_{key}_{cell}"] = value
     for key, value in result.best.test_metrics.items():
         metrics[f"test_{key}_best"] = value
+    if result.baselines is not None:  # test_<metric>_<method>; Keras already gave some of the best's
+        metrics.update({k: v for k, v in result.baselines.metrics().items() if k not in metrics})
     tracker.log_metrics(parent, metrics)
     files = scratch / "report"
     files.mkdir(exist_ok=True)

@@ -25,7 +25,7 @@ def test_defaults_fill_everything_but_name_task_dataset():
 
 
 def test_shipped_specs_load():
-    for name in ("sentiment", "sunspots"):
+    for name in ("sentiment", "sunspots", "imdb", "co2", "elnino"):
         spec = load_sweep(ROOT / "sweeps" / f"{name}.yaml")
         assert spec.name == name
 
@@ -46,7 +46,8 @@ def test_shipped_specs_load():
     ({"name": "x", "task": "classification", "dataset": {"kind": "sentiment"}, "tuner": {"max_trials": "ten"}},
      "s.yaml: tuner.max_trials must be an int. Got 'ten' instead."),
     ({"name": "x", "task": "classification", "dataset": {"kind": "imbd"}},
-     "s.yaml: dataset.kind must be one of sentiment, statsmodels. Got 'imbd' instead."),
+     "s.yaml: dataset.kind must be one of imdb, sentiment, series_csv, statsmodels, text_csv, text_dir. "
+     "Got 'imbd' instead. Did you mean 'imdb'?"),
     ({"name": "x", "task": "forecasting", "dataset": {"kind": "sentiment"}},
      "s.yaml: dataset.kind 'sentiment' is a classification dataset but task is 'forecasting'"),
     ({"name": "x", "task": "classification", "dataset": {"kind": "sentiment"}, "objective": "val_rmse"},

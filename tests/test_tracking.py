@@ -5,6 +5,7 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lstm_models import report
 from lstm_models.config import parse_sweep
 from lstm_models.errors import ConfigError
 from lstm_models.sweep import run_sweep
@@ -87,6 +88,15 @@ def test_sweep_records_every_trial(tmp_path, seed):
     for cell in result.best_per_cell:
         assert metrics[f"best_val_rmse_{cell}"] == pytest.approx(result.best_per_cell[cell].objective)
     assert metrics["test_rmse_best"] == pytest.approx(result.best.test_metrics["rmse"])
+    # Baselines on the same 20 test windows, beside the exported model.
+    for method in ("naive", "seasonal_naive", "drift", "arima", "best"):
+        for name in ("rmse", "mae", "smape", "mase"):
+            assert metrics[f"test_{name}_{method}"] == pytest.approx(result.baselines.scores[method][name], rel=1e-4)
+    assert result.baselines.windows == 20
+    assert parent[0].data.tags["gaps_filled"] == "0" and parent[0].data.tags["season"] == "1"
+    board = report.format_leaderboard(result).splitlines()
+    assert "Baselines on the same 20 test windows:" in board
+    assert board[-1].startswith(f"The best recurrent model ({result.best.spec.cell}, test rmse ")
     artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
     assert {"leaderboard.csv", "objective_per_trial.png", "spec.yaml", "savedmodel"} <= artifacts
     csv_text = (tmp_path / "dl").mkdir() or client.download_artifacts(result.parent_run_id, "leaderboard.csv", str(tmp_path / "dl"))
@@ -105,3 +115,6 @@ def test_best_per_cell_and_test_evaluated_once_per_cell(tmp_path, seed):
     assert result.best.objective == max(t.objective for t in finished)
     assert [bool(t.test_metrics) for t in result.trials].count(True) == 1
     assert 0.0 <= result.best.test_metrics["accuracy"] <= 1.0
+    scores = result.baselines.scores
+    assert set(scores) == {"best", "bow", "majority"} and scores["majority"] == {"accuracy": 0.5}
+    assert scores["best"]["accuracy"] == pytest.approx(result.best.test_metrics["accuracy"])

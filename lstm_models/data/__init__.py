@@ -7,14 +7,19 @@ from typing import Callable, Union
 
 from lstm_models.config import DataSpec
 from lstm_models.data.sentiment import load_sentiment
-from lstm_models.data.series import load_statsmodels
+from lstm_models.data.series import load_series_csv, load_statsmodels
 from lstm_models.data.splits import SeriesSplits, TextSplits
+from lstm_models.data.text import load_imdb, load_text_csv, load_text_dir
 
 Splits = Union[TextSplits, SeriesSplits]
 
 LOADERS: dict[str, Callable[[DataSpec, Path], Splits]] = {
     "sentiment": load_sentiment,
+    "imdb": load_imdb,
+    "text_csv": load_text_csv,
+    "text_dir": load_text_dir,
     "statsmodels": load_statsmodels,
+    "series_csv": load_series_csv,
 }
 
 

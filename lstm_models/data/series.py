@@ -1,12 +1,18 @@
-"""Real time series shipped inside the statsmodels wheel."""
+"""Time series: the ones shipped inside the statsmodels wheel, or a CSV/TSV file of the user's.
+
+Both go through `frame_to_series`: missing values are filled (``fill``), the target becomes
+column 0, the season comes from the spec or from the time step, and the series is split by time.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from lstm_models.config import DataSpec
+from lstm_models.data.files import MISSING, column_label, find_column, first_row, read_table
 from lstm_models.data.splits import SeriesSplits, time_split
 from lstm_models.errors import DataError
 
@@ -15,33 +21,183 @@ def _sunspots():
     from statsmodels.datasets import sunspots
 
     frame = sunspots.load_pandas().data
-    return frame[["SUNACTIVITY"]].to_numpy("float32"), ("SUNACTIVITY",), tuple(
-        str(int(y)) for y in frame["YEAR"])
+    return frame[["SUNACTIVITY"]], [str(int(y)) for y in frame["YEAR"]], "SUNACTIVITY", 1
 
 
-STATSMODELS = {"sunspots": _sunspots}
+def _co2():
+    from statsmodels.datasets import co2
+
+    frame = co2.load_pandas().data  # weekly, 59 weeks missing
+    return frame[["co2"]], [d.strftime("%Y-%m-%d") for d in frame.index], "co2", 52
+
+
+def _nile():
+    from statsmodels.datasets import nile
+
+    frame = nile.load_pandas().data
+    return frame[["volume"]], [str(int(y)) for y in frame["year"]], "volume", 1
+
+
+def _elnino():
+    from statsmodels.datasets import elnino
+
+    wide = elnino.load_pandas().data  # one row per year, one column per month
+    months = [c for c in wide.columns if c != "YEAR"]
+    values = wide[months].to_numpy("float64").reshape(-1)
+    index = [f"{int(y)}-{m:02d}" for y in wide["YEAR"] for m in range(1, 13)]
+    return pd.DataFrame({"temperature": values}), index, "temperature", 12
+
+
+def _macrodata():
+    from statsmodels.datasets import macrodata
+
+    frame = macrodata.load_pandas().data
+    index = [f"{int(y)}Q{int(q)}" for y, q in zip(frame["year"], frame["quarter"])]
+    return frame.drop(columns=["year", "quarter"]), index, "realgdp", 4
+
+
+# name -> () -> (frame of numbers, time labels, default target, steps per season)
+STATSMODELS = {"sunspots": _sunspots, "co2": _co2, "nile": _nile, "elnino": _elnino, "macrodata": _macrodata}
 
 
 def load_statsmodels(spec: DataSpec, cache_dir: Path) -> SeriesSplits:
     """A statsmodels series, split by time into train, val and test."""
-    values, columns, index = STATSMODELS[spec.get("name")]()
-    return make_series(spec.get("name"), values, columns, index, spec)
+    name = spec.get("name")
+    frame, index, default_target, season = STATSMODELS[name]()
+    target = spec.get("target") or default_target
+    for key, col in [("target", target)] + [("features", f) for f in spec.get("features")]:
+        if col not in frame.columns:
+            raise DataError(f"statsmodels {name}: no column {col!r} (dataset.{key}); it has "
+                            f"{', '.join(frame.columns)}")
+    rows = list(range(1, len(frame) + 1))
+    return frame_to_series(name, frame.astype("float64"), target, spec.get("features"), index, rows,
+                           spec.get("season") or season, spec)
 
 
-def make_series(name: str, values: np.ndarray, columns, index, spec: DataSpec) -> SeriesSplits:
+def load_series_csv(spec: DataSpec, cache_dir: Path) -> SeriesSplits:
+    """A CSV or TSV file: a target column, optional feature columns and an optional time column."""
+    path, header = Path(spec.get("path")), spec.get("header")
+    frame = read_table(path, spec.get("sep"), header)
+    target = find_column(frame, path, spec.get("target"), "target", header)
+    features = [find_column(frame, path, f, "features", header) for f in spec.get("features")]
+    if frame.empty:
+        raise DataError(f"{path}: no data rows")
+    start = first_row(header)
+    rows = np.arange(start, start + len(frame))
+    numbers = pd.DataFrame({col: _numbers(frame[col], path, col, rows) for col in [target, *features]})
+    season, index = 1, [str(r) for r in rows]
+    time_col = spec.get("time_column")
+    if time_col is not None:
+        time_col = find_column(frame, path, time_col, "time_column", header)
+        times = _times(frame[time_col], path, time_col, rows)
+        order = np.argsort(times.to_numpy(), kind="stable")
+        times, numbers, rows = times.iloc[order].reset_index(drop=True), numbers.iloc[order], rows[order]
+        numbers = numbers.reset_index(drop=True)
+        repeated = times.duplicated()
+        if repeated.any():
+            first = int(np.flatnonzero(repeated.to_numpy())[0])
+            raise DataError(f"{path}: row {rows[first]}, column {column_label(time_col)}: time "
+                            f"{times.iloc[first]} appears twice")
+        season = season_of(times)
+        fmt = "%Y-%m-%d" if (times == times.dt.normalize()).all() else "%Y-%m-%d %H:%M:%S"
+        index = [t.strftime(fmt) for t in times]
+    return frame_to_series(str(path), numbers, target, features, index, rows.tolist(),
+                           spec.get("season") or season, spec)
+
+
+def _numbers(cells: pd.Series, path: Path, column, rows) -> pd.Series:
+    stripped = cells.str.strip()
+    missing = stripped.isin(MISSING)
+    values = pd.to_numeric(stripped.where(~missing), errors="coerce")
+    bad = values.isna() & ~missing
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{path}: row {rows[i]}, column {column_label(column)}: {cells.iloc[i]!r} is not a number")
+    infinite = ~np.isfinite(values.fillna(0.0))
+    if infinite.any():
+        i = int(np.flatnonzero(infinite.to_numpy())[0])
+        raise DataError(f"{path}: row {rows[i]}, column {column_label(column)}: {cells.iloc[i]!r} is not finite")
+    return values.astype("float64")
+
+
+def _times(cells: pd.Series, path: Path, column, rows) -> pd.Series:
+    times = pd.to_datetime(cells.str.strip(), errors="coerce", format="mixed")
+    bad = times.isna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{path}: row {rows[i]}, column {column_label(column)}: {cells.iloc[i]!r} is not a date")
+    return times.reset_index(drop=True)
+
+
+def season_of(times: pd.Series) -> int:
+    """Steps per season from the usual time step: hourly 24, daily 7, weekly 52, monthly 12, quarterly 4."""
+    if len(times) < 3:
+        return 1
+    step = pd.Series(np.diff(times.to_numpy())).mode().iloc[0] / pd.Timedelta(days=1)
+    for low, high, season in ((1 / 24 * 0.99, 1 / 24 * 1.01, 24), (0.99, 1.01, 7), (6.99, 7.01, 52),
+                              (28, 31, 12), (89, 92, 4)):
+        if low <= step <= high:
+            return season
+    return 1
+
+
+def frame_to_series(name: str, frame: pd.DataFrame, target, features, index, rows, season: int,
+                    spec: DataSpec) -> SeriesSplits:
+    """Fill the gaps (``fill``), put the target first, and split by time.
+
+    Args:
+        name: the file (or statsmodels name) that messages start with.
+        frame: one float column per used column, NaN where a value is missing.
+        target, features: column names (or positions) in ``frame``.
+        index: one time label per row, in time order.
+        rows: the file row of each frame row, for messages.
+        season: steps per season (1: none).
+        spec: the dataset options (fill, lookback, horizon, split fractions).
+    """
+    columns = [target, *features]
+    frame = frame[columns]
+    for col in columns:
+        if frame[col].isna().all():
+            raise DataError(f"{name}: column {column_label(col)} has no values (all {len(frame)} rows missing)")
+    fill = spec.get("fill")
+    missing = frame.isna()
+    gaps = int(missing.to_numpy().sum())
+    if gaps and fill == "error":
+        i, j = np.argwhere(missing.to_numpy())[0]
+        raise DataError(f"{name}: row {rows[i]}, column {column_label(columns[j])}: missing value "
+                        "(fill: error; use fill: interpolate or drop)")
+    if gaps and fill == "drop":
+        keep = ~missing.any(axis=1).to_numpy()
+        gaps = int((~keep).sum())
+        frame, index = frame[keep], [label for label, k in zip(index, keep) if k]
+    elif gaps:
+        frame = frame.interpolate(method="linear", limit_direction="both")
+    values = frame.to_numpy("float32")
+    return make_series(name, values, [str(c) for c in columns], index, spec, season=season, gaps=gaps,
+                       column=column_label(target))
+
+
+def make_series(name: str, values: np.ndarray, columns, index, spec: DataSpec, season: int = 1,
+                gaps: int = 0, column: str = "") -> SeriesSplits:
     """Split a series by time and check that every part has windows for every lookback."""
     val_start, test_start = time_split(len(values), spec.get("val_fraction"), spec.get("test_fraction"))
     splits = SeriesSplits(name=name, values=values, columns=tuple(columns), val_start=val_start,
-                          test_start=test_start, horizon=spec.get("horizon"), index=tuple(index))
+                          test_start=test_start, horizon=spec.get("horizon"), index=tuple(index),
+                          season=int(season), gaps_filled=gaps, fill=spec.options.get("fill", "interpolate"))
     longest = max(int(v) for v in spec.get("lookback").candidates)
     need = longest + spec.get("horizon")
     if val_start < need:
+        where = f" (column {column}: {len(values)} rows" if column else f" ({len(values)} rows"
         raise DataError(
             f"{name}: the training split has {val_start} steps, fewer than lookback {longest} + horizon "
-            f"{spec.get('horizon')}; lower lookback or val_fraction/test_fraction"
+            f"{spec.get('horizon')}{where}, val_fraction {spec.get('val_fraction')}, test_fraction "
+            f"{spec.get('test_fraction')}); lower lookback or val_fraction/test_fraction"
         )
     for part in ("val", "test"):
         lo, hi = splits.bounds(part)
         if hi < lo:
             raise DataError(f"{name}: the {part} split is shorter than horizon {spec.get('horizon')}")
+    if season > 1 and val_start <= season:
+        raise DataError(f"{name}: the training split has {val_start} steps, not more than one season of {season}; "
+                        "set dataset.season or use a longer series")
     return splits

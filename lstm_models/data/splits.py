@@ -45,6 +45,10 @@ class SeriesSplits:
     test_start: int
     horizon: int
     index: tuple[str, ...] = ()
+    season: int = 1  # steps per season: seasonal naive and MASE use it (1 = none)
+    gaps_filled: int = 0  # missing values filled (or rows dropped, see `fill`) when loading
+    fill: str = "interpolate"
+    source: str = ""  # the file it came from, for messages
     task: str = field(default="forecasting", init=False)
 
     def bounds(self, part: str) -> tuple[int, int]:
@@ -54,8 +58,8 @@ class SeriesSplits:
         lo, hi = ends[part]
         return lo, hi - self.horizon
 
-    def windows(self, part: str, lookback: int) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs ``(n, lookback, features)`` and targets ``(n, horizon)`` of one part."""
+    def starts(self, part: str, lookback: int) -> np.ndarray:
+        """The target start ``t`` of every window of one part, in time order."""
         lo, hi = self.bounds(part)
         lo = max(lo, lookback)
         if hi < lo:
@@ -64,7 +68,11 @@ class SeriesSplits:
                 f"{self.horizon} (series of {len(self.values)} steps, val starts at {self.val_start}, "
                 f"test at {self.test_start}); lower lookback or the split fractions"
             )
-        starts = np.arange(lo, hi + 1)
+        return np.arange(lo, hi + 1)
+
+    def windows(self, part: str, lookback: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs ``(n, lookback, features)`` and targets ``(n, horizon)`` of one part."""
+        starts = self.starts(part, lookback)
         x = np.stack([self.values[t - lookback:t] for t in starts])
         y = np.stack([self.values[t:t + self.horizon, 0] for t in starts])
         return x.astype("float32"), y.astype("float32")
@@ -76,6 +84,10 @@ class SeriesSplits:
 
     def sizes(self) -> dict[str, int]:
         return {p: self.bounds(p)[1] - self.bounds(p)[0] + 1 for p in PARTS}
+
+    def date_range(self) -> tuple[str, str]:
+        """The first and last time label ('' when the series has none)."""
+        return (self.index[0], self.index[-1]) if self.index else ("", "")
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float,
