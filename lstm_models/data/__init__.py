@@ -6,15 +6,17 @@ from pathlib import Path
 from typing import Callable, Union
 
 from lstm_models.config import DataSpec
+from lstm_models.data.adding import load_adding
 from lstm_models.data.sentiment import load_sentiment
 from lstm_models.data.series import load_statsmodels
-from lstm_models.data.splits import SeriesSplits, TextSplits
+from lstm_models.data.splits import SequenceSplits, SeriesSplits, TextSplits
 
-Splits = Union[TextSplits, SeriesSplits]
+Splits = Union[TextSplits, SeriesSplits, SequenceSplits]
 
 LOADERS: dict[str, Callable[[DataSpec, Path], Splits]] = {
     "sentiment": load_sentiment,
     "statsmodels": load_statsmodels,
+    "adding": load_adding,
 }
 
 
@@ -23,4 +25,4 @@ def load_dataset(spec: DataSpec, cache_dir: Path) -> Splits:
     return LOADERS[spec.kind](spec, Path(cache_dir))
 
 
-__all__ = ["LOADERS", "Splits", "SeriesSplits", "TextSplits", "load_dataset"]
+__all__ = ["LOADERS", "Splits", "SequenceSplits", "SeriesSplits", "TextSplits", "load_dataset"]
