@@ -1,4 +1,4 @@
-"""The command line: ``lstm-models sweep SPEC ...``. The only code that reads argv or the environment."""
+"""The command line: ``lstm-models sweep | gates | gradients``. The only code that reads argv or the environment."""
 
 from __future__ import annotations
 
@@ -26,6 +26,20 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"MLflow tracking URI, or 'none' (default {DEFAULT_TRACKING_URI})")
     sweep.add_argument("--output", default="exports", help="where the best model is exported (default exports/)")
     sweep.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
+    gates = sub.add_parser("gates", help="every gate of an exported model's recurrent layers for one input")
+    gates.add_argument("export", help="an export folder, e.g. exports/sentiment")
+    given = gates.add_mutually_exclusive_group(required=True)
+    given.add_argument("--text", help="a sentence (text models)")
+    given.add_argument("--values", help="lookback comma-separated values, a:b per step for several channels (forecasting)")
+    gates.add_argument("--out", default="gates", help="where gates.csv and gates.png go (default gates/)")
+    grads = sub.add_parser("gradients", help="||dh_T/dx_t|| per step for fresh cells or a trained model")
+    grads.add_argument("--cells", help="fresh cells to probe, e.g. lstm,gru,rnn (default: all three, "
+                                       "none when --trained is given)")
+    grads.add_argument("--length", type=int, default=100, help="sequence length T (default 100)")
+    grads.add_argument("--units", type=int, default=32, help="units of the fresh cells (default 32)")
+    grads.add_argument("--trained", help="an export folder: probe its trained recurrent stack")
+    grads.add_argument("--batch", type=int, default=16, help="random sequences averaged over (default 16)")
+    grads.add_argument("--out", default="gradients", help="where gradients.csv and .png go (default gradients/)")
     return parser
 
 
@@ -72,12 +86,51 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gates(args: argparse.Namespace) -> int:
+    from lstm_models.gates import gates_report, load_export, model_input
+
+    model, meta = load_export(args.export)
+    x, labels = model_input(model, meta, args.text, args.values)
+    out = Path(args.out)
+    lines = gates_report(model, x, labels, out, title=f"{Path(args.export).name}: {meta.get('cell', '')}")
+    for line in lines:
+        print(line)
+    print(f"wrote {out / 'gates.csv'} and {out / 'gates.png'} ({len(labels)} steps)")
+    return 0
+
+
+def cmd_gradients(args: argparse.Namespace) -> int:
+    from lstm_models.config import CELL_NAMES
+
+    for flag, value, lo, hi in (("--length", args.length, 2, 10_000), ("--units", args.units, 1, 1024),
+                                ("--batch", args.batch, 1, 1024)):
+        if not lo <= value <= hi:
+            raise ConfigError(f"{flag} must be an int in [{lo}, {hi}]. Got {value} instead.")
+    cells = args.cells.split(",") if args.cells else ([] if args.trained else list(CELL_NAMES))
+    for cell in cells:
+        if cell not in CELL_NAMES:
+            raise ConfigError(f"--cells: {cell!r} is not one of {', '.join(CELL_NAMES)}")
+    from lstm_models import gradients
+    from lstm_models.gates import load_export
+
+    probes = [gradients.probe_fresh(c, args.length, args.units, args.batch) for c in cells]
+    if args.trained:
+        model, meta = load_export(args.trained)
+        name = f"{meta.get('cell', '?')} (trained: {Path(args.trained).name})"
+        probes.append(gradients.probe_trained(model, args.length, name, args.batch))
+    out = Path(args.out)
+    for line in gradients.gradients_report(probes, out):
+        print(line)
+    print(f"wrote {out / 'gradients.csv'} and {out / 'gradients.png'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lstm-models`` and ``python -m lstm_models``; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
     try:
-        return {"sweep": cmd_sweep}[args.command](args)
+        return {"sweep": cmd_sweep, "gates": cmd_gates, "gradients": cmd_gradients}[args.command](args)
     except LstmModelsError as exc:
         print(f"lstm-models: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, (ConfigError, DataError)) else 1
