@@ -87,10 +87,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_gates(args: argparse.Namespace) -> int:
-    from lstm_models.gates import gates_report, load_export, model_input
+    from lstm_models.gates import check_input, gates_report, load_export, read_export, text_input
 
+    given = check_input(read_export(args.export), args.text, args.values)  # before TensorFlow loads
     model, meta = load_export(args.export)
-    x, labels = model_input(model, meta, args.text, args.values)
+    x, labels = given or text_input(model, args.text)
     out = Path(args.out)
     lines = gates_report(model, x, labels, out, title=f"{Path(args.export).name}: {meta.get('cell', '')}")
     for line in lines:

@@ -45,10 +45,8 @@ class LayerGates:
         return self.layer if self.direction == "forward" else f"{self.layer} (backward)"
 
 
-def load_export(export_dir: str | Path):
-    """The Keras model and ``meta.json`` of an export folder, or `ConfigError`."""
-    import keras
-
+def read_export(export_dir: str | Path) -> dict:
+    """An export folder's ``meta.json``, once the folder is checked (no TensorFlow needed)."""
     from lstm_models.export import KERAS_FILE, META_FILE, read_meta
 
     path = Path(export_dir)
@@ -57,7 +55,17 @@ def load_export(export_dir: str | Path):
     for name in (KERAS_FILE, META_FILE):
         if not (path / name).is_file():
             raise ConfigError(f"{path}: no {name} in this folder; is it a folder written by lstm-models sweep?")
-    return keras.saving.load_model(path / KERAS_FILE, safe_mode=True), read_meta(path)
+    return read_meta(path)
+
+
+def load_export(export_dir: str | Path):
+    """The Keras model and ``meta.json`` of an export folder, or `ConfigError`."""
+    import keras
+
+    from lstm_models.export import KERAS_FILE
+
+    meta = read_export(export_dir)
+    return keras.saving.load_model(Path(export_dir) / KERAS_FILE, safe_mode=True), meta
 
 
 def recurrent_layers(model) -> list:
@@ -110,15 +118,15 @@ def values_input(meta: dict, raw: str) -> tuple[np.ndarray, list[str]]:
     return np.array([rows], dtype="float32"), steps
 
 
-def model_input(model, meta: dict, text: str | None, values: str | None) -> tuple[np.ndarray, list[str]]:
-    """The input the user gave, checked against the export's task."""
+def check_input(meta: dict, text: str | None, values: str | None) -> tuple[np.ndarray, list[str]] | None:
+    """Check the input against the export's task; return the window for ``--values`` (None for text)."""
     task = meta.get("task")
     if text is not None and task != "classification":
         raise ConfigError(f"--text: this export is a {task} model; give --values "
                           f"({meta.get('lookback')} comma-separated values)")
     if values is not None and task != "forecasting":
         raise ConfigError(f"--values: this export is a {task} model; give --text")
-    return text_input(model, text) if text is not None else values_input(meta, values)
+    return values_input(meta, values) if values is not None else None
 
 
 def inspect_gates(model, x) -> list[LayerGates]:

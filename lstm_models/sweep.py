@@ -24,6 +24,7 @@ from lstm_models.config import SweepSpec
 from lstm_models.data.splits import SeriesSplits, TextSplits
 from lstm_models.errors import LstmModelsError, TrialFailed
 from lstm_models.export import export_model
+from lstm_models.inside import log_inside_views
 from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model
 from lstm_models.search_space import sample_spec
 from lstm_models.tracking import flatten
@@ -364,6 +365,8 @@ def _finish(spec, sweep: _Sweep, tuner, data, tracker, parent: str, output_dir: 
             best_model = model
             _export(spec, data, trial, best_model, output_dir, result)
     _log_parent(spec, result, tracker, parent, scratch)
+    log_inside_views(result, data, tracker, parent, scratch, log=sweep.log,
+                     load=lambda t: tuner.load_model(tuner.oracle.get_trial(t.trial_id)))
     tracker.end_run(parent, "FINISHED")
     return result
 
