@@ -123,7 +123,8 @@ def plot(probes: list[Probe], path: Path, title: str = "") -> Path:
     for p in probes:
         n = seen[p.cell] = seen.get(p.cell, -1) + 1
         steps = np.arange(1, len(p.norms) + 1)
-        ax.plot(steps, np.maximum(p.norms, 1e-30), styles[n % 4], color=COLOURS.get(p.cell), label=p.name)
+        shown = np.where(p.norms > 0, p.norms, np.nan)  # exactly 0: below float32, off a log scale
+        ax.plot(steps, shown, styles[n % 4], color=COLOURS.get(p.cell), label=p.name)
     ax.set_yscale("log")
     ax.set_xlabel("input step t (T = last)")
     ax.set_ylabel("||dh_T / dx_t||  (batch mean)")
@@ -142,8 +143,9 @@ def summary(probes: list[Probe]) -> list[str]:
     for p in probes:
         last, first = p.norms[-1], p.norms[0]
         ratio = first / last if last > 0 else float("nan")
+        fell = f"x{ratio:.2g}" if first > 0 else "vanished below float32"
         lines.append(f"{p.name}: ||dh_T/dx_T|| {last:.3g}, ||dh_T/dx_1|| {first:.3g} "
-                     f"(x{ratio:.2g} over {len(p.norms) - 1} steps)")
+                     f"({fell} over {len(p.norms) - 1} steps)")
     return lines
 
 
