@@ -86,13 +86,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _out_dir(value: str) -> Path:
+    out = Path(value)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    return out
+
+
 def cmd_gates(args: argparse.Namespace) -> int:
     from lstm_models.gates import check_input, gates_report, load_export, read_export, text_input
 
     given = check_input(read_export(args.export), args.text, args.values)  # before TensorFlow loads
+    out = _out_dir(args.out)
     model, meta = load_export(args.export)
     x, labels = given or text_input(model, args.text)
-    out = Path(args.out)
     lines = gates_report(model, x, labels, out, title=f"{Path(args.export).name}: {meta.get('cell', '')}")
     for line in lines:
         print(line)
@@ -107,19 +114,22 @@ def cmd_gradients(args: argparse.Namespace) -> int:
                                 ("--batch", args.batch, 1, 1024)):
         if not lo <= value <= hi:
             raise ConfigError(f"{flag} must be an int in [{lo}, {hi}]. Got {value} instead.")
+    out = _out_dir(args.out)
     cells = args.cells.split(",") if args.cells else ([] if args.trained else list(CELL_NAMES))
     for cell in cells:
         if cell not in CELL_NAMES:
             raise ConfigError(f"--cells: {cell!r} is not one of {', '.join(CELL_NAMES)}")
+    from lstm_models.gates import load_export, read_export
+
+    if args.trained:
+        read_export(args.trained)  # a wrong folder is reported before TensorFlow loads
     from lstm_models import gradients
-    from lstm_models.gates import load_export
 
     probes = [gradients.probe_fresh(c, args.length, args.units, args.batch) for c in cells]
     if args.trained:
         model, meta = load_export(args.trained)
         name = f"{meta.get('cell', '?')} (trained: {Path(args.trained).name})"
         probes.append(gradients.probe_trained(model, args.length, name, args.batch))
-    out = Path(args.out)
     for line in gradients.gradients_report(probes, out):
         print(line)
     print(f"wrote {out / 'gradients.csv'} and {out / 'gradients.png'}")

@@ -33,6 +33,17 @@ def log_inside_views(result, data, tracker, parent: str, scratch: Path, load: Ca
     """
     if getattr(tracker, "uri", "none") == "none" or not parent or result.export_dir is None:
         return []
+    try:
+        return _write_and_log(result, data, tracker, parent, scratch, load, log)
+    except Exception as exc:  # the export is done: a failed view is reported, not fatal
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        tracker.set_tags(parent, {"inside_error": message})
+        log(f"inside/: not written ({message})")
+        return []
+
+
+def _write_and_log(result, data, tracker, parent: str, scratch: Path, load: Callable,
+                   log: Callable[[str], None]) -> list[Path]:
     from lstm_models import gradients
     from lstm_models.gates import gates_report, load_export
 

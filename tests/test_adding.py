@@ -70,3 +70,21 @@ def test_tracked_sweep_logs_gates_and_gradients_to_the_parent(tmp_path):
     assert header == ["t", "steps_before_T", "gru (trial-01 gru 1x4 lb12 do0)"]
     gates = open(client.download_artifacts(parent.info.run_id, "inside/gates_test_1.csv", str(tmp_path))).read()
     assert gates.count("\n") == 1 + 12 * 4  # header + steps x (z, r, h_tilde, h)
+
+
+def test_a_failed_view_is_reported_not_fatal(tmp_path):
+    from types import SimpleNamespace
+
+    from lstm_models.inside import log_inside_views
+
+    class Tracker:
+        uri, tags = "sqlite:///x.db", []
+
+        def set_tags(self, run_id, tags):
+            self.tags.append((run_id, tags))
+
+    lines, tracker = [], Tracker()
+    result = SimpleNamespace(export_dir=tmp_path / "gone")
+    assert log_inside_views(result, None, tracker, "p1", tmp_path, load=None, log=lines.append) == []
+    message = f"ConfigError: {tmp_path / 'gone'}: no such export folder (a sweep writes one to exports/<sweep name>)"
+    assert tracker.tags == [("p1", {"inside_error": message})] and lines == [f"inside/: not written ({message})"]

@@ -143,6 +143,10 @@ def test_gates_cli_bad_input_is_one_line_exit_2(exports, tmp_path):
         (["gates", str(exports["gru"]), "--values", "1:0,2:0"],
          "--values: the model reads windows of 5 steps; got 2 values"),
         (["gradients", "--cells", "lstm,transformer"], "--cells: 'transformer' is not one of lstm, gru, rnn"),
+        (["gradients", "--trained", str(exports["text"].parent)],
+         f"{exports['text'].parent}: no model.keras in this folder; is it a folder written by lstm-models sweep?"),
+        (["gates", str(exports["gru"]), "--values", "1:0,2:0,3:0,4:0,5:0", "--out", str(exports["gru"] / "meta.json")],
+         f"--out {exports['gru'] / 'meta.json'}: exists and is not a folder"),
     ]
     for args, message in cases:
         done = run_cli(*args, cwd=tmp_path)
