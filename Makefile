@@ -9,7 +9,7 @@ ARGS   ?=
 TRACKING_URI := sqlite:///mlflow/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install data sweep test ui clean
+.PHONY: help install data sweep test ui bench-memory clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ test: $(STAMP) data ## run the test suite
 ui: $(STAMP) ## open the MLflow UI over mlflow/mlflow.db on http://127.0.0.1:5000
 	mkdir -p mlflow
 	$(BIN)/mlflow ui --backend-store-uri $(TRACKING_URI) --host 127.0.0.1 --port 5000
+
+bench-memory: $(STAMP) ## long-range memory: the adding problem at lengths 50-400 per cell (~12 min); table to benchmarks/results/ and README
+	$(BIN)/python benchmarks/memory.py $(ARGS)
 
 clean: ## remove the venv, the tracking store, the exports and caches (not the downloaded data)
 	rm -rf $(VENV) mlflow exports runs .pytest_cache *.egg-info

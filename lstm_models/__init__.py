@@ -17,6 +17,8 @@ _EXPORTS = {
     "TrialFailed": "lstm_models.errors",
     "run_sweep": "lstm_models.sweep",
     "load_dataset": "lstm_models.data",
+    "run_reference": "lstm_models.cells",
+    "run_bidirectional": "lstm_models.cells",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,4 @@
-"""The command line: ``lstm-models sweep SPEC ...``. The only code that reads argv or the environment."""
+"""The command line: ``lstm-models sweep | gates | gradients``. The only code that reads argv or the environment."""
 
 from __future__ import annotations
 
@@ -32,6 +32,20 @@ def _parser() -> argparse.ArgumentParser:
     show = shows.add_parser("show", help="load a spec's dataset and print its splits")
     show.add_argument("spec", help="a sweep spec, e.g. sweeps/co2.yaml")
     show.add_argument("--cache-dir", default=argparse.SUPPRESS, help="download cache (default datasets/cache)")
+    gates = sub.add_parser("gates", help="every gate of an exported model's recurrent layers for one input")
+    gates.add_argument("export", help="an export folder, e.g. exports/sentiment")
+    given = gates.add_mutually_exclusive_group(required=True)
+    given.add_argument("--text", help="a sentence (text models)")
+    given.add_argument("--values", help="lookback comma-separated values, a:b per step for several channels (forecasting)")
+    gates.add_argument("--out", default="gates", help="where gates.csv and gates.png go (default gates/)")
+    grads = sub.add_parser("gradients", help="||dh_T/dx_t|| per step for fresh cells or a trained model")
+    grads.add_argument("--cells", help="fresh cells to probe, e.g. lstm,gru,rnn (default: all three, "
+                                       "none when --trained is given)")
+    grads.add_argument("--length", type=int, default=100, help="sequence length T (default 100)")
+    grads.add_argument("--units", type=int, default=32, help="units of the fresh cells (default 32)")
+    grads.add_argument("--trained", help="an export folder: probe its trained recurrent stack")
+    grads.add_argument("--batch", type=int, default=16, help="random sequences averaged over (default 16)")
+    grads.add_argument("--out", default="gradients", help="where gradients.csv and .png go (default gradients/)")
     return parser
 
 
@@ -97,6 +111,53 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     spec = load_sweep(args.spec)
     data = load_dataset(spec.dataset, Path(args.cache_dir))
     print("\n".join(catalog.describe(data)))
+def _out_dir(value: str) -> Path:
+    out = Path(value)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    return out
+
+
+def cmd_gates(args: argparse.Namespace) -> int:
+    from lstm_models.gates import check_input, gates_report, load_export, read_export, text_input
+
+    given = check_input(read_export(args.export), args.text, args.values)  # before TensorFlow loads
+    out = _out_dir(args.out)
+    model, meta = load_export(args.export)
+    x, labels = given or text_input(model, args.text)
+    lines = gates_report(model, x, labels, out, title=f"{Path(args.export).name}: {meta.get('cell', '')}")
+    for line in lines:
+        print(line)
+    print(f"wrote {out / 'gates.csv'} and {out / 'gates.png'} ({len(labels)} steps)")
+    return 0
+
+
+def cmd_gradients(args: argparse.Namespace) -> int:
+    from lstm_models.config import CELL_NAMES
+
+    for flag, value, lo, hi in (("--length", args.length, 2, 10_000), ("--units", args.units, 1, 1024),
+                                ("--batch", args.batch, 1, 1024)):
+        if not lo <= value <= hi:
+            raise ConfigError(f"{flag} must be an int in [{lo}, {hi}]. Got {value} instead.")
+    out = _out_dir(args.out)
+    cells = args.cells.split(",") if args.cells else ([] if args.trained else list(CELL_NAMES))
+    for cell in cells:
+        if cell not in CELL_NAMES:
+            raise ConfigError(f"--cells: {cell!r} is not one of {', '.join(CELL_NAMES)}")
+    from lstm_models.gates import load_export, read_export
+
+    if args.trained:
+        read_export(args.trained)  # a wrong folder is reported before TensorFlow loads
+    from lstm_models import gradients
+
+    probes = [gradients.probe_fresh(c, args.length, args.units, args.batch) for c in cells]
+    if args.trained:
+        model, meta = load_export(args.trained)
+        name = f"{meta.get('cell', '?')} (trained: {Path(args.trained).name})"
+        probes.append(gradients.probe_trained(model, args.length, name, args.batch))
+    for line in gradients.gradients_report(probes, out):
+        print(line)
+    print(f"wrote {out / 'gradients.csv'} and {out / 'gradients.png'}")
     return 0
 
 
@@ -105,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
     try:
-        return {"sweep": cmd_sweep, "datasets": cmd_datasets}[args.command](args)
+        commands = {"sweep": cmd_sweep, "datasets": cmd_datasets, "gates": cmd_gates, "gradients": cmd_gradients}
+        return commands[args.command](args)
     except LstmModelsError as exc:
         print(f"lstm-models: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, (ConfigError, DataError)) else 1

@@ -173,7 +173,19 @@ DATASET_OPTIONS: dict[str, tuple[dict[str, Rule], str]] = {
          "target": Rule(str, default=None), "features": Rule(list, default=[]), **_SERIES_RULES},
         "forecasting",
     ),
+    "adding": (
+        {
+            "length": Rule(int, default=100, min=2, max=100_000),
+            "train_size": Rule(int, default=10_000, min=1, max=10_000_000),
+            "val_size": Rule(int, default=1_000, min=1, max=10_000_000),
+            "test_size": Rule(int, default=1_000, min=1, max=10_000_000),
+            "seed": Rule(int, default=1234, min=0, max=2**31 - 1),
+        },
+        "forecasting",
+    ),
 }
+# Datasets of whole sequences: the model's window is the sequence, not a searched lookback.
+LOOKBACK_FROM = {"adding": "length"}
 
 TUNER_RULES: dict[str, Rule] = {
     "kind": Rule(str, default="hyperband", choices=TUNERS),
@@ -216,6 +228,11 @@ class DataSpec:
 
     def get(self, key: str) -> Any:
         return self.options[key]
+
+    def given(self) -> dict[str, Any]:
+        """The options as a spec states them (without ``lookback`` derived from ``length``)."""
+        derived = "lookback" if self.kind in LOOKBACK_FROM else None
+        return {k: v for k, v in self.options.items() if k != derived}
 
 
 @dataclass(frozen=True)
@@ -287,7 +304,7 @@ class SweepSpec:
             "name": self.name,
             "task": self.task,
             "description": self.description,
-            "dataset": {"kind": self.dataset.kind, **_plain(dict(self.dataset.options))},
+            "dataset": {"kind": self.dataset.kind, **_plain(self.dataset.given())},
             "search": {f.name: getattr(self.search, f.name).to_yaml() for f in fields(SearchSpace)},
             "tuner": {f.name: getattr(self.tuner, f.name) for f in fields(TunerSpec)},
             "early_stopping": {
@@ -392,9 +409,11 @@ def _parse_dataset(raw: Any, task: str, source: str) -> DataSpec:
     if kind_task != task:
         raise ConfigError(f"{source}: dataset.kind {kind!r} is a {kind_task} dataset but task is {task!r}")
     options = {k: v for k, v in raw.items() if k != "kind"}
-    options = _check_section(options, rules, source, "dataset.")
-    _check_dataset(kind, options, source)
-    return DataSpec(kind=kind, options=options)
+    checked = _check_section(options, rules, source, "dataset.")
+    if kind in LOOKBACK_FROM:
+        checked["lookback"] = Param("lookback", values=(checked[LOOKBACK_FROM[kind]],))
+    _check_dataset(kind, checked, source)
+    return DataSpec(kind=kind, options=checked)
 
 
 def _check_dataset(kind: str, options: dict[str, Any], source: str) -> None:

@@ -25,6 +25,7 @@ from lstm_models.data.catalog import data_tags
 from lstm_models.data.splits import SeriesSplits, TextSplits
 from lstm_models.errors import LstmModelsError, TrialFailed
 from lstm_models.export import export_model
+from lstm_models.inside import log_inside_views
 from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
 from lstm_models.pipeline import Pipeline
 from lstm_models.search_space import sample_spec
@@ -396,6 +397,8 @@ def _finish(spec, sweep: _Sweep, tuner, data, tracker, parent: str, output_dir: 
             _export(spec, data, trial, best_model, output_dir, result)
     result.baselines = baselines.evaluate(spec, data, best_model, sweep.best.spec.lookback)
     _log_parent(spec, result, tracker, parent, scratch)
+    log_inside_views(result, data, tracker, parent, scratch, log=sweep.log,
+                     load=lambda t: tuner.load_model(tuner.oracle.get_trial(t.trial_id)))
     tracker.end_run(parent, "FINISHED")
     return result
 

@@ -46,7 +46,7 @@ def test_shipped_specs_load():
     ({"name": "x", "task": "classification", "dataset": {"kind": "sentiment"}, "tuner": {"max_trials": "ten"}},
      "s.yaml: tuner.max_trials must be an int. Got 'ten' instead."),
     ({"name": "x", "task": "classification", "dataset": {"kind": "imbd"}},
-     "s.yaml: dataset.kind must be one of imdb, sentiment, series_csv, statsmodels, text_csv, text_dir. "
+     "s.yaml: dataset.kind must be one of adding, imdb, sentiment, series_csv, statsmodels, text_csv, text_dir. "
      "Got 'imbd' instead. Did you mean 'imdb'?"),
     ({"name": "x", "task": "forecasting", "dataset": {"kind": "sentiment"}},
      "s.yaml: dataset.kind 'sentiment' is a classification dataset but task is 'forecasting'"),

@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Callable, Union
 
 from lstm_models.config import DataSpec
+from lstm_models.data.adding import load_adding
 from lstm_models.data.sentiment import load_sentiment
 from lstm_models.data.series import load_series_csv, load_statsmodels
-from lstm_models.data.splits import SeriesSplits, TextSplits
+from lstm_models.data.splits import SequenceSplits, SeriesSplits, TextSplits
 from lstm_models.data.text import load_imdb, load_text_csv, load_text_dir
 
-Splits = Union[TextSplits, SeriesSplits]
+Splits = Union[TextSplits, SeriesSplits, SequenceSplits]
 
 LOADERS: dict[str, Callable[[DataSpec, Path], Splits]] = {
     "sentiment": load_sentiment,
@@ -20,6 +21,7 @@ LOADERS: dict[str, Callable[[DataSpec, Path], Splits]] = {
     "text_dir": load_text_dir,
     "statsmodels": load_statsmodels,
     "series_csv": load_series_csv,
+    "adding": load_adding,
 }
 
 
@@ -28,4 +30,4 @@ def load_dataset(spec: DataSpec, cache_dir: Path) -> Splits:
     return LOADERS[spec.kind](spec, Path(cache_dir))
 
 
-__all__ = ["LOADERS", "Splits", "SeriesSplits", "TextSplits", "load_dataset"]
+__all__ = ["LOADERS", "Splits", "SequenceSplits", "SeriesSplits", "TextSplits", "load_dataset"]

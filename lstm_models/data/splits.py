@@ -1,4 +1,4 @@
-"""The two shapes every loader returns: labelled texts, or one series split by time."""
+"""The shapes a loader returns: labelled texts, one series split by time, or independent sequences."""
 
 from __future__ import annotations
 
@@ -88,6 +88,46 @@ class SeriesSplits:
     def date_range(self) -> tuple[str, str]:
         """The first and last time label ('' when the series has none)."""
         return (self.index[0], self.index[-1]) if self.index else ("", "")
+
+
+@dataclass(frozen=True)
+class SequenceSplits:
+    """Independent sequences of one length, each with one target row (e.g. the adding problem).
+
+    It answers what the sweep asks of a forecasting dataset: ``windows(part, lookback)`` (the
+    whole sequences; ``lookback`` must be their length), ``sizes()``, ``horizon``, ``columns``,
+    ``values`` (the training steps, one row per step) and ``train_stats()``.
+    """
+
+    name: str
+    x: dict[str, np.ndarray]  # part -> (n, length, features) float32
+    y: dict[str, np.ndarray]  # part -> (n, horizon) float32
+    columns: tuple[str, ...]
+    horizon: int = 1
+    task: str = field(default="forecasting", init=False)
+
+    @property
+    def length(self) -> int:
+        return int(self.x["train"].shape[1])
+
+    @property
+    def values(self) -> np.ndarray:
+        """Every training step, ``(n * length, features)``."""
+        return self.x["train"].reshape(-1, self.x["train"].shape[2])
+
+    def windows(self, part: str, lookback: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs ``(n, length, features)`` and targets ``(n, horizon)`` of one part."""
+        if lookback != self.length:
+            raise DataError(f"{self.name}: sequences are {self.length} steps long; lookback {lookback} "
+                            f"cannot cut them (a model must read the whole sequence)")
+        return self.x[part], self.y[part]
+
+    def train_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance per feature, from the training part only."""
+        return self.values.mean(axis=0), np.maximum(self.values.var(axis=0), 1e-12)
+
+    def sizes(self) -> dict[str, int]:
+        return {p: len(self.y[p]) for p in PARTS}
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float,

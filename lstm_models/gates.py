@@ -1,0 +1,247 @@
+"""The gate inspector: every gate of every recurrent layer of an exported model, step by step.
+
+``lstm-models gates EXPORT_DIR --text "..."`` (or ``--values`` for a forecasting model) loads the
+Keras model kept beside the SavedModel, feeds one input, computes each recurrent layer's input
+with a sub-model, runs `cells.run_reference` on it (checked against the layer's own output) and
+writes ``gates.csv`` and ``gates.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lstm_models.cells import GATES, cell_kind, run_reference
+from lstm_models.errors import ConfigError
+
+# The standardisation TextVectorization applies by default: lower case, this punctuation removed.
+_PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
+_CLOSING_GATE = {"lstm": "f", "gru": "z"}
+NOTES = {
+    "gru": "GRU has no forget gate; its update gate z plays that part (h = z * h_prev + (1 - z) * h~: "
+           "z near 0 overwrites the state, near 1 keeps it).",
+    "rnn": "SimpleRNN has no gates: h_t = tanh(W x_t + U h_(t-1) + b) overwrites its state at every step; "
+           "gates.csv and gates.png hold its output h only.",
+}
+_RANGES = {"f": (0, 1), "i": (0, 1), "o": (0, 1), "z": (0, 1), "r": (0, 1),
+           "c_tilde": (-1, 1), "h_tilde": (-1, 1), "h": (-1, 1)}
+
+
+@dataclass
+class LayerGates:
+    """The gates of one recurrent layer (one direction) for one input, in input time order."""
+
+    layer: str
+    direction: str  # "forward" or "backward"
+    cell: str
+    arrays: dict[str, np.ndarray]  # name -> (time, units)
+
+    @property
+    def label(self) -> str:
+        return self.layer if self.direction == "forward" else f"{self.layer} (backward)"
+
+
+def read_export(export_dir: str | Path) -> dict:
+    """An export folder's ``meta.json``, once the folder is checked (no TensorFlow needed)."""
+    from lstm_models.export import KERAS_FILE, META_FILE, read_meta
+
+    path = Path(export_dir)
+    if not path.is_dir():
+        raise ConfigError(f"{path}: no such export folder (a sweep writes one to exports/<sweep name>)")
+    for name in (KERAS_FILE, META_FILE):
+        if not (path / name).is_file():
+            raise ConfigError(f"{path}: no {name} in this folder; is it a folder written by lstm-models sweep?")
+    return read_meta(path)
+
+
+def load_export(export_dir: str | Path):
+    """The Keras model and ``meta.json`` of an export folder, or `ConfigError`."""
+    import keras
+
+    from lstm_models.export import KERAS_FILE
+
+    meta = read_export(export_dir)
+    return keras.saving.load_model(Path(export_dir) / KERAS_FILE, safe_mode=True), meta
+
+
+def recurrent_layers(model) -> list:
+    """The model's recurrent layers (LSTM, GRU, SimpleRNN or a Bidirectional wrapper), in order."""
+    found = []
+    for layer in model.layers:
+        inner = getattr(layer, "forward_layer", layer)
+        try:
+            cell_kind(inner)
+        except TypeError:
+            continue
+        found.append(layer)
+    if not found:
+        raise ConfigError(f"model {model.name!r} has no LSTM, GRU or SimpleRNN layer")
+    return found
+
+
+def text_input(model, text: str) -> tuple[np.ndarray, list[str]]:
+    """One string as the model's input, and the token of each step (unknown words marked)."""
+    vectorize = next((l for l in model.layers if type(l).__name__ == "TextVectorization"), None)
+    if vectorize is None:
+        raise ConfigError(f"model {model.name!r} takes no text (no TextVectorization layer); give --values")
+    ids = np.asarray(vectorize(np.array([text]))).reshape(-1)
+    if ids.size == 0 or not ids.any():
+        raise ConfigError(f"--text {text!r}: no word left after lower-casing and removing punctuation")
+    vocab = vectorize.get_vocabulary()
+    words = re.sub(_PUNCTUATION, "", text.lower()).split()
+    if len(words) != len(ids):  # a custom standardisation: show the vocabulary's tokens
+        words = [vocab[i] for i in ids]
+    tokens = [w if i != 1 else f"{w} (unknown)" for w, i in zip(words, ids)]
+    return np.array([text], dtype=object), tokens
+
+
+def values_input(meta: dict, raw: str) -> tuple[np.ndarray, list[str]]:
+    """``v1,v2,...`` (or ``a:b,...`` with several channels) as one window, and its step labels."""
+    lookback, width = int(meta["lookback"]), len(meta.get("columns", [0]))
+    steps = [s.strip() for s in raw.split(",") if s.strip()]
+    if len(steps) != lookback:
+        raise ConfigError(f"--values: the model reads windows of {lookback} steps; got {len(steps)} values")
+    rows = []
+    for n, step in enumerate(steps, start=1):
+        try:
+            row = [float(v) for v in step.split(":")]
+        except ValueError:
+            raise ConfigError(f"--values: step {n} ({step!r}) is not a number") from None
+        if len(row) != width:
+            raise ConfigError(f"--values: step {n} ({step!r}) has {len(row)} channel(s); the model reads "
+                              f"{width} ({', '.join(meta['columns'])}), written a:b")
+        rows.append(row)
+    return np.array([rows], dtype="float32"), steps
+
+
+def check_input(meta: dict, text: str | None, values: str | None) -> tuple[np.ndarray, list[str]] | None:
+    """Check the input against the export's task; return the window for ``--values`` (None for text)."""
+    task = meta.get("task")
+    if text is not None and task != "classification":
+        raise ConfigError(f"--text: this export is a {task} model; give --values "
+                          f"({meta.get('lookback')} comma-separated values)")
+    if values is not None and task != "forecasting":
+        raise ConfigError(f"--values: this export is a {task} model; give --text")
+    return values_input(meta, values) if values is not None else None
+
+
+def inspect_gates(model, x) -> list[LayerGates]:
+    """Every gate of every recurrent layer for one input (a batch of one).
+
+    Each layer's input comes from a sub-model up to that layer; the NumPy reference must give
+    back the layer's own output (within 1e-4), or a `RuntimeError` says it does not.
+    """
+    import keras
+
+    from lstm_models.export import to_tensor
+
+    found = recurrent_layers(model)
+    wanted = []
+    for layer in found:  # a masked layer's input is [x, mask] (text models: padding is masked)
+        given = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input, None]
+        wanted += [given[0], given[1] if len(given) > 1 else None, layer.output]
+    probe = keras.Model(model.inputs, [t for t in wanted if t is not None])
+    computed = iter(probe(to_tensor(x), training=False))
+    tensors = [None if t is None else np.asarray(next(computed)) for t in wanted]
+    out = []
+    for k, layer in enumerate(found):
+        inputs, mask, expected = tensors[3 * k: 3 * k + 3]
+        directions = [("forward", layer)]
+        if hasattr(layer, "forward_layer"):
+            directions = [("forward", layer.forward_layer), ("backward", layer.backward_layer)]
+        got = []
+        for direction, inner in directions:
+            ref = run_reference(inner, inputs, mask)
+            if getattr(inner, "go_backwards", False):  # back to the input's time order
+                ref = {name: value[:, ::-1] for name, value in ref.items()}
+            out.append(LayerGates(layer.name, direction, cell_kind(inner), {n: v[0] for n, v in ref.items()}))
+            h = ref["h"]
+            got.append(h if expected.ndim == 3 else h[:, -1] if direction == "forward" else h[:, 0])
+        merged = np.concatenate(got, axis=-1)
+        if merged.shape != expected.shape or not np.allclose(merged, expected, atol=1e-4):
+            raise RuntimeError(f"layer {layer.name}: the NumPy reference does not reproduce its output")
+    return out
+
+
+def closed_steps(gates: list[LayerGates], labels: list[str], top: int = 3) -> list[str]:
+    """Lines naming the steps where the forget gate (LSTM) or update gate (GRU) closed most."""
+    lines = []
+    for kind in dict.fromkeys(g.cell for g in gates):
+        if kind in NOTES:
+            lines.append(NOTES[kind])
+    for g in gates:
+        gate = _CLOSING_GATE.get(g.cell)
+        if gate is None:
+            continue
+        mean = g.arrays[gate].mean(axis=1)
+        order = np.argsort(mean, kind="stable")[:top]
+        steps = ", ".join(f"step {t + 1} {labels[t]!r} (mean {gate} {mean[t]:.3f})" for t in order)
+        name = "forget gate f" if gate == "f" else "update gate z"
+        lines.append(f"{g.label}: the {name} closed most at {steps}")
+    return lines
+
+
+def write_csv(gates: list[LayerGates], labels: list[str], path: Path) -> Path:
+    """One row per layer, direction, step and gate: its token or value, the mean and every unit."""
+    width = max(g.arrays["h"].shape[1] for g in gates)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["layer", "direction", "cell", "step", "token", "gate", "mean",
+                         *(f"unit_{u}" for u in range(width))])
+        for g in gates:
+            for t, label in enumerate(labels):
+                for name in GATES[g.cell]:
+                    row = g.arrays[name][t]
+                    writer.writerow([g.layer, g.direction, g.cell, t + 1, label, name, f"{row.mean():.6g}",
+                                     *(f"{v:.6g}" for v in row)])
+    return path
+
+
+def plot_gates(gates: list[LayerGates], labels: list[str], path: Path, title: str = "") -> Path:
+    """A heatmap per gate (rows) and layer (columns): units down, steps along, tokens as ticks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(n for g in gates for n in GATES[g.cell]))
+    steps = len(labels)
+    width = min(max(5.0, 1.5 + 0.28 * steps), 22.0)
+    fig, axes = plt.subplots(len(names), len(gates), figsize=(width * len(gates), 1.9 * len(names) + 1.0),
+                             dpi=100, squeeze=False)
+    every = max(1, steps // 40)
+    for col, g in enumerate(gates):
+        for row, name in enumerate(names):
+            ax = axes[row][col]
+            if name not in g.arrays:
+                ax.axis("off")
+                continue
+            data = g.arrays[name].T
+            lo, hi = _RANGES.get(name, (-np.abs(data).max() or -1, np.abs(data).max() or 1))
+            cmap = "viridis" if lo == 0 else "RdBu_r"
+            im = ax.imshow(data, aspect="auto", cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+            ax.set_ylabel(f"{name}\nunit")
+            ax.set_xticks(range(0, steps, every))
+            ax.set_xticklabels(labels[::every] if row == len(names) - 1 else [], rotation=90, fontsize=8)
+            if row == 0:
+                ax.set_title(f"{g.label} ({g.cell})")
+            fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def gates_report(model, x, labels: list[str], out: Path, title: str = "", stem: str = "gates") -> list[str]:
+    """Inspect one input, write ``<stem>.csv`` and ``<stem>.png`` into ``out``; return the summary lines."""
+    gates = inspect_gates(model, x)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(gates, labels, out / f"{stem}.csv")
+    plot_gates(gates, labels, out / f"{stem}.png", title)
+    return closed_steps(gates, labels)
