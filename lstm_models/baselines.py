@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lstm_models.data.splits import SeriesSplits, TextSplits
+from lstm_models.data.splits import SequenceSplits, SeriesSplits, TextSplits
 
 FORECAST_METRICS = ("rmse", "mae", "smape", "mase")
 BOW_EPOCHS = 60
@@ -185,7 +185,23 @@ def evaluate(spec, data: TextSplits | SeriesSplits, model, lookback: int | None 
     """
     if isinstance(data, TextSplits):
         return classification_baselines(data, model, spec.dataset.options.get("max_tokens"), spec.tuner.seed)
+    if isinstance(data, SequenceSplits):
+        return sequence_baselines(data, model)
     return forecasting_baselines(data, model, lookback)
+
+
+def sequence_baselines(data: SequenceSplits, model) -> Baselines:
+    """Independent sequences (the adding problem) have no past to repeat: the one baseline is the
+    training targets' mean (for the adding problem about 1, test MSE about 0.167). No MASE."""
+    x, y_test = data.windows("test", data.length)
+    mean = data.y["train"].astype("float64").mean(axis=0)
+    scores = {}
+    if model is not None:
+        predicted = np.asarray(model.predict(x, verbose=0), dtype="float64").reshape(y_test.shape)
+        scores["best"] = forecast_scores(y_test, predicted, math.nan)
+    scores["mean"] = forecast_scores(y_test, np.broadcast_to(mean, y_test.shape), math.nan)
+    notes = {"mean": f"always the training mean {float(mean.mean()):.4g}"}
+    return Baselines(task="forecasting", metric="rmse", scores=scores, notes=notes, windows=len(y_test))
 
 
 def forecasting_baselines(data: SeriesSplits, model, lookback: int) -> Baselines:

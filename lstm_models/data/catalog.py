@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_models.data.splits import PARTS, SeriesSplits, TextSplits
+from lstm_models.data.splits import PARTS, SequenceSplits, SeriesSplits, TextSplits
 
 # kind, name, task, what the user gives or how big it is
 USER_KINDS = (
@@ -69,6 +69,8 @@ def data_tags(data: TextSplits | SeriesSplits) -> dict[str, str]:
     """What the parent run records about the data: class names in order, or length, gaps, dates."""
     if isinstance(data, TextSplits):
         return {"class_names": ", ".join(data.class_names), "test_size": str(data.sizes()["test"])}
+    if isinstance(data, SequenceSplits):  # independent sequences (the adding problem)
+        return {"sequence_length": str(data.length), "test_size": str(data.sizes()["test"])}
     first, last = data.date_range()
     return {"series_length": str(len(data.values)), "gaps_filled": str(data.gaps_filled),
             "fill": data.fill, "season": str(data.season), "date_range": f"{first}..{last}"}
