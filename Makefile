@@ -7,9 +7,12 @@ SPECS  := sweeps/sentiment.yaml sweeps/sunspots.yaml
 SPEC   ?=
 ARGS   ?=
 TRACKING_URI := sqlite:///mlflow/mlflow.db
+# make bench's search section at full size (--search-trials 40 --search-seeds 3, every sentence)
+# takes hours on 2 cores; the default is a smaller search on a 3,000-sentence subset.
+BENCH_ARGS ?= --search-trials 12 --search-seeds 3 --search-limit 3000
 
 .DEFAULT_GOAL := help
-.PHONY: help install data sweep test ui bench-memory clean
+.PHONY: help install data sweep test ui bench bench-memory clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -43,6 +46,9 @@ ui: $(STAMP) ## open the MLflow UI over mlflow/mlflow.db on http://127.0.0.1:500
 
 bench-memory: $(STAMP) ## long-range memory: the adding problem at lengths 50-400 per cell (~12 min); table to benchmarks/results/ and README
 	$(BIN)/python benchmarks/memory.py $(ARGS)
+
+bench: $(STAMP) data ## measure speed side by side: benchmarks/results/*.json and the README tables
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 clean: ## remove the venv, the tracking store, the exports and caches (not the downloaded data)
 	rm -rf $(VENV) mlflow exports runs .pytest_cache *.egg-info

@@ -11,7 +11,7 @@ from lstm_models import gradients
 from lstm_models.export import KERAS_FILE, META_FILE
 from lstm_models.gates import NOTES, gates_report, inspect_gates, load_export, values_input
 from lstm_models.errors import ConfigError
-from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model
+from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
 
 from conftest import run_cli
 
@@ -30,8 +30,9 @@ def exports(tmp_path_factory):
     """A 2-layer bidirectional LSTM text model, a GRU and a SimpleRNN forecaster (2 channels)."""
     keras.utils.set_random_seed(7)
     root = tmp_path_factory.mktemp("exports")
-    text = build_model(ModelSpec(task="classification", cell="lstm", units=(4, 3), bidirectional=True,
-                                 embedding_dim=5), TextInputs(vocabulary=VOCAB, num_classes=2), seed=7)
+    words = TextInputs(vocabulary=VOCAB, num_classes=2)
+    text = serving_model(build_model(ModelSpec(task="classification", cell="lstm", units=(4, 3), bidirectional=True,
+                                               embedding_dim=5), words, seed=7), words)  # as exported
     series = SeriesInputs(num_features=2, horizon=1, mean=(0.5, 0.1), variance=(0.1, 0.1))
     gru = build_model(ModelSpec(task="forecasting", cell="gru", units=(4,), lookback=5), series, seed=7)
     rnn = build_model(ModelSpec(task="forecasting", cell="rnn", units=(3,), lookback=5), series, seed=7)
