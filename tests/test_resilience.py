@@ -133,3 +133,31 @@ def test_sigint_exits_130_and_fresh_starts_a_new_sweep_keeping_the_old_runs(tmp_
                 for r in client.search_runs([old.info.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
     assert sorted(children) == [(False, "trial-01", "FINISHED"),
                                 (True, "trial-01", "FINISHED"), (True, "trial-02", "KILLED")]
+
+
+def test_two_sweeps_write_one_new_store_at_once_and_agree_exactly(tmp_path):
+    """Concurrent writers on one SQLite store; and, same spec and seed, the same trials and metrics."""
+    write_spec(tmp_path, tiny_series_spec(max_trials=2, max_epochs=2))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-m", "lstm_models", *_args(tmp_path, "--workdir", f"runs-{i}",
+                                                                             "--output", f"exports-{i}")],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in (1, 2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow/mlflow.db")
+    parents, _ = _runs(tmp_path)
+    assert len(parents) == 2 and {p.info.status for p in parents} == {"FINISHED"}
+    sweeps = []
+    for parent in parents:
+        children = sorted(
+            (r for r in client.search_runs([parent.info.experiment_id])
+             if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id), key=lambda r: r.info.run_name)
+        assert [(r.info.run_name[:8], r.info.status) for r in children] == [("trial-01", "FINISHED"),
+                                                                           ("trial-02", "FINISHED")]
+        sweeps.append([(r.info.run_name, r.data.params,
+                        [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, "val_rmse")],
+                        {k: v for k, v in r.data.metrics.items() if k not in ("epoch_seconds", "seconds_per_epoch")})
+                       for r in children])
+    assert sweeps[0] == sweeps[1]  # exactly: hyperparameters, per-epoch and final metrics
+    assert len(client.search_model_versions("name='tiny-sunspots'")) == 2
