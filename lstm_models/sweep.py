@@ -154,6 +154,7 @@ class _TrackedTuner:
     def __init__(self, *args, sweep: "_Sweep", **kwargs):
         self._sweep = sweep
         self._held = False
+        self._gradients: set[str] = set()
         super().__init__(*args, **kwargs)
 
     def pre_create_trial(self):
@@ -176,6 +177,7 @@ class _TrackedTuner:
         return model
 
     def on_trial_begin(self, trial):
+        self._gradients = _custom_gradients()
         try:
             super().on_trial_begin(trial)
             keras.backend.clear_session()
@@ -189,6 +191,7 @@ class _TrackedTuner:
                 super().on_trial_end(trial)
             finally:
                 self._sweep.end_trial(self.oracle.get_trial(trial.trial_id))
+                _forget_custom_gradients(self._gradients)
         self._sweep.check_failures()
 
     def on_search_end(self):
@@ -198,6 +201,32 @@ class _TrackedTuner:
 
 class _SearchDone(Exception):
     """Raised before a new trial once the sweep's trial limit or time budget is reached."""
+
+
+def _gradient_registry() -> dict:
+    try:
+        from tensorflow.python.framework import ops
+
+        return ops._gradient_registry._registry
+    except (ImportError, AttributeError):  # a TensorFlow without it: nothing to clean
+        return {}
+
+
+def _custom_gradients() -> set[str]:
+    return {k for k in _gradient_registry() if k.startswith("CustomGradient-")}
+
+
+def _forget_custom_gradients(before: set[str]) -> None:
+    """Drop the gradient functions a trial's train step registered in TensorFlow's global registry.
+
+    Each ``tf.custom_gradient`` traced in graph mode registers a uniquely named gradient function
+    there, and nothing ever removes it; its closure holds the whole train-step graph. That was
+    the sweep's memory leak (about 18 MiB per tiny trial, see benchmarks/soak.py). Once a trial
+    has ended nothing differentiates its graphs again, so its entries can go.
+    """
+    registry = _gradient_registry()
+    for key in _custom_gradients() - before:
+        registry.pop(key, None)
 
 
 def _tuner_class(kind: str):

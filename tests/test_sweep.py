@@ -113,5 +113,7 @@ def test_same_spec_and_seed_give_the_same_trials_and_metrics(tmp_path, seed):
         result = run_sweep(_spec(2), toy_series_splits(), NullTracker(), tmp_path / name, log=lambda _: None)
         return [(t.spec.params(), t.objective, t.test_metrics) for t in result.trials]
 
+    before = sweep_module._custom_gradients()
     first, second = run("a"), run("b")
     assert first == second and first[0][0] != first[1][0]
+    assert sweep_module._custom_gradients() == before  # the trials' train-step graphs were let go (the leak)
