@@ -1,9 +1,10 @@
 """The command line: ``lstm-models sweep SPEC ...``. The only code that reads argv or the environment.
 
-``sweep`` checks everything it can before it trains: the spec, the sweep state (``--resume`` /
-``--fresh``), the output and state folders, the tracking store, then the data. Only then does it
-install its SIGINT/SIGTERM handlers' effect on training, turn on TensorFlow's op determinism and
-run the sweep.
+``sweep`` checks everything it can before it trains, in this order: the spec, the sweep state
+(``--resume`` / ``--fresh``), the output and state folders, the tracking store, the data. Then it
+turns on TensorFlow's op determinism and runs the sweep. SIGINT and SIGTERM raise `Interrupted`
+through a `Deferral` (see `lstm_models.interrupt`); the sweep marks its runs KILLED and the
+command exits 130 or 143 after printing the command that resumes.
 """
 
 from __future__ import annotations
