@@ -28,16 +28,14 @@ import keras_tuner as kt
 import numpy as np
 
 from lstm_models import report
-from lstm_models.config import SweepSpec
+from lstm_models.config import SweepSpec, format_duration
 from lstm_models.data.splits import SeriesSplits, TextSplits
-from lstm_models.config import format_duration
 from lstm_models.errors import ConfigError, LstmModelsError, TrialFailed
 from lstm_models.export import export_model
 from lstm_models.interrupt import Deferral
 from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model
 from lstm_models.search_space import sample_spec
-from lstm_models.state import (FINISHED, TUNER_PROJECT, SweepLock, SweepState, check_start, discard, load_state,
-                               save_state)
+from lstm_models.state import FINISHED, TUNER_PROJECT, SweepLock, SweepState, check_start, discard, save_state
 from lstm_models.tracking import flatten
 
 TUNERS = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband}
