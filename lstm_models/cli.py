@@ -1,9 +1,18 @@
-"""The command line: ``lstm-models sweep | gates | gradients``. The only code that reads argv or the environment."""
+"""The command line: ``lstm-models sweep | datasets | gates | gradients``. The only code that reads argv or the environment.
+
+``sweep`` checks everything it can before it trains, in this order: the spec, the sweep state
+(``--resume`` / ``--fresh``), the output and state folders, the tracking store, the data. Then it
+turns on TensorFlow's op determinism and runs the sweep. SIGINT and SIGTERM raise `Interrupted`
+through a `Deferral` (see `lstm_models.interrupt`); the sweep marks its runs KILLED and the
+command exits 130 or 143 after printing the command that resumes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,9 +31,18 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--max-epochs", type=int)
     sweep.add_argument("--tuner", choices=["random", "bayesian", "hyperband"])
     sweep.add_argument("--seed", type=int)
+    sweep.add_argument("--time-budget", metavar="DURATION",
+                       help="start no trial after this much wall-clock time, e.g. 90s, 30m, 2h")
+    start = sweep.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="continue the interrupted sweep of this spec (finished trials are kept, none rerun)")
+    start.add_argument("--fresh", action="store_true",
+                       help="start a new sweep even if one of this spec exists (its runs stay in MLflow)")
     sweep.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                        help=f"MLflow tracking URI, or 'none' (default {DEFAULT_TRACKING_URI})")
     sweep.add_argument("--output", default="exports", help="where the best model is exported (default exports/)")
+    sweep.add_argument("--workdir", default="runs",
+                       help="where sweep state lives, one folder per sweep name (default runs/)")
     sweep.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
     datasets = sub.add_parser("datasets", help="list the datasets, or show one spec's splits")
     datasets.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
@@ -63,30 +81,61 @@ def _ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
+def _resume_command(argv: list[str]) -> str:
+    """The command line that was run, with ``--resume`` in place of ``--fresh``."""
+    program = [sys.executable, "-m", "lstm_models"] if sys.argv[0].endswith("__main__.py") else [sys.argv[0]]
+    args = [a for a in argv if a not in ("--fresh", "--resume")]
+    return shlex.join(program + args + ["--resume"])
+
+
+def _install_signal_handlers(guard) -> None:
+    """SIGINT and SIGTERM raise `Interrupted` (exit 130 / 143), deferred by ``guard`` while it holds."""
+    from lstm_models.interrupt import Interrupted
+
+    def handler(signum, frame):
+        guard.interrupt(Interrupted(signum))
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
     from lstm_models.config import load_sweep
+    from lstm_models.state import check_start, check_writable
 
+    # 1. the spec, 2. the sweep state, 3. the folders, 4. the tracking store, 5. the data.
     spec = load_sweep(args.spec).with_overrides(
-        max_trials=args.max_trials, max_epochs=args.max_epochs, kind=args.tuner, seed=args.seed)
+        max_trials=args.max_trials, max_epochs=args.max_epochs, kind=args.tuner, seed=args.seed,
+        time_budget=args.time_budget)
+    folder = Path(args.workdir) / spec.name
+    check_start(folder, spec.to_dict(), args.tracking_uri, resume=args.resume, fresh=args.fresh)
     output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output {output}: exists and is not a folder")
+    check_writable(output, f"--output {output}")
+    check_writable(folder, f"--workdir {args.workdir}")
 
-    from lstm_models.data import load_dataset
-
-    data = load_dataset(spec.dataset, Path(args.cache_dir))  # bad data answers before TensorFlow loads
-
-    from lstm_models.report import format_leaderboard
-    from lstm_models.sweep import run_sweep
     from lstm_models.tracking import MLflowTracker, NullTracker
 
     tracker = NullTracker() if args.tracking_uri == "none" else MLflowTracker(args.tracking_uri)
     tracker.check()
-    result = run_sweep(spec, data, tracker, output, tags={"git_commit": _git_commit(),
-                                                           "mlflow.source.git.commit": _git_commit()},
+
+    from lstm_models.data import load_dataset
+
+    data = load_dataset(spec.dataset, Path(args.cache_dir))
+
+    import tensorflow as tf
+
+    from lstm_models.report import format_leaderboard
+    from lstm_models.sweep import run_sweep
+
+    tf.config.experimental.enable_op_determinism()  # same spec and seed -> same trials, same metrics
+    args.state_folder = folder
+    result = run_sweep(spec, data, tracker, output, workdir=folder, resume=args.resume, fresh=args.fresh,
+                       guard=guard, tags={"git_commit": _git_commit(), "mlflow.source.git.commit": _git_commit()},
                        log=lambda line: print(line, flush=True))
     print()
     print(format_leaderboard(result))
+    if result.stop_reason:
+        print(f"Stopped early: {result.stop_reason}")
     print(f"SavedModel: {result.export_dir}  (tf.saved_model.load(path).serve(x))")
     if args.tracking_uri != "none":
         print(f"MLflow: experiment {spec.name!r}, parent run {result.parent_run_id} in {args.tracking_uri}")
@@ -163,11 +212,29 @@ def cmd_gradients(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lstm-models`` and ``python -m lstm_models``; returns the exit code."""
+    from lstm_models.interrupt import Deferral, Interrupted
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    guard = Deferral()
+    _install_signal_handlers(guard)
     try:
-        commands = {"sweep": cmd_sweep, "datasets": cmd_datasets, "gates": cmd_gates, "gradients": cmd_gradients}
+        commands = {"sweep": lambda a: cmd_sweep(a, argv, guard), "datasets": cmd_datasets,
+                    "gates": cmd_gates, "gradients": cmd_gradients}
         return commands[args.command](args)
     except LstmModelsError as exc:
         print(f"lstm-models: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, (ConfigError, DataError)) else 1
+    except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the message below must get out
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        name, code = (signal.Signals(exc.signum).name, exc.exit_code) if isinstance(exc, Interrupted) else ("SIGINT", 130)
+        folder = getattr(args, "state_folder", None)
+        if folder is None:
+            print(f"lstm-models: interrupted by {name} before the sweep started; nothing to resume", file=sys.stderr)
+        else:
+            print(f"lstm-models: interrupted by {name}: the running trial and the sweep are marked KILLED; "
+                  f"finished trials are kept in {folder}. Resume with:\n  {_resume_command(argv)}",
+                  file=sys.stderr, flush=True)
+        return code

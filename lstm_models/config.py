@@ -69,6 +69,7 @@ class Rule:
     choices: tuple | None = None
     searchable: bool = False
     required: bool = False
+    convert: Any = None  # a function (value, where) -> value that replaces the type check
 
 
 # Search space of the models, per key. A task-specific default follows below.
@@ -194,6 +195,7 @@ TUNER_RULES: dict[str, Rule] = {
     "seed": Rule(int, default=42, min=0, max=2**31 - 1),
     "factor": Rule(int, default=3, min=2, max=10),
     "balance_cells": Rule(bool, default=True),
+    "time_budget": Rule(float, default=None, convert=lambda value, where: parse_duration(value, where)),
 }
 
 EARLY_STOPPING_RULES: dict[str, Rule] = {
@@ -261,6 +263,7 @@ class TunerSpec:
     seed: int = 42
     factor: int = 3
     balance_cells: bool = True
+    time_budget: float | None = None  # seconds of wall-clock time after which no trial starts
 
 
 @dataclass(frozen=True)
@@ -480,7 +483,10 @@ def _check_section(raw: dict, rules: dict[str, Rule], source: str, prefix: str) 
             out[key] = value
             continue
         value = raw[key]
-        out[key] = _param(key, value, rule, where) if rule.searchable else _scalar(value, rule, where)
+        if rule.convert is not None:
+            out[key] = rule.convert(value, where)
+        else:
+            out[key] = _param(key, value, rule, where) if rule.searchable else _scalar(value, rule, where)
     return out
 
 
@@ -564,6 +570,41 @@ def _scalar(value: Any, rule: Rule, where: str) -> Any:
     if rule.type in (int, float) and not lo <= value <= hi:
         raise ConfigError(f"{where} must be {expected} in [{_fmt(lo)}, {_fmt(hi)}]. Got {value!r} instead.")
     return value
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION = 30 * 86400
+
+
+def parse_duration(value: Any, where: str = "duration") -> float:
+    """``90s``, ``30m``, ``2h``, ``1d`` or a number of seconds -> seconds.
+
+    Raises:
+        ConfigError: naming ``where`` and the value, for anything else or outside (0, 30 days].
+    """
+    seconds = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+        try:
+            seconds = float(number) * _UNITS[unit]
+        except ValueError:
+            seconds = None
+    if seconds is None or not math.isfinite(seconds) or not 0 < seconds <= MAX_DURATION:
+        raise ConfigError(
+            f"{where} must be a duration above 0 and at most 30 days, like 90s, 30m or 2h. Got {value!r} instead."
+        )
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact form of a duration: 1800 -> ``30m``, 90 -> ``90s``."""
+    for unit in ("d", "h", "m"):
+        if seconds >= _UNITS[unit] and float(seconds / _UNITS[unit]).is_integer():
+            return f"{int(seconds // _UNITS[unit])}{unit}"
+    return f"{seconds:g}s"
 
 
 def _fmt(x: float) -> str:

@@ -4,7 +4,10 @@ The export folder is a SavedModel (``serve`` and ``serving_default`` signatures)
 extra files beside ``saved_model.pb``: ``model.keras`` (the trained Keras model, for the gate
 inspector and further training) and ``meta.json`` (task, class names or lookback and horizon).
 It is written to a temporary folder next to the target, reloaded and compared with the Keras
-model, and only then renamed into place, so a crash never leaves a half-written export.
+model, and only then renamed into place, so a crash never leaves a half-written export. The old
+export is moved aside for the instant of the swap and moved back if the swap fails; if the process
+dies in that instant, the next export puts it back first. ``model.keras`` is read back with
+`load_keras`, which never runs code from the file (``safe_mode=True``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def export_model(model, target: Path, meta: Mapping[str, Any], sample) -> Path:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _recover(target)
     staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         model.export(str(staging), format="tf_saved_model", verbose=False)
@@ -46,13 +50,35 @@ def export_model(model, target: Path, meta: Mapping[str, Any], sample) -> Path:
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             target.rename(old)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except BaseException:
+            if old is not None and not target.exists():
+                old.rename(target)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _recover(target: Path) -> None:
+    """Put back an export a dead process had moved aside for its swap."""
+    if target.exists():
+        return
+    aside = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if aside:
+        aside[-1].rename(target)
+
+
+def load_keras(path: str | Path):
+    """The ``model.keras`` of an export (or any .keras file), loaded with ``safe_mode=True``."""
+    import keras
+
+    path = Path(path)
+    return keras.saving.load_model(path / KERAS_FILE if path.is_dir() else path, safe_mode=True)
 
 
 def check_export(path: Path, model, sample, atol: float = 1e-5) -> np.ndarray:

@@ -55,7 +55,9 @@ def format_leaderboard(result) -> str:
             f"{t.test_metrics.get(metric, float('nan')):>14.4f} {t.n_params or 0:>10,} "
             f"{t.seconds_per_epoch or 0:>8.2f}  {_config(t)}{mark}")
     failed = sum(t.status == "FAILED" for t in result.trials)
-    lines.append(f"  {len(result.trials)} trials ({failed} failed) in {result.wall_seconds:.0f}s; * = exported")
+    killed = sum(t.status == "KILLED" for t in result.trials)
+    stopped = f", {killed} interrupted" if killed else ""
+    lines.append(f"  {len(result.trials)} trials ({failed} failed{stopped}) in {result.wall_seconds:.0f}s; * = exported")
     if result.baselines is not None and result.best is not None:
         lines += format_baselines(result.baselines, result.best.spec.cell)
     return "\n".join(lines)

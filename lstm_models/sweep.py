@@ -3,7 +3,14 @@
 Keras Tuner decides what to try (its oracle) and how to train (its `Tuner`); our hypermodel
 turns the sampled ``hp`` into a `ModelSpec` and builds it with `build_model`; a mixin on the
 tuner opens and closes one tracked run per trial and stops at ``max_trials`` (Hyperband has no
-trial limit of its own). The test split is used only after the search, once per cell type.
+trial limit of its own) or when the time budget is spent. The test split is used only after the
+search, once per cell type.
+
+A sweep survives its process: its state (parent run, spec, one record per trial) and Keras
+Tuner's project live in a folder (`lstm_models.state`), so ``resume=True`` continues an
+interrupted or killed sweep without rerunning a finished trial. A trial that was running when
+its process stopped is not rerun either: its run is closed (KILLED by a signal, FAILED after a
+``kill -9``) and counts towards ``max_trials``, so a sweep has exactly ``max_trials`` trial runs.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,20 +28,25 @@ import keras_tuner as kt
 import numpy as np
 
 from lstm_models import baselines, report
-from lstm_models.config import SweepSpec
+from lstm_models.config import SweepSpec, format_duration
 from lstm_models.data.catalog import data_tags
 from lstm_models.data.splits import SeriesSplits, TextSplits
-from lstm_models.errors import LstmModelsError, TrialFailed
+from lstm_models.errors import ConfigError, LstmModelsError, TrialFailed
 from lstm_models.export import export_model
 from lstm_models.inside import log_inside_views
+from lstm_models.interrupt import Deferral
 from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
 from lstm_models.pipeline import Pipeline
 from lstm_models.search_space import sample_spec
+from lstm_models.state import FINISHED, TUNER_PROJECT, SweepLock, SweepState, check_start, discard, save_state
 from lstm_models.tracking import flatten
 
 TUNERS = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband}
 ORACLES = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle,
            "hyperband": kt.oracles.HyperbandOracle}
+MAX_FAILURES_IN_A_ROW = 3
+DIED = "the process running this trial stopped before the trial ended (kill -9, crash or power loss); not rerun"
+INTERRUPTED = "interrupted: the sweep was stopped while this trial ran; not rerun"
 
 
 class SweepFailed(LstmModelsError):
@@ -48,7 +61,7 @@ class TrialResult:
     number: int
     spec: ModelSpec
     run_id: str = ""
-    status: str = "RUNNING"
+    status: str = "RUNNING"  # then FINISHED, FAILED, or KILLED (interrupted)
     objective: float | None = None
     best_epoch: int | None = None
     epochs: int = 0
@@ -60,6 +73,12 @@ class TrialResult:
     @property
     def name(self) -> str:
         return f"trial-{self.number:02d} {self.spec.label()}"
+
+    def record(self) -> dict:
+        """What the sweep state file keeps of this trial."""
+        return {"number": self.number, "run_id": self.run_id, "status": self.status, "objective": self.objective,
+                "best_epoch": self.best_epoch, "epochs": self.epochs, "seconds_per_epoch": self.seconds_per_epoch,
+                "n_params": self.n_params, "error": self.error}
 
 
 @dataclass
@@ -76,6 +95,8 @@ class SweepResult:
     wall_seconds: float = 0.0
     test_size: int = 0
     baselines: baselines.Baselines | None = None  # baselines and the exported model on the same test data
+    stop_reason: str = ""  # why the search ended before max_trials (time budget), else empty
+    resumed: bool = False
 
 
 def prepare_inputs(data: TextSplits | SeriesSplits, max_tokens: int | None = None) -> TextInputs | SeriesInputs:
@@ -143,16 +164,30 @@ class _BalancedCells:
 
 
 class _TrackedTuner:
-    """Mixed into a Keras Tuner class: one tracked run per trial, and a trial limit."""
+    """Mixed into a Keras Tuner class: one tracked run per trial, a trial limit, a time budget.
+
+    Creating a trial (oracle files), opening its run and recording it in the state file happen
+    in one held section of the sweep's `Deferral`, and so does ending it: a signal that
+    arrives meanwhile takes effect right after, so the three records always agree.
+    """
 
     def __init__(self, oracle, hypermodel, sweep: "_Sweep", **kwargs):
         self._sweep = sweep
+        self._held = False
+        self._gradients: set[str] = set()
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)  # our oracle, not the class's
 
     def pre_create_trial(self):
         super().pre_create_trial()
-        if len(self._sweep.trials) >= self._sweep.spec.tuner.max_trials:
-            raise _SearchDone()
+        self._sweep.check_limits()
+        if not self._held:  # an IDLE answer from Hyperband's oracle loops back here
+            self._held = True
+            self._sweep.guard.enter()
+
+    def _release(self):
+        if self._held:
+            self._held = False
+            self._sweep.guard.leave()
 
     def load_model(self, trial):
         """The trial's best checkpoint."""
@@ -170,35 +205,80 @@ class _TrackedTuner:
         return model
 
     def on_trial_begin(self, trial):
-        super().on_trial_begin(trial)
-        keras.backend.clear_session()
-        self._sweep.begin_trial(trial)
+        self._gradients = _custom_gradients()
+        try:
+            super().on_trial_begin(trial)
+            keras.backend.clear_session()
+            self._sweep.begin_trial(trial)
+        finally:
+            self._release()
 
     def on_trial_end(self, trial):
-        try:
-            super().on_trial_end(trial)
-        finally:
-            self._sweep.end_trial(self.oracle.get_trial(trial.trial_id))
+        with self._sweep.guard.hold():
+            try:
+                super().on_trial_end(trial)
+            finally:
+                self._sweep.end_trial(self.oracle.get_trial(trial.trial_id))
+                _forget_custom_gradients(self._gradients)
+        self._sweep.check_failures()
+
+    def on_search_end(self):
+        self._release()
+        super().on_search_end()
 
 
 class _SearchDone(Exception):
-    """Raised before a new trial once the sweep's trial limit is reached."""
+    """Raised before a new trial once the sweep's trial limit or time budget is reached."""
+
+
+def _gradient_registry() -> dict:
+    try:
+        from tensorflow.python.framework import ops
+
+        return ops._gradient_registry._registry
+    except (ImportError, AttributeError):  # a TensorFlow without it: nothing to clean
+        return {}
+
+
+def _custom_gradients() -> set[str]:
+    return {k for k in _gradient_registry() if k.startswith("CustomGradient-")}
+
+
+def _forget_custom_gradients(before: set[str]) -> None:
+    """Drop the gradient functions a trial's train step registered in TensorFlow's global registry.
+
+    Each ``tf.custom_gradient`` traced in graph mode registers a uniquely named gradient function
+    there, and nothing ever removes it; its closure holds the whole train-step graph. That was
+    the sweep's memory leak (about 18 MiB per tiny trial, see benchmarks/soak.py). Once a trial
+    has ended nothing differentiates its graphs again, so its entries can go.
+    """
+    registry = _gradient_registry()
+    for key in _custom_gradients() - before:
+        registry.pop(key, None)
 
 
 class _Sweep:
     """The state of one sweep while Keras Tuner drives it."""
 
-    def __init__(self, spec: SweepSpec, data, tracker, log: Callable[[str], None]):
+    def __init__(self, spec: SweepSpec, data, tracker, log: Callable[[str], None], folder: Path,
+                 state: SweepState, guard: Deferral, clock: Callable[[], float]):
         self.spec = spec
         self.data = data
         self.tracker = tracker
         self.log = log
+        self.folder = folder
+        self.state = state
+        self.guard = guard
+        self.clock = clock
+        self.started = clock()
         max_tokens = spec.dataset.options.get("max_tokens")
         self.inputs = prepare_inputs(data, max_tokens)
         self.pipeline = Pipeline(data, self.inputs)
         self.trials: list[TrialResult] = []
         self.current: TrialResult | None = None
         self.best: TrialResult | None = None
+        self.failures_in_a_row = 0
+        self.stop_reason = ""
 
     def model_spec(self, hp) -> ModelSpec:
         return sample_spec(hp, self.spec.search, self.spec.task, self.spec.dataset.options.get("lookback"))
@@ -219,6 +299,30 @@ class _Sweep:
                 min_delta=es.min_delta))
         return out
 
+    def save(self, result: TrialResult | None = None) -> None:
+        if result is not None:
+            self.state.trials[result.trial_id] = result.record()
+        save_state(self.folder, self.state)
+
+    def check_limits(self) -> None:
+        """Stop before a new trial once ``max_trials`` have run or the time budget is spent."""
+        if len(self.trials) >= self.spec.tuner.max_trials:
+            raise _SearchDone()
+        budget = self.spec.tuner.time_budget
+        spent = self.clock() - self.started
+        if budget is not None and spent >= budget:
+            self.stop_reason = (f"time budget {format_duration(budget)} spent ({spent:.0f}s) after "
+                                f"{len(self.trials)} of {self.spec.tuner.max_trials} trials")
+            self.log(f"{self.stop_reason}: no new trial; the best model so far is exported")
+            raise _SearchDone()
+
+    def check_failures(self) -> None:
+        if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            kept = sum(t.status == "FINISHED" for t in self.trials)
+            raise SweepFailed(
+                f"sweep {self.spec.name}: stopped after {self.failures_in_a_row} failed trials in a row; last error: "
+                f"{self.trials[-1].error}. The {kept} finished trial(s) are kept; fix the cause and resume")
+
     def begin_trial(self, trial) -> None:
         hp = trial.hyperparameters
         keras.utils.set_random_seed(self.spec.tuner.seed + int(trial.trial_id))
@@ -229,6 +333,7 @@ class _Sweep:
             result.name, params, {"cell": spec.cell, "trial_id": trial.trial_id, "status": "RUNNING"})
         self.trials.append(result)
         self.current = result
+        self.save(result)
         details = ", ".join(f"{k}={_short(v)}" for k, v in spec.params().items() if k != "task")
         budget = hp.values.get("tuner/epochs")
         extra = f" (hyperband: epochs {hp.values['tuner/initial_epoch']}->{budget})" if budget else ""
@@ -252,15 +357,76 @@ class _Sweep:
             })
             if self.better(result.objective, self.best.objective if self.best else None):
                 self.best = result
+            self.failures_in_a_row = 0
         else:
             result.status = "FAILED"
-            result.error = _last_line(trial.message) or "the objective was not finite (NaN loss?)"
-            self.tracker.set_tags(result.run_id, {"error": result.error})
+            result.error = _error_line(trial.message) or "the objective was not finite (NaN loss?)"
+            self.tracker.set_tags(result.run_id, {"error": result.error[:500]})
+            if trial.message:
+                self._log_traceback(result, trial.message)
+            self.failures_in_a_row += 1
         self.tracker.set_tags(result.run_id, {"status": result.status})
         self.tracker.end_run(result.run_id, result.status)
+        self.save(result)
         best = f"best so far {self.best.objective:.4f} ({self.best.spec.cell})" if self.best else "no finished trial yet"
         outcome = f"{self.spec.objective} {result.objective:.4f}" if result.objective is not None else result.error
         self.log(f"    -> {result.status}: {outcome}; {best}")
+
+    def _log_traceback(self, result: TrialResult, message: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="lstm-models-") as tmp:
+            path = Path(tmp) / "traceback.txt"
+            path.write_text(message, encoding="utf-8")
+            self.tracker.log_artifact(result.run_id, path)
+
+    def abort(self, status: str) -> None:
+        """Close the running trial's run as KILLED (a signal) or FAILED (an error)."""
+        result, self.current = self.current, None
+        if result is None:
+            return
+        result.status = status
+        result.error = INTERRUPTED if status == "KILLED" else "the sweep stopped with an error while this trial ran"
+        self.tracker.set_tags(result.run_id, {"status": status, "error": result.error})
+        self.tracker.end_run(result.run_id, status)
+        self.save(result)
+
+    def restore(self, oracle) -> None:
+        """Rebuild the trials of an interrupted sweep from its state file and Keras Tuner's oracle.
+
+        Finished and failed trials are kept as they are. A trial the oracle never ended is not
+        rerun: it is closed in the oracle as FAILED (so no Keras Tuner code retries or scores
+        it) and, if its process died without closing its run, that run is marked FAILED.
+        """
+        interrupted = _close_unended(oracle)
+        died = 0
+        for trial_id, rec in sorted(self.state.trials.items(), key=lambda item: item[1]["number"]):
+            ktrial = oracle.trials.get(trial_id)
+            if ktrial is None:
+                raise ConfigError(f"{self.folder}: trial {trial_id} is in {self.folder / 'sweep.json'} but not in "
+                                  "Keras Tuner's project; the state is inconsistent, start again with --fresh")
+            result = TrialResult(trial_id=trial_id, spec=self.model_spec(ktrial.hyperparameters.copy()), **rec)
+            self.trials.append(result)
+            if result.status != "RUNNING":
+                if result.status == "FINISHED" and self.better(result.objective, self.best and self.best.objective):
+                    self.best = result
+                continue
+            if trial_id not in interrupted and ktrial.status == kt.engine.trial.TrialStatus.COMPLETED:
+                self.current = result  # it ended in the oracle; the process died before the run was closed
+                self.end_trial(ktrial)
+                continue
+            died += 1
+            result.status, result.error = "FAILED", DIED
+            self.tracker.set_tags(result.run_id, {"status": "FAILED", "error": DIED})
+            self.tracker.end_run(result.run_id, "FAILED")
+            self.save(result)
+        known = {t.run_id for t in self.trials}
+        for run_id in self.tracker.running_trials(self.state.parent_run_id):
+            if run_id not in known:  # opened by a process killed before it recorded the trial
+                self.tracker.set_tags(run_id, {"status": "FAILED", "error": DIED})
+                self.tracker.end_run(run_id, "FAILED")
+        finished = sum(t.status == "FINISHED" for t in self.trials)
+        note = f"; {died} left running by a dead process, marked FAILED" if died else ""
+        self.log(f"resuming sweep {self.spec.name} (parent run {self.state.parent_run_id or '-'}): "
+                 f"{len(self.trials)} of {self.spec.tuner.max_trials} trials kept, {finished} finished, none rerun{note}")
 
     def epoch_end(self, epoch: int, epochs: int, logs: dict, seconds: float) -> None:
         result = self.current
@@ -299,13 +465,41 @@ def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _last_line(message: str | None) -> str:
+def _error_line(message: str | None) -> str:
+    """The exception line of a formatted traceback (``TrialFailed: loss became nan ...``)."""
     lines = [line for line in (message or "").strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
+    frames = [i for i, line in enumerate(lines) if line.startswith(" ")]
+    rest = lines[frames[-1] + 1:] if frames else lines
+    return (rest[0] if rest else lines[-1] if lines else "").strip()
+
+
+def _close_unended(oracle) -> set[str]:
+    """End, as FAILED, the oracle's trials that a stopped process left running; return their ids.
+
+    Keras Tuner's reload puts them on its retry queue, which would rerun them: an interrupted
+    trial is closed instead (our runs record why), and counts towards ``max_trials``.
+    """
+    running = kt.engine.trial.TrialStatus.RUNNING
+    ids = set(oracle._retry_queue) | {t.trial_id for t in oracle.trials.values() if t.status == running}
+    oracle._retry_queue = []
+    for trial_id in sorted(ids):
+        trial = oracle.trials[trial_id]
+        if trial.status in (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED):
+            ids.discard(trial_id)  # it ended; only the oracle file missed it
+        else:
+            trial.status = kt.engine.trial.TrialStatus.FAILED
+            trial.message = INTERRUPTED
+        if trial_id not in oracle.end_order:
+            oracle.end_order.append(trial_id)
+        oracle._save_trial(trial)
+    oracle.save()
+    return ids
 
 
 def run_sweep(spec: SweepSpec, data, tracker, output_dir: Path, workdir: Path | None = None,
-              tags: dict | None = None, log: Callable[[str], None] = print) -> SweepResult:
+              tags: dict | None = None, log: Callable[[str], None] = print, resume: bool = False,
+              fresh: bool = False, guard: Deferral | None = None,
+              clock: Callable[[], float] = time.monotonic) -> SweepResult:
     """Search, track, evaluate the best model of each cell on test, export the best one.
 
     Args:
@@ -313,63 +507,115 @@ def run_sweep(spec: SweepSpec, data, tracker, output_dir: Path, workdir: Path | 
         data: the loaded splits.
         tracker: an `MLflowTracker` or `NullTracker`.
         output_dir: exports go to ``output_dir / spec.name``.
-        workdir: Keras Tuner's state and checkpoints (a temporary folder when None).
+        workdir: the sweep's state folder (``runs/<name>`` from the CLI): state file, Keras
+            Tuner's project and checkpoints. None: a temporary folder, and no resume.
         tags: extra tags for the parent run (git commit ...).
         log: where progress lines go.
+        resume: continue the sweep recorded in ``workdir`` (see `lstm_models.state.check_start`).
+        fresh: replace the sweep recorded in ``workdir`` by a new one; its runs stay in MLflow,
+            those it left RUNNING are marked FAILED.
+        guard: the `Deferral` the caller's signal handlers raise through.
+        clock: seconds, for the time budget.
 
     Returns:
         A `SweepResult`.
+
+    Reproducibility: trials are seeded from ``spec.tuner.seed``; identical metrics across runs
+    also need TensorFlow's op determinism, which the CLI turns on
+    (``tf.config.experimental.enable_op_determinism()``); library callers decide for themselves.
     """
     started = time.perf_counter()
-    sweep = _Sweep(spec, data, tracker, log)
-    parent_tags = {"dataset": spec.dataset.kind, "task": spec.task, "tuner": spec.tuner.kind,
-                   "seed": str(spec.tuner.seed), **data_tags(data), **(tags or {})}
-    parent = tracker.start_sweep(spec.name, f"sweep {spec.name} ({spec.tuner.kind})",
-                                 flatten(spec.to_dict()), parent_tags)
-    with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
+    guard = guard or Deferral()
+    with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch, ExitStack() as stack:
+        folder = Path(workdir) if workdir else Path(scratch) / "sweep"
+        uri = getattr(tracker, "uri", "none")
+        previous = check_start(folder, spec.to_dict(), uri, resume=resume, fresh=fresh)
+        stack.enter_context(SweepLock(folder))
+        if fresh and previous is not None:
+            _close_abandoned(previous, tracker, uri, log)
+            discard(folder)
+            stack.enter_context(SweepLock(folder))
+        state = _open_state(spec, tracker, folder, previous if resume else None, {**data_tags(data), **(tags or {})})
+        sweep = _Sweep(spec, data, tracker, log, folder, state, guard, clock)
+        parent = state.parent_run_id
         try:
-            tuner = _make_tuner(spec, sweep, Path(workdir) if workdir else Path(scratch))
+            tuner = _make_tuner(spec, sweep, folder)
+            if resume:
+                sweep.restore(tuner.oracle)
+            budget = f", time budget {format_duration(spec.tuner.time_budget)}" if spec.tuner.time_budget else ""
             log(f"sweep {spec.name}: {spec.tuner.kind} search over {', '.join(spec.search.cells.values)}, "
                 f"objective {spec.objective} ({spec.direction}), at most {spec.tuner.max_trials} trials "
-                f"of at most {spec.tuner.max_epochs} epochs")
+                f"of at most {spec.tuner.max_epochs} epochs{budget}; state in {folder}")
             try:
                 tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
             except _SearchDone:
                 pass
-            except RuntimeError as exc:
-                if "consecutive failures" in str(exc):
-                    raise SweepFailed(
-                        f"sweep {spec.name}: stopped after {tuner.oracle.max_consecutive_failed_trials} failed "
-                        f"trials in a row; last error: {sweep.trials[-1].error}") from None
-                raise
             result = _finish(spec, sweep, tuner, data, tracker, parent, Path(output_dir), Path(scratch))
+            result.stop_reason, result.resumed = sweep.stop_reason, resume
+            state.status = FINISHED
+            sweep.save()
         except BaseException as exc:
-            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-            if sweep.current is not None:
-                tracker.end_run(sweep.current.run_id, status)
-            if parent:
-                tracker.set_tags(parent, {"error": str(exc)[:500] or type(exc).__name__})
-                tracker.end_run(parent, status)
+            guard.reset()
+            with guard.hold(drop=True):  # a second Ctrl-C must not cut the bookkeeping short
+                status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+                sweep.abort(status)
+                if parent:
+                    tracker.set_tags(parent, {"error": str(exc)[:500] or type(exc).__name__})
+                    tracker.end_run(parent, status)
             raise
     result.wall_seconds = time.perf_counter() - started
     return result
 
 
-def _make_tuner(spec: SweepSpec, sweep: _Sweep, workdir: Path):
+def _open_state(spec: SweepSpec, tracker, folder: Path, previous: SweepState | None, tags: dict | None) -> SweepState:
+    """Reopen the parent run of a resumed sweep, or start a new one and write its state."""
+    if previous is not None:
+        previous.spec = spec.to_dict()  # max_trials and time_budget may change on resume
+        tracker.reopen_sweep(previous.parent_run_id)
+        save_state(folder, previous)
+        return previous
+    parent_tags = {"dataset": spec.dataset.kind, "task": spec.task, "tuner": spec.tuner.kind,
+                   "seed": str(spec.tuner.seed), **(tags or {})}
+    parent = tracker.start_sweep(spec.name, f"sweep {spec.name} ({spec.tuner.kind})",
+                                 flatten(spec.to_dict()), parent_tags)
+    state = SweepState(name=spec.name, parent_run_id=parent, tracking_uri=getattr(tracker, "uri", "none"),
+                       spec=spec.to_dict())
+    save_state(folder, state)
+    return state
+
+
+def _close_abandoned(previous: SweepState, tracker, uri: str, log: Callable[[str], None]) -> None:
+    """Before ``fresh`` replaces a sweep: runs its dead process left RUNNING become FAILED."""
+    log(f"starting a fresh sweep: the previous one ({previous.describe()}) is replaced; its runs stay in MLflow")
+    if previous.tracking_uri != uri or not previous.parent_run_id:
+        return
+    reason = "abandoned: replaced by a fresh sweep (--fresh) while this run was still open"
+    for run_id in tracker.running_trials(previous.parent_run_id):
+        tracker.set_tags(run_id, {"status": "FAILED", "error": reason})
+        tracker.end_run(run_id, "FAILED")
+    if tracker.run_status(previous.parent_run_id) == "RUNNING":
+        tracker.set_tags(previous.parent_run_id, {"error": reason})
+        tracker.end_run(previous.parent_run_id, "FAILED")
+
+
+def _make_tuner(spec: SweepSpec, sweep: _Sweep, folder: Path):
+    """Keras Tuner on ``folder/tuner``: reloaded only when resuming (`check_start` made sure)."""
     t = spec.tuner
-    kind = t.kind
-    bases = (_BalancedCells, ORACLES[kind]) if t.balance_cells else (ORACLES[kind],)
-    oracle_cls = type(f"Sweep{ORACLES[kind].__name__}", bases, {})
+    bases = (_BalancedCells, ORACLES[t.kind]) if t.balance_cells else (ORACLES[t.kind],)
+    oracle_cls = type(f"Sweep{ORACLES[t.kind].__name__}", bases, {})
+    # Our own count of failures in a row replaces Keras Tuner's, which counts over the whole
+    # history and would stop a resumed sweep at once.
     common = dict(objective=kt.Objective(spec.objective, direction=spec.direction), seed=t.seed,
-                  max_consecutive_failed_trials=3)
-    if kind == "hyperband":
+                  max_retries_per_trial=0, max_consecutive_failed_trials=None)
+    if t.kind == "hyperband":
         # Brackets repeat until max_trials trials have run (pre_create_trial stops the search).
         oracle = oracle_cls(max_epochs=t.max_epochs, factor=t.factor, hyperband_iterations=0, **common)
     else:
         oracle = oracle_cls(max_trials=t.max_trials, **common)
-    tuner_cls = type(f"Tracked{TUNERS[kind].__name__}", (_TrackedTuner, TUNERS[kind]), {})
-    return tuner_cls(oracle, _HyperModel(sweep), sweep=sweep, directory=str(workdir),
-                     project_name=spec.name, overwrite=True)
+    tuner_cls = type(f"Tracked{TUNERS[t.kind].__name__}", (_TrackedTuner, TUNERS[t.kind]), {})
+    # No overwrite: never a silent delete.
+    return tuner_cls(oracle, _HyperModel(sweep), sweep=sweep, directory=str(folder),
+                     project_name=TUNER_PROJECT, overwrite=False)
 
 
 def _finish(spec, sweep: _Sweep, tuner, data, tracker, parent: str, output_dir: Path, scratch: Path) -> SweepResult:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lstm_models.errors import ConfigError
+from lstm_models.state import check_writable
 
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
@@ -68,6 +69,15 @@ class NullTracker:
     def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
         return ""
 
+    def reopen_sweep(self, run_id: str) -> None:
+        pass
+
+    def running_trials(self, parent_run_id: str) -> list[str]:
+        return []
+
+    def run_status(self, run_id: str) -> str:
+        return ""
+
 
 class MLflowTracker:
     """Writes sweeps and trials to an MLflow tracking store.
@@ -78,22 +88,48 @@ class MLflowTracker:
     """
 
     def __init__(self, uri: str, artifact_root: str | None = None):
-        from mlflow.tracking import MlflowClient
-
-        if uri.startswith("sqlite:///"):
-            Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.uri = uri
         self.artifact_root = artifact_root or default_artifact_root(uri)
-        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self._client = None
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
+
+    @property
+    def client(self):
+        """The `MlflowClient`, made on first use: a new SQLite store is created then, not before."""
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            db = self._sqlite_path()
+            if db is None:
+                self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            else:
+                # Two sweeps starting at once on a new store would both create its tables.
+                import fcntl
+
+                db.parent.mkdir(parents=True, exist_ok=True)
+                with open(db.parent / f".{db.name}.lock", "a") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+                    client.search_experiments(max_results=1)  # creates and migrates the tables
+                self._client = client
+        return self._client
+
+    def _sqlite_path(self) -> Path | None:
+        return Path(self.uri[len("sqlite:///"):]) if self.uri.startswith("sqlite:///") else None
 
     def check(self, timeout: float = 10.0) -> None:
         """Reach the store once, before any training, or raise `ConfigError`.
 
         A server is asked for its ``/health`` with a short timeout first: the MLflow client
-        itself would retry for minutes.
+        itself would retry for minutes. A SQLite store that does not exist yet is not created
+        here (a run that stops at a data error leaves nothing behind): its folder must be
+        creatable and writable.
         """
+        db = self._sqlite_path()
+        if db is not None and not db.exists():
+            check_writable(db.parent, f"tracking URI {self.uri}")
+            return
         if self.uri.startswith(("http://", "https://")):
             import urllib.error
             import urllib.request
@@ -175,6 +211,26 @@ class MLflowTracker:
     def end_run(self, run_id: str, status: str) -> None:
         """Close a run as FINISHED, FAILED or KILLED."""
         self.client.set_terminated(run_id, status=status)
+
+    def reopen_sweep(self, run_id: str) -> None:
+        """Continue a sweep's parent run (on resume): new trials are nested under it again."""
+        run = self.client.get_run(run_id)
+        self.experiment_id, self.parent_run_id = run.info.experiment_id, run_id
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.set_tag(run_id, "resumed", str(int(run.data.tags.get("resumed", "0")) + 1))
+        if "error" in run.data.tags:  # why it stopped last time; the runs keep their own reasons
+            self.client.delete_tag(run_id, "error")
+
+    def running_trials(self, parent_run_id: str) -> list[str]:
+        """The ids of a sweep's trial runs still marked RUNNING."""
+        runs = self.client.search_runs(
+            [self.client.get_run(parent_run_id).info.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+            max_results=10_000)
+        return [r.info.run_id for r in runs]
+
+    def run_status(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.status
 
     def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
         """Register a logged SavedModel folder as a new version of the model ``name``."""

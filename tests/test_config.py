@@ -88,3 +88,17 @@ def test_ranges_choices_and_fixed_values():
     assert spec.search.dropout.values == (0.0, 0.25)
     assert spec.search.learning_rate == Param("learning_rate", min=1e-4, max=0.1, sampling="log")
     assert spec.to_dict()["search"]["units"] == 32
+
+
+def test_time_budget_in_the_spec_and_on_the_command_line(tmp_path):
+    from lstm_models.config import format_duration, parse_duration
+
+    assert [parse_duration(v) for v in ("90s", "30m", "2h", "1d", "45", 12)] == [90, 1800, 7200, 86400, 45, 12]
+    assert [format_duration(s) for s in (90, 1800, 7200, 150, 0.5)] == ["90s", "30m", "2h", "150s", "0.5s"]
+    spec = load_sweep(write_spec(tmp_path, tiny_series_spec(time_budget="30m")))
+    assert spec.tuner.time_budget == 1800 and spec.to_dict()["tuner"]["time_budget"] == 1800
+    assert spec.with_overrides(time_budget="2h").tuner.time_budget == 7200
+    assert load_sweep(write_spec(tmp_path, tiny_series_spec())).tuner.time_budget is None
+    for bad in ("soon", "-5m", "0s", "31d", True):
+        with pytest.raises(ConfigError, match=r"tuner.time_budget must be a duration above 0 and at most 30 days"):
+            parse_sweep({**tiny_series_spec(time_budget=bad)}, source="s.yaml")

@@ -39,3 +39,68 @@ def test_a_failed_export_leaves_the_previous_one(tmp_path, seed):
         export_model(model, target, {"version": 2}, np.zeros((2, 4, 1), dtype="float32"))  # wrong shape
     assert json.loads((target / "meta.json").read_text())["version"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def _series_model():
+    inputs = SeriesInputs(num_features=1, horizon=1, mean=(0.0,), variance=(1.0,))
+    return build_model(ModelSpec(task="forecasting", cell="rnn", units=(2,), lookback=3), inputs)
+
+
+def test_a_crash_mid_write_leaves_the_previous_export(tmp_path, seed, monkeypatch):
+    model = _series_model()
+    windows = np.zeros((2, 3, 1), dtype="float32")
+    target = export_model(model, tmp_path / "m", {"version": 1}, windows)
+
+    def half_written(path, *args, **kwargs):
+        open(path, "wb").write(b"PK\x03\x04 half a zip")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model, "save", half_written)
+    with pytest.raises(OSError, match="No space left"):
+        export_model(model, target, {"version": 2}, windows)
+    assert json.loads((target / "meta.json").read_text())["version"] == 1
+    np.testing.assert_allclose(serve(target, windows), model(windows).numpy(), atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_a_crash_during_the_swap_puts_the_previous_export_back(tmp_path, seed, monkeypatch):
+    import pathlib
+
+    model = _series_model()
+    windows = np.zeros((2, 3, 1), dtype="float32")
+    target = export_model(model, tmp_path / "m", {"version": 1}, windows)
+    rename = pathlib.Path.rename
+
+    def failing_swap(self, dest):
+        if self.name.startswith(".m.tmp-"):
+            raise OSError("the disk went away")
+        return rename(self, dest)
+
+    monkeypatch.setattr(pathlib.Path, "rename", failing_swap)
+    with pytest.raises(OSError, match="the disk went away"):
+        export_model(model, target, {"version": 2}, windows)
+    assert json.loads((target / "meta.json").read_text())["version"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+    # A process killed between the two renames leaves the old export aside: the next export restores it.
+    monkeypatch.setattr(pathlib.Path, "rename", rename)
+    target.rename(tmp_path / ".m.old-deadbeef")
+    with pytest.raises(Exception):
+        export_model(model, target, {"version": 3}, np.zeros((2, 4, 1), dtype="float32"))  # fails its check
+    assert json.loads((target / "meta.json").read_text())["version"] == 1
+
+
+def test_model_keras_is_loaded_in_safe_mode(tmp_path, seed, monkeypatch):
+    import keras
+
+    from lstm_models.export import load_keras
+
+    model = _series_model()
+    windows = np.zeros((2, 3, 1), dtype="float32")
+    target = export_model(model, tmp_path / "m", {}, windows)
+    calls = []
+    real = keras.saving.load_model
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: calls.append(k) or real(*a, **k))
+    again = load_keras(target)
+    assert calls == [{"safe_mode": True}]
+    np.testing.assert_allclose(again(windows).numpy(), model(windows).numpy(), atol=1e-6)

@@ -1,0 +1,66 @@
+"""Stopping a sweep on SIGINT or SIGTERM without leaving half-written bookkeeping.
+
+The CLI installs the signal handlers (it is the only code that touches the process
+environment); each handler hands an `Interrupted` to a `Deferral`. Outside a held section the
+exception is raised at once, so a trial in training stops at its next step. Inside one (the few
+milliseconds in which Keras Tuner, the sweep state file and MLflow record a trial's start or end)
+it waits until the section ends, so the three never disagree about a trial.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+
+
+class Interrupted(KeyboardInterrupt):
+    """The process was asked to stop by a signal; ``exit_code`` is 128 + the signal number.
+
+    A `KeyboardInterrupt`, so that it passes every ``except Exception`` (Keras Tuner turns
+    those into failed trials) and is treated like Ctrl-C everywhere.
+    """
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        super().__init__(signal.Signals(self.signum).name)
+
+
+class Deferral:
+    """Raises an interrupt at once, or at the end of the held section it arrives in."""
+
+    def __init__(self):
+        self._depth = 0
+        self._pending: BaseException | None = None
+
+    def interrupt(self, exc: BaseException) -> None:
+        """Called from a signal handler: raise ``exc`` now, or when the held section ends."""
+        if self._depth:
+            self._pending = self._pending or exc
+            return
+        raise exc
+
+    def enter(self) -> None:
+        self._depth += 1
+
+    def leave(self) -> None:
+        """End one held section; a pending interrupt is raised once none is held."""
+        self._depth = max(0, self._depth - 1)
+        if not self._depth and self._pending is not None:
+            exc, self._pending = self._pending, None
+            raise exc
+
+    @contextmanager
+    def hold(self, drop: bool = False):
+        """Defer interrupts while the block runs; ``drop``: forget those that arrived meanwhile."""
+        self.enter()
+        try:
+            yield
+        finally:
+            if drop:
+                self._pending = None
+            self.leave()
+
+    def reset(self) -> None:
+        """Forget held sections (after an exception escaped one); keep a pending interrupt."""
+        self._depth = 0
