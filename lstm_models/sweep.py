@@ -521,8 +521,8 @@ def run_sweep(spec: SweepSpec, data, tracker, output_dir: Path, workdir: Path | 
         A `SweepResult`.
 
     Reproducibility: trials are seeded from ``spec.tuner.seed``; identical metrics across runs
-    also need TensorFlow's op determinism, which the CLI turns on
-    (``tf.config.experimental.enable_op_determinism()``); library callers decide for themselves.
+    on a GPU also need TensorFlow's op determinism, which the CLI turns on there
+    (``tf.config.experimental.enable_op_determinism()``); seeded CPU runs repeat bit for bit.
     """
     started = time.perf_counter()
     guard = guard or Deferral()
