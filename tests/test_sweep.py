@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from lstm_models import sweep as sweep_module
 from lstm_models.config import parse_sweep
+from lstm_models.pipeline import Pipeline
 from lstm_models.sweep import SweepFailed, run_sweep
 from lstm_models.tracking import MLflowTracker, NullTracker
 
@@ -32,14 +33,14 @@ def _fail_in(monkeypatch, failures):
         if how == "boom":
             raise RuntimeError("boom")
         if how == "nan":  # a NaN in the training windows: the loss becomes NaN at the first batch
-            clean = self.sweep.data
-            values = clean.values.copy()
+            clean = self.sweep.pipeline
+            values = self.sweep.data.values.copy()
             values[10] = np.nan
-            self.sweep.data = dataclasses.replace(clean, values=values)
+            self.sweep.pipeline = Pipeline(dataclasses.replace(self.sweep.data, values=values), self.sweep.inputs)
             try:
                 return ORIGINAL_FIT(self, hp, model, *args, **kwargs)
             finally:
-                self.sweep.data = clean
+                self.sweep.pipeline = clean
         return ORIGINAL_FIT(self, hp, model, *args, **kwargs)
 
     monkeypatch.setattr(sweep_module._HyperModel, "fit", fit)
