@@ -195,6 +195,7 @@ TUNER_RULES: dict[str, Rule] = {
     "seed": Rule(int, default=42, min=0, max=2**31 - 1),
     "factor": Rule(int, default=3, min=2, max=10),
     "balance_cells": Rule(bool, default=True),
+    "jit_compile": Rule(bool, default=False),
     "time_budget": Rule(float, default=None, convert=lambda value, where: parse_duration(value, where)),
 }
 
@@ -263,6 +264,7 @@ class TunerSpec:
     seed: int = 42
     factor: int = 3
     balance_cells: bool = True
+    jit_compile: bool = False  # XLA: faster epochs, a compile per batch shape and trial
     time_budget: float | None = None  # seconds of wall-clock time after which no trial starts
 
 

@@ -117,7 +117,7 @@ class _HyperModel(kt.HyperModel):
         self.sweep = sweep
 
     def build(self, hp):
-        return build_model(self.sweep.model_spec(hp), self.sweep.inputs)
+        return build_model(self.sweep.model_spec(hp), self.sweep.inputs, jit_compile=self.sweep.spec.tuner.jit_compile)
 
     def fit(self, hp, model, *args, epochs=1, initial_epoch=0, callbacks=(), **kwargs):
         spec = self.sweep.model_spec(hp)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model, default_jit, serving_model
+from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
 
 
 def _series_inputs():
@@ -61,11 +61,11 @@ def test_forecast_is_in_original_units(seed):
     np.testing.assert_allclose(out, 10.0)
 
 
-def test_xla_only_where_it_pays_off():
-    assert default_jit("gru") and not default_jit("lstm") and not default_jit("rnn")
-    spec = ModelSpec(task="forecasting", cell="gru", units=(4,), lookback=3)
-    assert build_model(spec, _series_inputs()).jit_compile is True
-    assert build_model(spec, _series_inputs(), jit_compile=False).jit_compile is False
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_xla_only_when_asked(cell):
+    spec = ModelSpec(task="forecasting", cell=cell, units=(4,), lookback=3)
+    assert build_model(spec, _series_inputs()).jit_compile is False
+    assert build_model(spec, _series_inputs(), jit_compile=True).jit_compile is True
 
 
 def test_lstm_forget_bias_and_clipnorm(seed):
