@@ -162,13 +162,26 @@ class Baselines:
         model, base = self.scores["best"][self.metric], self.scores[self.best_baseline()][self.metric]
         return model > base if self.higher_is_better else model < base
 
+    def accuracy_noise(self) -> float | None:
+        """Half-width of a 95% interval on the difference of two accuracies measured on the same
+        ``windows`` test examples (normal approximation, unpaired: on the safe side)."""
+        if self.metric != "accuracy" or not self.windows:
+            return None
+        p = (self.scores["best"]["accuracy"] + self.scores[self.best_baseline()]["accuracy"]) / 2
+        return 1.96 * math.sqrt(2 * p * (1 - p) / self.windows)
+
     def verdict(self, cell: str) -> str:
         """One plain sentence: does the best recurrent model beat the best baseline?"""
         base = self.best_baseline()
         model, other = self.scores["best"][self.metric], self.scores[base][self.metric]
+        head = f"The best recurrent model ({cell}, test {self.metric} {model:.4f})"
+        noise = self.accuracy_noise()
+        if noise is not None and abs(model - other) < noise:
+            return (f"{head} is level with the best baseline ({base}, test {self.metric} {other:.4f}): the "
+                    f"difference, {model - other:+.4f}, is within the sampling error of {self.windows} test "
+                    f"examples (+/-{noise:.4f} at 95%).")
         word = "beats" if self.model_wins() else "does NOT beat"
-        return (f"The best recurrent model ({cell}, test {self.metric} {model:.4f}) {word} the best baseline "
-                f"({base}, test {self.metric} {other:.4f}).")
+        return f"{head} {word} the best baseline ({base}, test {self.metric} {other:.4f})."
 
 
 def evaluate(spec, data: TextSplits | SeriesSplits, model, lookback: int | None = None) -> Baselines:

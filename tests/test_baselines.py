@@ -112,3 +112,9 @@ def test_metric_names_best_baseline_and_verdict():
     assert text.best_baseline() == "bow" and text.model_wins()
     assert text.verdict("lstm") == ("The best recurrent model (lstm, test accuracy 0.8000) beats the best baseline "
                                     "(bow, test accuracy 0.7000).")
+    close = bl.Baselines(task="classification", metric="accuracy", windows=2113,
+                         scores={"best": {"accuracy": 0.7776}, "bow": {"accuracy": 0.7747}, "majority": {"accuracy": 0.5}})
+    # 1.96 * sqrt(2 * 0.77615 * 0.22385 / 2113) = 0.0251
+    assert close.verdict("lstm") == ("The best recurrent model (lstm, test accuracy 0.7776) is level with the best "
+                                     "baseline (bow, test accuracy 0.7747): the difference, +0.0029, is within the "
+                                     "sampling error of 2113 test examples (+/-0.0251 at 95%).")
