@@ -1,10 +1,8 @@
 """run_sweep: a Keras Tuner search whose every trial is a nested MLflow run, then the export.
 
-Keras Tuner decides what to try (its oracle) and how to train (its `Tuner`); our hypermodel
-turns the sampled ``hp`` into a `ModelSpec` and builds it with `build_model`; a mixin on the
-tuner opens and closes one tracked run per trial and stops at ``max_trials`` (Hyperband has no
-trial limit of its own) or when the time budget is spent. The test split is used only after the
-search, once per cell type.
+Keras Tuner drives the search (`lstm_models.tuners` adapts it); this module keeps the sweep's
+own state while it does (`_Sweep`: trials, tracked runs, limits, progress lines), then scores
+the best model of each cell type once on the test split, exports the best one and reports.
 
 A sweep survives its process: its state (parent run, spec, one record per trial) and Keras
 Tuner's project live in a folder (`lstm_models.state`), so ``resume=True`` continues an
@@ -35,18 +33,15 @@ from lstm_models.errors import ConfigError, LstmModelsError, TrialFailed
 from lstm_models.export import export_model
 from lstm_models.inside import log_inside_views
 from lstm_models.interrupt import Deferral
-from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
+from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, serving_model
 from lstm_models.pipeline import Pipeline
 from lstm_models.search_space import sample_spec
-from lstm_models.state import FINISHED, TUNER_PROJECT, SweepLock, SweepState, check_start, discard, save_state
+from lstm_models.state import FINISHED, SweepLock, SweepState, check_start, discard, save_state
 from lstm_models.tracking import flatten
+from lstm_models.tuners import INTERRUPTED, SearchDone, close_unended, make_tuner
 
-TUNERS = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband}
-ORACLES = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle,
-           "hyperband": kt.oracles.HyperbandOracle}
 MAX_FAILURES_IN_A_ROW = 3
 DIED = "the process running this trial stopped before the trial ended (kill -9, crash or power loss); not rerun"
-INTERRUPTED = "interrupted: the sweep was stopped while this trial ran; not rerun"
 
 
 class SweepFailed(LstmModelsError):
@@ -111,152 +106,6 @@ def prepare_inputs(data: TextSplits | SeriesSplits, max_tokens: int | None = Non
                         mean=tuple(float(m) for m in mean), variance=tuple(float(v) for v in var))
 
 
-class _HyperModel(kt.HyperModel):
-    def __init__(self, sweep: "_Sweep"):
-        super().__init__()
-        self.sweep = sweep
-
-    def build(self, hp):
-        return build_model(self.sweep.model_spec(hp), self.sweep.inputs, jit_compile=self.sweep.spec.tuner.jit_compile)
-
-    def fit(self, hp, model, *args, epochs=1, initial_epoch=0, callbacks=(), **kwargs):
-        spec = self.sweep.model_spec(hp)
-        trial = self.sweep.current
-        if trial is not None:
-            trial.n_params = model.count_params()
-        seed = self.sweep.spec.tuner.seed + (trial.number if trial else 0)
-        train = self.sweep.pipeline("train", spec, shuffle_seed=seed)
-        val = self.sweep.pipeline("val", spec)
-        callbacks = list(callbacks) + self.sweep.callbacks(epochs)
-        return model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
-                         callbacks=callbacks, verbose=0, shuffle=False)  # the pipeline shuffles
-
-
-class _BalancedCells:
-    """Mixed into an oracle: new trials take the cell types in turn.
-
-    The cell stays a searched choice in the space (the oracle records it, a Bayesian oracle
-    models it), but a few trials drawn at random can miss a cell type entirely, and then the
-    sweep cannot compare cells. So each new configuration gets the next cell in rotation; the
-    other hyperparameters are drawn by the oracle as usual, and those that the new cell makes
-    active or inactive (``unit_forget_bias``) are filled in or dropped. Hyperband's continued
-    trials keep their cell.
-    """
-
-    def populate_space(self, trial_id):
-        out = super().populate_space(trial_id)
-        values = out.get("values")
-        cell = next((h for h in self.hyperparameters.space if h.name == "cell"), None)
-        if not values or "tuner/trial_id" in values or cell is None or not hasattr(cell, "values"):
-            return out
-        started = sum("tuner/trial_id" not in t.hyperparameters.values for t in self.trials.values())
-        values["cell"] = cell.values[started % len(cell.values)]
-        hps = kt.HyperParameters()
-        filled = {}
-        for hp in self.hyperparameters.space:
-            hps.merge([hp])
-            hps.values.update(filled)
-            if hps.is_active(hp):
-                filled[hp.name] = values[hp.name] if hp.name in values else hp.random_sample(self._seed_state)
-                self._seed_state += 1
-        out["values"] = {**filled, **{k: v for k, v in values.items() if k.startswith("tuner/")}}
-        return out
-
-
-class _TrackedTuner:
-    """Mixed into a Keras Tuner class: one tracked run per trial, a trial limit, a time budget.
-
-    Creating a trial (oracle files), opening its run and recording it in the state file happen
-    in one held section of the sweep's `Deferral`, and so does ending it: a signal that
-    arrives meanwhile takes effect right after, so the three records always agree.
-    """
-
-    def __init__(self, oracle, hypermodel, sweep: "_Sweep", **kwargs):
-        self._sweep = sweep
-        self._held = False
-        self._gradients: set[str] = set()
-        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)  # our oracle, not the class's
-
-    def pre_create_trial(self):
-        super().pre_create_trial()
-        self._sweep.check_limits()
-        if not self._held:  # an IDLE answer from Hyperband's oracle loops back here
-            self._held = True
-            self._sweep.guard.enter()
-
-    def _release(self):
-        if self._held:
-            self._held = False
-            self._sweep.guard.leave()
-
-    def load_model(self, trial):
-        """The trial's best checkpoint."""
-        return self._restore(self._try_build(trial.hyperparameters), trial.trial_id)
-
-    def _build_hypermodel(self, hp):
-        if "tuner/trial_id" not in hp.values:
-            return super()._build_hypermodel(hp)
-        # A Hyperband trial continued from an earlier one: its weights and optimizer state.
-        return self._restore(kt.Tuner._build_hypermodel(self, hp), hp.values["tuner/trial_id"])
-
-    def _restore(self, model, trial_id: str):
-        model.optimizer.build(model.trainable_variables)  # so that its saved state loads too
-        model.load_weights(self._get_checkpoint_fname(trial_id))
-        return model
-
-    def on_trial_begin(self, trial):
-        self._gradients = _custom_gradients()
-        try:
-            super().on_trial_begin(trial)
-            keras.backend.clear_session()
-            self._sweep.begin_trial(trial)
-        finally:
-            self._release()
-
-    def on_trial_end(self, trial):
-        with self._sweep.guard.hold():
-            try:
-                super().on_trial_end(trial)
-            finally:
-                self._sweep.end_trial(self.oracle.get_trial(trial.trial_id))
-                _forget_custom_gradients(self._gradients)
-        self._sweep.check_failures()
-
-    def on_search_end(self):
-        self._release()
-        super().on_search_end()
-
-
-class _SearchDone(Exception):
-    """Raised before a new trial once the sweep's trial limit or time budget is reached."""
-
-
-def _gradient_registry() -> dict:
-    try:
-        from tensorflow.python.framework import ops
-
-        return ops._gradient_registry._registry
-    except (ImportError, AttributeError):  # a TensorFlow without it: nothing to clean
-        return {}
-
-
-def _custom_gradients() -> set[str]:
-    return {k for k in _gradient_registry() if k.startswith("CustomGradient-")}
-
-
-def _forget_custom_gradients(before: set[str]) -> None:
-    """Drop the gradient functions a trial's train step registered in TensorFlow's global registry.
-
-    Each ``tf.custom_gradient`` traced in graph mode registers a uniquely named gradient function
-    there, and nothing ever removes it; its closure holds the whole train-step graph. That was
-    the sweep's memory leak (about 18 MiB per tiny trial, see benchmarks/soak.py). Once a trial
-    has ended nothing differentiates its graphs again, so its entries can go.
-    """
-    registry = _gradient_registry()
-    for key in _custom_gradients() - before:
-        registry.pop(key, None)
-
-
 class _Sweep:
     """The state of one sweep while Keras Tuner drives it."""
 
@@ -307,14 +156,14 @@ class _Sweep:
     def check_limits(self) -> None:
         """Stop before a new trial once ``max_trials`` have run or the time budget is spent."""
         if len(self.trials) >= self.spec.tuner.max_trials:
-            raise _SearchDone()
+            raise SearchDone()
         budget = self.spec.tuner.time_budget
         spent = self.clock() - self.started
         if budget is not None and spent >= budget:
             self.stop_reason = (f"time budget {format_duration(budget)} spent ({spent:.0f}s) after "
                                 f"{len(self.trials)} of {self.spec.tuner.max_trials} trials")
             self.log(f"{self.stop_reason}: no new trial; the best model so far is exported")
-            raise _SearchDone()
+            raise SearchDone()
 
     def check_failures(self) -> None:
         if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
@@ -396,7 +245,7 @@ class _Sweep:
         rerun: it is closed in the oracle as FAILED (so no Keras Tuner code retries or scores
         it) and, if its process died without closing its run, that run is marked FAILED.
         """
-        interrupted = _close_unended(oracle)
+        interrupted = close_unended(oracle)
         died = 0
         for trial_id, rec in sorted(self.state.trials.items(), key=lambda item: item[1]["number"]):
             ktrial = oracle.trials.get(trial_id)
@@ -473,29 +322,6 @@ def _error_line(message: str | None) -> str:
     return (rest[0] if rest else lines[-1] if lines else "").strip()
 
 
-def _close_unended(oracle) -> set[str]:
-    """End, as FAILED, the oracle's trials that a stopped process left running; return their ids.
-
-    Keras Tuner's reload puts them on its retry queue, which would rerun them: an interrupted
-    trial is closed instead (our runs record why), and counts towards ``max_trials``.
-    """
-    running = kt.engine.trial.TrialStatus.RUNNING
-    ids = set(oracle._retry_queue) | {t.trial_id for t in oracle.trials.values() if t.status == running}
-    oracle._retry_queue = []
-    for trial_id in sorted(ids):
-        trial = oracle.trials[trial_id]
-        if trial.status in (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED):
-            ids.discard(trial_id)  # it ended; only the oracle file missed it
-        else:
-            trial.status = kt.engine.trial.TrialStatus.FAILED
-            trial.message = INTERRUPTED
-        if trial_id not in oracle.end_order:
-            oracle.end_order.append(trial_id)
-        oracle._save_trial(trial)
-    oracle.save()
-    return ids
-
-
 def run_sweep(spec: SweepSpec, data, tracker, output_dir: Path, workdir: Path | None = None,
               tags: dict | None = None, log: Callable[[str], None] = print, resume: bool = False,
               fresh: bool = False, guard: Deferral | None = None,
@@ -539,7 +365,7 @@ def run_sweep(spec: SweepSpec, data, tracker, output_dir: Path, workdir: Path | 
         sweep = _Sweep(spec, data, tracker, log, folder, state, guard, clock)
         parent = state.parent_run_id
         try:
-            tuner = _make_tuner(spec, sweep, folder)
+            tuner = make_tuner(spec, sweep, folder)
             if resume:
                 sweep.restore(tuner.oracle)
             budget = f", time budget {format_duration(spec.tuner.time_budget)}" if spec.tuner.time_budget else ""
@@ -548,7 +374,7 @@ def run_sweep(spec: SweepSpec, data, tracker, output_dir: Path, workdir: Path | 
                 f"of at most {spec.tuner.max_epochs} epochs{budget}; state in {folder}")
             try:
                 tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
-            except _SearchDone:
+            except SearchDone:
                 pass
             result = _finish(spec, sweep, tuner, data, tracker, parent, Path(output_dir), Path(scratch))
             result.stop_reason, result.resumed = sweep.stop_reason, resume
@@ -596,26 +422,6 @@ def _close_abandoned(previous: SweepState, tracker, uri: str, log: Callable[[str
     if tracker.run_status(previous.parent_run_id) == "RUNNING":
         tracker.set_tags(previous.parent_run_id, {"error": reason})
         tracker.end_run(previous.parent_run_id, "FAILED")
-
-
-def _make_tuner(spec: SweepSpec, sweep: _Sweep, folder: Path):
-    """Keras Tuner on ``folder/tuner``: reloaded only when resuming (`check_start` made sure)."""
-    t = spec.tuner
-    bases = (_BalancedCells, ORACLES[t.kind]) if t.balance_cells else (ORACLES[t.kind],)
-    oracle_cls = type(f"Sweep{ORACLES[t.kind].__name__}", bases, {})
-    # Our own count of failures in a row replaces Keras Tuner's, which counts over the whole
-    # history and would stop a resumed sweep at once.
-    common = dict(objective=kt.Objective(spec.objective, direction=spec.direction), seed=t.seed,
-                  max_retries_per_trial=0, max_consecutive_failed_trials=None)
-    if t.kind == "hyperband":
-        # Brackets repeat until max_trials trials have run (pre_create_trial stops the search).
-        oracle = oracle_cls(max_epochs=t.max_epochs, factor=t.factor, hyperband_iterations=0, **common)
-    else:
-        oracle = oracle_cls(max_trials=t.max_trials, **common)
-    tuner_cls = type(f"Tracked{TUNERS[t.kind].__name__}", (_TrackedTuner, TUNERS[t.kind]), {})
-    # No overwrite: never a silent delete.
-    return tuner_cls(oracle, _HyperModel(sweep), sweep=sweep, directory=str(folder),
-                     project_name=TUNER_PROJECT, overwrite=False)
 
 
 def _finish(spec, sweep: _Sweep, tuner, data, tracker, parent: str, output_dir: Path, scratch: Path) -> SweepResult:

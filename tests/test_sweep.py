@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from mlflow.tracking import MlflowClient
 
-from lstm_models import sweep as sweep_module
+from lstm_models import tuners as tuners_module
 from lstm_models.config import parse_sweep
 from lstm_models.pipeline import Pipeline
 from lstm_models.sweep import SweepFailed, run_sweep
@@ -15,7 +15,7 @@ from lstm_models.tracking import MLflowTracker, NullTracker
 
 from conftest import toy_series_splits
 
-ORIGINAL_FIT = sweep_module._HyperModel.fit
+ORIGINAL_FIT = tuners_module.SweepHyperModel.fit
 
 
 def _spec(max_trials, **tuner):
@@ -43,7 +43,7 @@ def _fail_in(monkeypatch, failures):
                 self.sweep.pipeline = clean
         return ORIGINAL_FIT(self, hp, model, *args, **kwargs)
 
-    monkeypatch.setattr(sweep_module._HyperModel, "fit", fit)
+    monkeypatch.setattr(tuners_module.SweepHyperModel, "fit", fit)
 
 
 def test_failed_trials_are_recorded_with_their_traceback_and_the_sweep_goes_on(tmp_path, seed, monkeypatch):
@@ -77,7 +77,7 @@ def test_three_failures_in_a_row_stop_the_sweep_and_keep_what_finished(tmp_path,
     assert str(info.value) == ("sweep t: stopped after 3 failed trials in a row; last error: RuntimeError: boom. "
                                "The 1 finished trial(s) are kept; fix the cause and resume")
 
-    monkeypatch.setattr(sweep_module._HyperModel, "fit", ORIGINAL_FIT)  # the cause is fixed
+    monkeypatch.setattr(tuners_module.SweepHyperModel, "fit", ORIGINAL_FIT)  # the cause is fixed
     result = run_sweep(_spec(6), toy_series_splits(), NullTracker(), tmp_path / "exports", workdir=workdir,
                        resume=True, log=lambda _: None)
     assert [t.status for t in result.trials] == ["FINISHED", "FAILED", "FAILED", "FAILED", "FINISHED", "FINISHED"]
@@ -114,10 +114,10 @@ def test_same_spec_and_seed_give_the_same_trials_and_metrics(tmp_path, seed):
         result = run_sweep(_spec(2), toy_series_splits(), NullTracker(), tmp_path / name, log=lambda _: None)
         return [(t.spec.params(), t.objective, t.test_metrics) for t in result.trials]
 
-    before = sweep_module._custom_gradients()
+    before = tuners_module.custom_gradients()
     first, second = run("a"), run("b")
     assert first == second and first[0][0] != first[1][0]
-    assert sweep_module._custom_gradients() == before  # the trials' train-step graphs were let go (the leak)
+    assert tuners_module.custom_gradients() == before  # the trials' train-step graphs were let go (the leak)
 
 
 # --- every cell type gets its share of the trials ---
