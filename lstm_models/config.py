@@ -1,13 +1,11 @@
-"""Sweep specs: frozen dataclasses, validated once when the YAML is loaded.
+"""Sweep specs: the rules of every section, frozen dataclasses, and `load_sweep`.
 
-Every message names the file, the key and the value, and what was expected, e.g.
-``sweeps/x.yaml: search.units.max must be an int in [1, 1024]. Got 2048 instead.``
+The spec is validated once when the YAML is loaded (the checking itself is `lstm_models.rules`):
+every message names the file, the key and the value, and what was expected.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,61 +13,11 @@ from typing import Any, Mapping
 import yaml
 
 from lstm_models.errors import ConfigError
+from lstm_models.rules import COLUMN, Param, Rule, check_section, hint, parse_duration, reject_unknown
 
 TASKS = ("classification", "forecasting")
 CELL_NAMES = ("lstm", "gru", "rnn")
 TUNERS = ("random", "bayesian", "hyperband")
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searchable hyperparameter: a fixed value, a choice, or a numeric range.
-
-    In YAML a scalar is fixed, a list is a choice and a mapping ``{min, max, step, sampling}``
-    is a range (``sampling: log`` for learning rates).
-    """
-
-    name: str
-    values: tuple = ()
-    min: float | None = None
-    max: float | None = None
-    step: float | None = None
-    sampling: str = "linear"
-
-    @property
-    def is_range(self) -> bool:
-        return self.min is not None
-
-    @property
-    def candidates(self) -> tuple:
-        """Every value this parameter can take (the ends of a continuous range)."""
-        if not self.is_range:
-            return self.values
-        return (self.min, self.max)
-
-    def to_yaml(self) -> Any:
-        if not self.is_range:
-            return self.values[0] if len(self.values) == 1 else list(self.values)
-        out = {"min": self.min, "max": self.max}
-        if self.step is not None:
-            out["step"] = self.step
-        if self.sampling != "linear":
-            out["sampling"] = self.sampling
-        return out
-
-
-@dataclass(frozen=True)
-class Rule:
-    """How one key is checked: its type, bounds or choices, and whether it may be searched."""
-
-    type: type
-    default: Any = None
-    min: float | None = None
-    max: float | None = None
-    choices: tuple | None = None
-    searchable: bool = False
-    required: bool = False
-    convert: Any = None  # a function (value, where) -> value that replaces the type check
 
 
 # Search space of the models, per key. A task-specific default follows below.
@@ -138,7 +86,6 @@ _TEXT_RULES: dict[str, Rule] = {
     "limit": Rule(int, default=0, min=0, max=100_000_000),
 }
 # A column: its name, or its 0-based position when the file has no header row.
-COLUMN = (str, int)
 _CSV_RULES: dict[str, Rule] = {
     "path": Rule(str, required=True),
     "sep": Rule(str, default=None),  # default from the extension: .tsv tab, otherwise comma
@@ -300,7 +247,7 @@ class SweepSpec:
             return self
         raw = {f.name: getattr(self.tuner, f.name) for f in fields(TunerSpec)}
         raw.update(given)
-        checked = _check_section(raw, TUNER_RULES, "command line", "")
+        checked = check_section(raw, TUNER_RULES, "command line", "")
         return replace(self, tuner=TunerSpec(**checked))
 
     def to_dict(self) -> dict[str, Any]:
@@ -354,13 +301,13 @@ def parse_sweep(raw: Any, source: str = "<spec>") -> SweepSpec:
     """Validate an already-parsed spec (a mapping); see `load_sweep`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a sweep spec must be a mapping of keys (name, task, dataset ...)")
-    top = _check_section(raw, TOP_RULES, source, "")
+    top = check_section(raw, TOP_RULES, source, "")
     task = top["task"]
     dataset = _parse_dataset(top["dataset"], task, source)
     search = _parse_search(top["search"], task, source)
-    tuner = TunerSpec(**_check_section(_mapping(top["tuner"], source, "tuner"), TUNER_RULES, source, "tuner."))
+    tuner = TunerSpec(**check_section(_mapping(top["tuner"], source, "tuner"), TUNER_RULES, source, "tuner."))
     early = EarlyStopping(
-        **_check_section(
+        **check_section(
             _mapping(top["early_stopping"], source, "early_stopping"), EARLY_STOPPING_RULES, source, "early_stopping."
         )
     )
@@ -408,13 +355,13 @@ def _parse_dataset(raw: Any, task: str, source: str) -> DataSpec:
     if kind not in DATASET_OPTIONS:
         raise ConfigError(
             f"{source}: dataset.kind must be one of {', '.join(sorted(DATASET_OPTIONS))}. "
-            f"Got {kind!r} instead.{_hint(str(kind), DATASET_OPTIONS)}"
+            f"Got {kind!r} instead.{hint(str(kind), DATASET_OPTIONS)}"
         )
     rules, kind_task = DATASET_OPTIONS[kind]
     if kind_task != task:
         raise ConfigError(f"{source}: dataset.kind {kind!r} is a {kind_task} dataset but task is {task!r}")
     options = {k: v for k, v in raw.items() if k != "kind"}
-    checked = _check_section(options, rules, source, "dataset.")
+    checked = check_section(options, rules, source, "dataset.")
     if kind in LOOKBACK_FROM:
         checked["lookback"] = Param("lookback", values=(checked[LOOKBACK_FROM[kind]],))
     _check_dataset(kind, checked, source)
@@ -465,149 +412,9 @@ def _check_list(value: list, want: type, what: str, source: str, key: str) -> No
 def _parse_search(raw: Any, task: str, source: str) -> SearchSpace:
     merged = dict(DEFAULT_SEARCH[task])
     given = _mapping(raw, source, "search")
-    _reject_unknown(given, SEARCH_RULES, source, "search.")
+    reject_unknown(given, SEARCH_RULES, source, "search.")
     merged.update(given)
-    checked = _check_section(merged, SEARCH_RULES, source, "search.")
+    checked = check_section(merged, SEARCH_RULES, source, "search.")
     return SearchSpace(**checked)
 
 
-def _check_section(raw: dict, rules: dict[str, Rule], source: str, prefix: str) -> dict[str, Any]:
-    _reject_unknown(raw, rules, source, prefix)
-    out = {}
-    for key, rule in rules.items():
-        where = f"{source}: {prefix}{key}"
-        if key not in raw or raw[key] is None:
-            if rule.required:
-                raise ConfigError(f"{where} is required")
-            value = rule.default
-            if rule.searchable and value is not None:
-                value = _param(key, value, rule, where)
-            out[key] = value
-            continue
-        value = raw[key]
-        if rule.convert is not None:
-            out[key] = rule.convert(value, where)
-        else:
-            out[key] = _param(key, value, rule, where) if rule.searchable else _scalar(value, rule, where)
-    return out
-
-
-def _reject_unknown(raw: dict, rules: Mapping[str, Any], source: str, prefix: str) -> None:
-    for key in raw:
-        if key not in rules:
-            raise ConfigError(
-                f"{source}: unknown key {prefix}{key}.{_hint(str(key), rules)} "
-                f"Allowed: {', '.join(rules)}."
-            )
-
-
-def _hint(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def _param(name: str, value: Any, rule: Rule, where: str) -> Param:
-    if isinstance(value, dict):
-        if rule.type not in (int, float):
-            raise ConfigError(f"{where} must be a value or a list of {rule.type.__name__}. Got a range {value!r} instead.")
-        unknown = set(value) - {"min", "max", "step", "sampling"}
-        if unknown:
-            key = sorted(unknown)[0]
-            raise ConfigError(
-                f"{where}: unknown key {key!r} in a range.{_hint(key, ['min', 'max', 'step', 'sampling'])} "
-                "Allowed: min, max, step, sampling."
-            )
-        for end in ("min", "max"):
-            if end not in value:
-                raise ConfigError(f"{where}.{end} is required in a range")
-        lo = _scalar(value["min"], rule, f"{where}.min")
-        hi = _scalar(value["max"], rule, f"{where}.max")
-        if lo > hi:
-            raise ConfigError(f"{where}: min ({lo}) must not be above max ({hi})")
-        step = value.get("step")
-        if step is not None:
-            step = _scalar(step, Rule(rule.type, min=0), f"{where}.step")
-            if step <= 0:
-                raise ConfigError(f"{where}.step must be above 0. Got {step} instead.")
-        sampling = value.get("sampling", "linear")
-        if sampling not in ("linear", "log"):
-            raise ConfigError(f"{where}.sampling must be 'linear' or 'log'. Got {sampling!r} instead.")
-        if sampling == "log" and lo <= 0:
-            raise ConfigError(f"{where}: log sampling needs min above 0. Got {lo} instead.")
-        return Param(name, min=lo, max=hi, step=step, sampling=sampling)
-    if isinstance(value, list):
-        if not value:
-            raise ConfigError(f"{where} must not be an empty list")
-        items = tuple(_scalar(v, rule, f"{where}[{i}]") for i, v in enumerate(value))
-        if len(set(items)) != len(items):
-            raise ConfigError(f"{where} lists a value twice: {list(value)!r}")
-        return Param(name, values=items)
-    return Param(name, values=(_scalar(value, rule, where),))
-
-
-def _scalar(value: Any, rule: Rule, where: str) -> Any:
-    expected = {int: "an int", float: "a number", bool: "true or false", str: "a string", dict: "a mapping",
-                list: "a list", COLUMN: "a column name or a 0-based column position"}[rule.type]
-    ok = isinstance(value, rule.type) and not (rule.type is not bool and isinstance(value, bool))
-    if rule.type is float and isinstance(value, int) and not isinstance(value, bool):
-        value, ok = float(value), True
-    if rule.type is float and isinstance(value, str):
-        try:  # YAML 1.1 reads 1e-3 as a string
-            value, ok = float(value), True
-        except ValueError:
-            pass
-    if ok and rule.type is float and not math.isfinite(value):
-        ok = False
-    if not ok:
-        if rule.choices:
-            expected = f"one of {', '.join(map(str, rule.choices))}"
-        raise ConfigError(f"{where} must be {expected}. Got {value!r} instead.")
-    if rule.choices is not None and value not in rule.choices:
-        hint = _hint(str(value), [str(c) for c in rule.choices]) if isinstance(value, str) else ""
-        raise ConfigError(
-            f"{where} must be one of {', '.join(map(str, rule.choices))}. Got {value!r} instead.{hint}"
-        )
-    lo = rule.min if rule.min is not None else -math.inf
-    hi = rule.max if rule.max is not None else math.inf
-    if rule.type in (int, float) and not lo <= value <= hi:
-        raise ConfigError(f"{where} must be {expected} in [{_fmt(lo)}, {_fmt(hi)}]. Got {value!r} instead.")
-    return value
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_DURATION = 30 * 86400
-
-
-def parse_duration(value: Any, where: str = "duration") -> float:
-    """``90s``, ``30m``, ``2h``, ``1d`` or a number of seconds -> seconds.
-
-    Raises:
-        ConfigError: naming ``where`` and the value, for anything else or outside (0, 30 days].
-    """
-    seconds = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
-        try:
-            seconds = float(number) * _UNITS[unit]
-        except ValueError:
-            seconds = None
-    if seconds is None or not math.isfinite(seconds) or not 0 < seconds <= MAX_DURATION:
-        raise ConfigError(
-            f"{where} must be a duration above 0 and at most 30 days, like 90s, 30m or 2h. Got {value!r} instead."
-        )
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact form of a duration: 1800 -> ``30m``, 90 -> ``90s``."""
-    for unit in ("d", "h", "m"):
-        if seconds >= _UNITS[unit] and float(seconds / _UNITS[unit]).is_integer():
-            return f"{int(seconds // _UNITS[unit])}{unit}"
-    return f"{seconds:g}s"
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"

@@ -26,7 +26,8 @@ import keras_tuner as kt
 import numpy as np
 
 from lstm_models import baselines, report
-from lstm_models.config import SweepSpec, format_duration
+from lstm_models.config import SweepSpec
+from lstm_models.rules import format_duration
 from lstm_models.data.catalog import data_tags
 from lstm_models.data.splits import SeriesSplits, TextSplits
 from lstm_models.errors import ConfigError, LstmModelsError, TrialFailed
