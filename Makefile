@@ -10,13 +10,15 @@ TRACKING_URI := sqlite:///mlflow/mlflow.db
 # make bench's search section: the issue's 40-trial random search and 3 seeds, on a 3,000-sentence
 # subset (about an hour on 2 cores); every sentence (--search-limit 0) takes hours.
 BENCH_ARGS ?= --search-trials 40 --search-seeds 3 --search-limit 3000
+MEMORY_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install data sweep resume soak test ui bench bench-memory clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
-	@echo "  variables: SPEC=sweeps/x.yaml (one spec), ARGS='--max-trials 4' (extra sweep flags)"
+	@echo "  variables: SPEC=sweeps/x.yaml (one spec), ARGS='--max-trials 4' (extra sweep flags),"
+	@echo "             BENCH_ARGS='--search-limit 0' (bench.py flags), MEMORY_ARGS='--lengths 50,100' (memory.py flags)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"' \
@@ -54,7 +56,7 @@ ui: $(STAMP) ## open the MLflow UI over mlflow/mlflow.db on http://127.0.0.1:500
 	$(BIN)/mlflow ui --backend-store-uri $(TRACKING_URI) --host 127.0.0.1 --port 5000
 
 bench-memory: $(STAMP) ## long-range memory: the adding problem at lengths 50-400 per cell (~12 min); table to benchmarks/results/ and README
-	$(BIN)/python benchmarks/memory.py $(ARGS)
+	$(BIN)/python benchmarks/memory.py $(MEMORY_ARGS)
 
 bench: $(STAMP) data ## measure speed side by side: benchmarks/results/*.json and the README tables
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
