@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -32,7 +33,7 @@ def rss_mib() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--csv", default="benchmarks/soak.csv")
+    parser.add_argument("--csv", default=str(ROOT / "benchmarks" / "soak.csv"))
     args = parser.parse_args()
 
     from lstm_models.config import parse_sweep
@@ -46,12 +47,12 @@ def main() -> None:
         "search": {"units": [4, 8], "depth": {"min": 1, "max": 2}, "batch_size": 32},
         "tuner": {"kind": "random", "max_trials": args.trials, "max_epochs": 1, "seed": 1},
     })
-    data = load_dataset(spec.dataset, Path("datasets/cache"))
+    data = load_dataset(spec.dataset, ROOT / "datasets" / "cache")
     rows: list[dict] = []
     start = time.perf_counter()
 
     def log(line: str) -> None:
-        if line.startswith("    -> "):
+        if line.startswith("    -> "):  # a trial's last line (trials.SweepRun.end_trial)
             rows.append({"trial": len(rows) + 1, "rss_mib": round(rss_mib(), 1),
                          "seconds": round(time.perf_counter() - start, 1)})
             print(f"trial {rows[-1]['trial']:>3}  RSS {rows[-1]['rss_mib']:8.1f} MiB  {rows[-1]['seconds']:7.1f}s",
@@ -60,6 +61,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tracker = MLflowTracker(f"sqlite:///{tmp}/mlflow.db")
         run_sweep(spec, data, tracker, Path(tmp) / "exports", workdir=Path(tmp) / "runs", log=log)
+    if not rows:
+        sys.exit(f"soak: no trial ended (the sweep logged no '    -> ' line); nothing written to {args.csv}")
     with open(args.csv, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=["trial", "rss_mib", "seconds"])
         writer.writeheader()
