@@ -211,5 +211,15 @@ def _describe(folder: Path) -> str:
 
 
 def discard(folder: Path) -> None:
-    """Delete a sweep's folder (state, tuner project, checkpoints). Its MLflow runs are kept."""
-    shutil.rmtree(folder)
+    """Delete a sweep's state, tuner project and checkpoints. Its MLflow runs are kept.
+
+    The lock file stays: the caller holds its ``flock``, and deleting it would let another
+    process lock a new file of the same name while this one still runs the sweep.
+    """
+    for entry in Path(folder).iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()

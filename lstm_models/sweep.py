@@ -68,8 +68,7 @@ def run_sweep(spec: SweepSpec, data, tracker, output_dir: Path, workdir: Path | 
         stack.enter_context(SweepLock(folder))
         if fresh and previous is not None:
             _close_abandoned(previous, tracker, uri, log)
-            discard(folder)
-            stack.enter_context(SweepLock(folder))
+            discard(folder)  # keeps the lock this process holds
         state = _open_state(spec, tracker, folder, previous if resume else None, {**data_tags(data), **(tags or {})})
         sweep = SweepRun(spec, data, tracker, log, folder, state, guard, clock)
         parent = state.parent_run_id
