@@ -71,7 +71,10 @@ def tables(results: Path) -> str:
     tr = _load(results, "tracking")
     if tr:
         out += [f"**Tracking overhead**: {tr['what']}: {tr['seconds_without']:.2f} s without tracking, "
-                f"{tr['seconds_with_mlflow']:.2f} s with MLflow (SQLite): **{tr['overhead']:+.1%}**. After the "
+                f"{tr['seconds_with_mlflow']:.2f} s with MLflow (SQLite): **{tr['overhead']:+.1%}**"
+                + (f" (time inside the tracker's own calls: **{tr['tracker_calls_share']:.2%}** of the trial)"
+                   if "tracker_calls_share" in tr else "")
+                + ". After the "
                 f"trials (test scoring, baselines, export, and with MLflow the artifacts, plot and registry): "
                 f"{tr['after_trials_seconds_without']:.1f} s without, {tr['after_trials_seconds_with_mlflow']:.1f} s "
                 f"with.", ""]
