@@ -25,7 +25,7 @@ def tables(results: Path) -> str:
         out += [f"Measured on {m['cpus']} CPU cores, TensorFlow {m['tensorflow']}, Keras {m['keras']}, "
                 f"GPU: {'yes' if m['gpu'] else 'no'}; medians of {t['repeats']} runs after a warm-up.", "",
                 "**Training throughput** (samples/s; text: vocabulary 20k, sequence 200, embedding 64, units 64, "
-                f"batch 64; series: window 64, units 64, batch 64, and window {t['shapes'].get('short_window', '-')}, "
+                f"batch 64; series: window 64, units 64, batch 64, and window {t['shapes']['short_window']}, "
                 "the sunspots sweep's middle lookback: our defaults unroll windows up to 32 steps)", "",
                 "| task | cell | bare keras-io script | ours (defaults) | ours / bare | ours with XLA "
                 "(`tuner.jit_compile: true`) | XLA / defaults |", "|---|---|---|---|---|---|---|"]
@@ -44,38 +44,34 @@ def tables(results: Path) -> str:
                        f"{_f(r['per_batch_padding_samples_s'])} | {_f(r['bucketed_samples_s'])} | "
                        f"{r['bucketed_vs_fixed']:.2f}x | {r['bucketed_vs_per_batch']:.2f}x |")
         out.append("")
-        if all("xla_first_epoch_s" in r for r in p["rows"]):
-            out += ["**XLA in a real trial** (same data, bucketed, with validation; seconds): the first epoch "
-                    "holds one compile per batch shape, which is why `jit_compile` is off by default.", "",
-                    "| cell | epoch 1 | later epochs | epoch 1 with XLA | later epochs with XLA | "
-                    "epochs before XLA pays |", "|---|---|---|---|---|---|"]
-            out += [f"| {r['cell']} | {r['first_epoch_s']:.1f} | {r['epoch_s']:.2f} | {r['xla_first_epoch_s']:.1f} | "
-                    f"{r['xla_epoch_s']:.2f} | {_f(r['xla_break_even_epochs'], '.0f')} |" for r in p["rows"]]
-            out.append("")
+        out += ["**XLA in a real trial** (same data, bucketed, with validation; seconds): the first epoch "
+                "holds one compile per batch shape, which is why `jit_compile` is off by default.", "",
+                "| cell | epoch 1 | later epochs | epoch 1 with XLA | later epochs with XLA | "
+                "epochs before XLA pays |", "|---|---|---|---|---|---|"]
+        out += [f"| {r['cell']} | {r['first_epoch_s']:.1f} | {r['epoch_s']:.2f} | {r['xla_first_epoch_s']:.1f} | "
+                f"{r['xla_epoch_s']:.2f} | {_f(r['xla_break_even_epochs'], '.0f')} |" for r in p["rows"]]
+        out.append("")
     h = _load(results, "hardware")
     if h:
         out += [f"**Distance to the hardware**: a 2048x2048 float32 matmul runs at {h['matmul_gflops']:.0f} GFLOP/s.", "",
                 "| LSTM units | training GFLOP/s (analytic, matmuls only) | fraction of matmul |", "|---|---|---|"]
         out += [f"| {r['units']} | {r['lstm_flops'] / 1e9:.1f} | {r['fraction_of_matmul']:.1%} |" for r in h["rows"]]
         out.append("")
-        if all("profile" in r for r in h["rows"]):
-            kinds = list(h["rows"][0]["profile"]["share"])
-            out += ["Where that training time goes (TensorFlow profiler, one epoch; share of the executor's busy "
-                    "time):", "",
-                    "| LSTM units | dispatches per time step | us per dispatch | " + " | ".join(kinds) + " |",
-                    "|---|---|---|" + "---|" * len(kinds)]
-            out += [f"| {r['units']} | {r['profile']['dispatches_per_step']:.0f} | "
-                    f"{r['profile']['mean_dispatch_us']:.1f} | "
-                    + " | ".join(f"{r['profile']['share'][k]:.0%}" for k in kinds) + " |" for r in h["rows"]]
-            out.append("")
+        kinds = list(h["rows"][0]["profile"]["share"])
+        out += ["Where that training time goes (TensorFlow profiler, one epoch; share of the executor's busy "
+                "time):", "",
+                "| LSTM units | dispatches per time step | us per dispatch | " + " | ".join(kinds) + " |",
+                "|---|---|---|" + "---|" * len(kinds)]
+        out += [f"| {r['units']} | {r['profile']['dispatches_per_step']:.0f} | "
+                f"{r['profile']['mean_dispatch_us']:.1f} | "
+                + " | ".join(f"{r['profile']['share'][k]:.0%}" for k in kinds) + " |" for r in h["rows"]]
+        out.append("")
     tr = _load(results, "tracking")
     if tr:
         out += [f"**Tracking overhead**: {tr['what']}: {tr['seconds_without']:.2f} s without tracking, "
-                f"{tr['seconds_with_mlflow']:.2f} s with MLflow (SQLite): **{tr['overhead']:+.1%}**"
-                + (f" (time inside the tracker's own calls: **{tr['tracker_calls_share']:.2%}** of the trial)"
-                   if "tracker_calls_share" in tr else "")
-                + ". After the "
-                f"trials (test scoring, baselines, export, and with MLflow the artifacts, plot and registry): "
+                f"{tr['seconds_with_mlflow']:.2f} s with MLflow (SQLite): **{tr['overhead']:+.1%}** (time inside "
+                f"the tracker's own calls: **{tr['tracker_calls_share']:.2%}** of the trial). After the trials "
+                f"(test scoring, baselines, export, and with MLflow the artifacts, plot and registry): "
                 f"{tr['after_trials_seconds_without']:.1f} s without, {tr['after_trials_seconds_with_mlflow']:.1f} s "
                 f"with.", ""]
     s = _load(results, "serving")
@@ -89,8 +85,8 @@ def tables(results: Path) -> str:
                 f"(target {se['target_val_accuracy']:.4f}); {se['seeds']} seeds, medians.", "",
                 "| tuner | reached | median seconds to target | vs random | median total seconds |",
                 "|---|---|---|---|---|"]
-        out += [f"| {r['tuner']}{' (default)' if r['tuner'] == se.get('default_tuner') else ''} | {r['reached']} | "
-                f"{_f(r['median_seconds_to_target'])} | {_f(r.get('vs_random'), '.2f')} | "
+        out += [f"| {r['tuner']}{' (default)' if r['tuner'] == se['default_tuner'] else ''} | {r['reached']} | "
+                f"{_f(r['median_seconds_to_target'])} | {_f(r['vs_random'], '.2f')} | "
                 f"{_f(r['median_total_seconds'])} |" for r in se["rows"]]
         out += ["", "A seed that never reaches the target counts as never; random search runs "
                 f"{se['trials_random']} trials, Bayesian and Hyperband half as many.", ""]

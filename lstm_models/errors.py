@@ -1,8 +1,8 @@
 """The errors a user can cause, and the one a trial can cause.
 
 `ConfigError` and `DataError` stop the run before anything is written and the CLI turns them
-into one line on stderr with exit code 2; `SweepFailed` stops a sweep that cannot go on. `TrialFailed` marks one trial FAILED and the sweep
-goes on.
+into one line on stderr with exit code 2; `SweepFailed` stops a sweep that cannot go on.
+`TrialFailed` marks one trial FAILED and the sweep goes on.
 """
 
 
