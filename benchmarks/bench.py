@@ -244,14 +244,15 @@ def bench_tracking(repeats: int) -> dict:
                 tracker = NullTracker() if name == "none" else _Timed(MLflowTracker(f"sqlite:///{tmp}/m{i}/mlflow.db"))
                 marks = {}
 
-                def log(line, marks=marks, tracker=tracker):  # the trial: from the search's first line to its result
+                def log(line, marks=marks, tracker=tracker):  # the trial: from the search's first line to its end
                     if line.startswith("sweep "):
                         marks["start"] = time.perf_counter()
                         marks["inside"] = getattr(tracker, "seconds", 0.0)
-                    elif "-> FINISHED" in line:
-                        marks["trial"] = time.perf_counter()
-                        marks["inside"] = getattr(tracker, "seconds", 0.0) - marks["inside"]
-                run_sweep(spec, data, tracker, Path(tmp) / f"exports-{name}-{i}", log=log)
+
+                def ended(trial, marks=marks, tracker=tracker):
+                    marks["trial"] = time.perf_counter()
+                    marks["inside"] = getattr(tracker, "seconds", 0.0) - marks["inside"]
+                run_sweep(spec, data, tracker, Path(tmp) / f"exports-{name}-{i}", log=log, on_trial=ended)
                 if i:  # the first round warms up
                     times[name].append(marks["trial"] - marks["start"])
                     after[name].append(time.perf_counter() - marks["trial"])
@@ -341,10 +342,11 @@ def bench_search(repeats: int, trials: int, seeds: int, limit: int) -> dict:
                 start = time.perf_counter()
                 stamps = []
 
-                def log(line, stamps=stamps, start=start):
-                    if "-> FINISHED" in line:
-                        stamps.append((time.perf_counter() - start, float(line.split()[3].rstrip(";"))))
-                run_sweep(spec, data, NullTracker(), Path(tmp) / f"{kind}{seed}", log=log)
+                def ended(trial, stamps=stamps, start=start):
+                    if trial.status == "FINISHED":
+                        stamps.append((time.perf_counter() - start, trial.objective))
+                run_sweep(spec, data, NullTracker(), Path(tmp) / f"{kind}{seed}", log=lambda line: None,
+                          on_trial=ended)
                 curves.setdefault(kind, []).append(stamps)
                 print(f"search {kind} seed {seed}: {len(stamps)} trials in {stamps[-1][0]:.0f}s, "
                       f"best {max(v for _, v in stamps):.4f}", flush=True)

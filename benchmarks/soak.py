@@ -51,18 +51,18 @@ def main() -> None:
     rows: list[dict] = []
     start = time.perf_counter()
 
-    def log(line: str) -> None:
-        if line.startswith("    -> "):  # a trial's last line (trials.SweepRun.end_trial)
-            rows.append({"trial": len(rows) + 1, "rss_mib": round(rss_mib(), 1),
-                         "seconds": round(time.perf_counter() - start, 1)})
-            print(f"trial {rows[-1]['trial']:>3}  RSS {rows[-1]['rss_mib']:8.1f} MiB  {rows[-1]['seconds']:7.1f}s",
-                  flush=True)
+    def ended(trial) -> None:
+        rows.append({"trial": len(rows) + 1, "rss_mib": round(rss_mib(), 1),
+                     "seconds": round(time.perf_counter() - start, 1)})
+        print(f"trial {rows[-1]['trial']:>3}  RSS {rows[-1]['rss_mib']:8.1f} MiB  {rows[-1]['seconds']:7.1f}s",
+              flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         tracker = MLflowTracker(f"sqlite:///{tmp}/mlflow.db")
-        run_sweep(spec, data, tracker, Path(tmp) / "exports", workdir=Path(tmp) / "runs", log=log)
+        run_sweep(spec, data, tracker, Path(tmp) / "exports", workdir=Path(tmp) / "runs", log=lambda line: None,
+                  on_trial=ended)
     if not rows:
-        sys.exit(f"soak: no trial ended (the sweep logged no '    -> ' line); nothing written to {args.csv}")
+        sys.exit(f"soak: no trial ended; nothing written to {args.csv}")
     with open(args.csv, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=["trial", "rss_mib", "seconds"])
         writer.writeheader()

@@ -27,14 +27,15 @@ from lstm_models.interrupt import Deferral
 from lstm_models.rules import format_duration
 from lstm_models.state import FINISHED, SweepLock, SweepState, check_start, discard, save_state
 from lstm_models.tracking import flatten
-from lstm_models.trials import SweepRun, fail_runs
+from lstm_models.trials import SweepRun, TrialResult, fail_runs
 from lstm_models.tuners import SearchDone, make_tuner
 
 
 def run_sweep(spec: SweepSpec, data, tracker, output_dir: Path, workdir: Path | None = None,
               tags: dict | None = None, log: Callable[[str], None] = print, resume: bool = False,
               fresh: bool = False, guard: Deferral | None = None,
-              clock: Callable[[], float] = time.monotonic) -> SweepResult:
+              clock: Callable[[], float] = time.monotonic,
+              on_trial: Callable[[TrialResult], None] | None = None) -> SweepResult:
     """Search, track, evaluate the best model of each cell on test, export the best one.
 
     Args:
@@ -51,6 +52,7 @@ def run_sweep(spec: SweepSpec, data, tracker, output_dir: Path, workdir: Path | 
             those it left RUNNING are marked FAILED.
         guard: the `Deferral` the caller's signal handlers raise through.
         clock: seconds, for the time budget.
+        on_trial: called with each trial's `TrialResult` as it ends (benchmarks time trials with it).
 
     Returns:
         A `SweepResult`.
@@ -70,7 +72,7 @@ def run_sweep(spec: SweepSpec, data, tracker, output_dir: Path, workdir: Path | 
             _close_abandoned(previous, tracker, uri, log)
             discard(folder)  # keeps the lock this process holds
         state = _open_state(spec, tracker, folder, previous if resume else None, {**data_tags(data), **(tags or {})})
-        sweep = SweepRun(spec, data, tracker, log, folder, state, guard, clock)
+        sweep = SweepRun(spec, data, tracker, log, folder, state, guard, clock, on_trial)
         parent = state.parent_run_id
         try:
             tuner = make_tuner(spec, sweep, folder)

@@ -66,7 +66,8 @@ class SweepRun:
     """The state of one sweep while Keras Tuner drives it."""
 
     def __init__(self, spec: SweepSpec, data, tracker, log: Callable[[str], None], folder: Path,
-                 state: SweepState, guard: Deferral, clock: Callable[[], float]):
+                 state: SweepState, guard: Deferral, clock: Callable[[], float],
+                 on_trial: Callable[[TrialResult], None] | None = None):
         self.spec = spec
         self.data = data
         self.tracker = tracker
@@ -75,6 +76,7 @@ class SweepRun:
         self.state = state
         self.guard = guard
         self.clock = clock
+        self.on_trial = on_trial
         self.started = clock()
         max_tokens = spec.dataset.options.get("max_tokens")
         self.inputs = prepare_inputs(data, max_tokens)
@@ -176,6 +178,8 @@ class SweepRun:
         best = f"best so far {self.best.objective:.4f} ({self.best.spec.cell})" if self.best else "no finished trial yet"
         outcome = f"{self.spec.objective} {result.objective:.4f}" if result.objective is not None else result.error
         self.log(f"    -> {result.status}: {outcome}; {best}")
+        if self.on_trial is not None:
+            self.on_trial(result)
 
     def _log_traceback(self, result: TrialResult, message: str) -> None:
         with tempfile.TemporaryDirectory(prefix="lstm-models-") as tmp:

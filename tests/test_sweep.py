@@ -50,9 +50,11 @@ def _fail_in(monkeypatch, failures):
 def test_failed_trials_are_recorded_with_their_traceback_and_the_sweep_goes_on(tmp_path, seed, monkeypatch):
     _fail_in(monkeypatch, {2: "oom", 3: "nan"})
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    ended = []
     result = run_sweep(_spec(4), toy_series_splits(), MLflowTracker(uri), tmp_path / "exports",
-                       workdir=tmp_path / "runs" / "t", log=lambda _: None)
+                       workdir=tmp_path / "runs" / "t", log=lambda _: None, on_trial=ended.append)
     assert [t.status for t in result.trials] == ["FINISHED", "FAILED", "FAILED", "FINISHED"]
+    assert ended == result.trials  # on_trial: every trial as it ends, failed ones too
     assert result.trials[1].error == ("tensorflow.python.framework.errors_impl.ResourceExhaustedError: "
                                       "OOM when allocating tensor with shape[4096,4096]")
     assert result.trials[2].error == "lstm_models.errors.TrialFailed: loss became nan at batch 0"
