@@ -29,9 +29,9 @@ import tensorflow as tf  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lstm_models.config import parse_sweep  # noqa: E402
-from lstm_models.models import CELLS, ModelSpec, SeriesInputs, TextInputs, build_model, serving_model  # noqa: E402
-from lstm_models.pipeline import Pipeline  # noqa: E402
+from lstm_models.spec.sweep import parse_sweep  # noqa: E402
+from lstm_models.models.build import CELLS, ModelSpec, SeriesInputs, TextInputs, build_model, serving_model  # noqa: E402
+from lstm_models.tasks import task_for  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from op_profile import op_profile  # noqa: E402
@@ -125,17 +125,16 @@ def bench_throughput(repeats: int, n: int = 512) -> dict:
 
 def _sentiment():
     from lstm_models.data import load_dataset
-    from lstm_models.pipeline import prepare_inputs
 
     spec = parse_sweep({"name": "bench", "task": "classification", "dataset": {"kind": "sentiment"}})
     data = load_dataset(spec.dataset, ROOT / "datasets" / "cache")
-    return data, prepare_inputs(data, spec.dataset.get("max_tokens"))
+    return data, task_for(data).make_inputs(spec.dataset.get("max_tokens"))
 
 
 def bench_pipeline(repeats: int) -> dict:
     data, inputs = _sentiment()
-    bucketed = Pipeline(data, inputs, bucketing=True)
-    per_batch = Pipeline(data, inputs, bucketing=False)
+    bucketed = task_for(data).batches(inputs, bucketing=True)
+    per_batch = task_for(data).batches(inputs, bucketing=False)
     rows = []
     for cell in CELLS:
         spec = ModelSpec(task="classification", cell=cell, units=(64,), embedding_dim=64, batch_size=64)
@@ -225,8 +224,9 @@ def bench_hardware(repeats: int, n: int = 256) -> dict:
 # --- tracking overhead: the same 3-epoch trial with and without MLflow ----------------------
 
 def bench_tracking(repeats: int) -> dict:
-    from lstm_models.sweep import run_sweep
-    from lstm_models.tracking import MLflowTracker, NullTracker
+    from lstm_models.search.run import Hooks, SweepPaths, run_sweep
+    from lstm_models.tracking.mlflow_store import MLflowTracker
+    from lstm_models.tracking.tracker import NullTracker
 
     data, _ = _sentiment()
     spec = parse_sweep({"name": "bench-tracking", "task": "classification", "dataset": {"kind": "sentiment"},
@@ -252,7 +252,8 @@ def bench_tracking(repeats: int) -> dict:
                 def ended(trial, marks=marks, tracker=tracker):
                     marks["trial"] = time.perf_counter()
                     marks["inside"] = getattr(tracker, "seconds", 0.0) - marks["inside"]
-                run_sweep(spec, data, tracker, Path(tmp) / f"exports-{name}-{i}", log=log, on_trial=ended)
+                run_sweep(spec, data, tracker, SweepPaths(Path(tmp) / f"exports-{name}-{i}"),
+                          hooks=Hooks(log=log, on_trial=ended))
                 if i:  # the first round warms up
                     times[name].append(marks["trial"] - marks["start"])
                     after[name].append(time.perf_counter() - marks["trial"])
@@ -326,8 +327,8 @@ def bench_serving(repeats: int, calls: int = 300) -> dict:
 
 def bench_search(repeats: int, trials: int, seeds: int, limit: int) -> dict:
     from lstm_models.data import load_dataset
-    from lstm_models.sweep import run_sweep
-    from lstm_models.tracking import NullTracker
+    from lstm_models.search.run import Hooks, SweepPaths, run_sweep
+    from lstm_models.tracking.tracker import NullTracker
 
     raw = {"name": "bench-search", "task": "classification",
            "dataset": {"kind": "sentiment", **({"limit": limit} if limit else {})},
@@ -345,8 +346,8 @@ def bench_search(repeats: int, trials: int, seeds: int, limit: int) -> dict:
                 def ended(trial, stamps=stamps, start=start):
                     if trial.status == "FINISHED":
                         stamps.append((time.perf_counter() - start, trial.objective))
-                run_sweep(spec, data, NullTracker(), Path(tmp) / f"{kind}{seed}", log=lambda line: None,
-                          on_trial=ended)
+                run_sweep(spec, data, NullTracker(), SweepPaths(Path(tmp) / f"{kind}{seed}"),
+                          hooks=Hooks(log=lambda line: None, on_trial=ended))
                 curves.setdefault(kind, []).append(stamps)
                 print(f"search {kind} seed {seed}: {len(stamps)} trials in {stamps[-1][0]:.0f}s, "
                       f"best {max(v for _, v in stamps):.4f}", flush=True)

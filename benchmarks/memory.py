@@ -51,10 +51,10 @@ def run_one(label: str, length: int, args) -> dict:
     """Train one row at one length; return its scores and wall time."""
     import keras
 
-    from lstm_models.config import DataSpec
+    from lstm_models.data.options import DataSpec
     from lstm_models.data.adding import load_adding
-    from lstm_models.models import ModelSpec, build_model
-    from lstm_models.pipeline import prepare_inputs
+    from lstm_models.models.build import ModelSpec, build_model
+    from lstm_models.tasks import task_for
 
     cell, forget_bias = ROWS[label]
     started = time.perf_counter()
@@ -65,7 +65,7 @@ def run_one(label: str, length: int, args) -> dict:
     spec = ModelSpec(task="forecasting", cell=cell, units=(args.units,), lookback=length,
                      learning_rate=args.learning_rate, clipnorm=1.0, batch_size=args.batch_size,
                      unit_forget_bias=forget_bias)
-    model = build_model(spec, prepare_inputs(data), seed=args.seed)
+    model = build_model(spec, task_for(data).make_inputs(), seed=args.seed)
     (x, y), val, test = (data.windows(p, length) for p in ("train", "val", "test"))
     history = []
     for epoch in range(args.epochs):

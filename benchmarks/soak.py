@@ -36,10 +36,10 @@ def main() -> None:
     parser.add_argument("--csv", default=str(ROOT / "benchmarks" / "soak.csv"))
     args = parser.parse_args()
 
-    from lstm_models.config import parse_sweep
+    from lstm_models.spec.sweep import parse_sweep
     from lstm_models.data import load_dataset
-    from lstm_models.sweep import run_sweep
-    from lstm_models.tracking import MLflowTracker
+    from lstm_models.search.run import Hooks, SweepPaths, run_sweep
+    from lstm_models.tracking.mlflow_store import MLflowTracker
 
     spec = parse_sweep({
         "name": "soak", "task": "forecasting",
@@ -59,8 +59,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tracker = MLflowTracker(f"sqlite:///{tmp}/mlflow.db")
-        run_sweep(spec, data, tracker, Path(tmp) / "exports", workdir=Path(tmp) / "runs", log=lambda line: None,
-                  on_trial=ended)
+        run_sweep(spec, data, tracker, SweepPaths(Path(tmp) / "exports", Path(tmp) / "runs"),
+                  hooks=Hooks(log=lambda line: None, on_trial=ended))
     if not rows:
         sys.exit(f"soak: no trial ended; nothing written to {args.csv}")
     with open(args.csv, "w", newline="", encoding="utf-8") as fh:

@@ -7,18 +7,21 @@ without loading TensorFlow.
 import importlib
 
 _EXPORTS = {
-    "CELLS": "lstm_models.models",
-    "ModelSpec": "lstm_models.models",
-    "build_model": "lstm_models.models",
-    "SweepSpec": "lstm_models.config",
-    "load_sweep": "lstm_models.config",
+    "CELLS": "lstm_models.models.build",
+    "ModelSpec": "lstm_models.models.build",
+    "build_model": "lstm_models.models.build",
+    "SweepSpec": "lstm_models.spec.sweep",
+    "load_sweep": "lstm_models.spec.sweep",
     "ConfigError": "lstm_models.errors",
     "DataError": "lstm_models.errors",
     "TrialFailed": "lstm_models.errors",
-    "run_sweep": "lstm_models.sweep",
+    "run_sweep": "lstm_models.search.run",
+    "SweepPaths": "lstm_models.search.run",
+    "Hooks": "lstm_models.search.run",
     "load_dataset": "lstm_models.data",
-    "run_reference": "lstm_models.cells",
-    "run_bidirectional": "lstm_models.cells",
+    "task_for": "lstm_models.tasks",
+    "run_reference": "lstm_models.models.cells",
+    "run_bidirectional": "lstm_models.models.cells",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,10 +1,10 @@
 """The command line: ``lstm-models sweep | datasets | gates | gradients``. The only code that reads argv or the environment.
 
-``sweep`` checks everything it can before it trains, in this order: the spec, the sweep state
-(``--resume`` / ``--fresh``), the output and state folders, the tracking store, the data. Then it
-turns on TensorFlow's op determinism where a GPU makes it needed, and runs the sweep. SIGINT and SIGTERM raise `Interrupted`
-through a `Deferral` (see `lstm_models.interrupt`); the sweep marks its runs KILLED and the
-command exits 130 or 143 after printing the command that resumes.
+``sweep`` checks everything it can before it trains, in this order: the spec, the output and
+state folders, the tracking store, the data; `run_sweep` then checks the sweep state
+(``--resume`` / ``--fresh``) before it writes anything. SIGINT and SIGTERM raise `Interrupted`
+through a `Deferral` (see `lstm_models.search.interrupt`); the sweep marks its runs KILLED and
+the command exits 130 or 143 after printing the command that resumes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lstm_models.errors import ConfigError, DataError, LstmModelsError
+from lstm_models.errors import ConfigError, DataError, Interrupted, LstmModelsError, check_writable
+from lstm_models.spec.sweep import CELL_NAMES, TUNERS
+from lstm_models.tracking.tracker import NO_TRACKING
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
 
@@ -29,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("spec", help="a sweep spec, e.g. sweeps/sentiment.yaml")
     sweep.add_argument("--max-trials", type=int)
     sweep.add_argument("--max-epochs", type=int)
-    sweep.add_argument("--tuner", choices=["random", "bayesian", "hyperband"])
+    sweep.add_argument("--tuner", choices=TUNERS)
     sweep.add_argument("--seed", type=int)
     sweep.add_argument("--time-budget", metavar="DURATION",
                        help="start no trial after this much wall-clock time, e.g. 90s, 30m, 2h")
@@ -39,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--fresh", action="store_true",
                        help="start a new sweep even if one of this spec exists (its runs stay in MLflow)")
     sweep.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
-                       help=f"MLflow tracking URI, or 'none' (default {DEFAULT_TRACKING_URI})")
+                       help=f"MLflow tracking URI, or '{NO_TRACKING}' (default {DEFAULT_TRACKING_URI})")
     sweep.add_argument("--output", default="exports", help="where the best model is exported (default exports/)")
     sweep.add_argument("--workdir", default="runs",
                        help="where sweep state lives, one folder per sweep name (default runs/)")
@@ -90,8 +92,6 @@ def _resume_command(argv: list[str]) -> str:
 
 def _install_signal_handlers(guard) -> None:
     """SIGINT and SIGTERM raise `Interrupted` (exit 130 / 143), deferred by ``guard`` while it holds."""
-    from lstm_models.interrupt import Interrupted
-
     def handler(signum, frame):
         guard.interrupt(Interrupted(signum))
 
@@ -100,47 +100,41 @@ def _install_signal_handlers(guard) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
-    from lstm_models.config import load_sweep
-    from lstm_models.state import check_start, check_writable
+    from lstm_models.spec.sweep import load_sweep
 
-    # 1. the spec, 2. the sweep state, 3. the folders, 4. the tracking store, 5. the data.
+    # 1. the spec, 2. the folders, 3. the tracking store, 4. the data; run_sweep checks the state.
     spec = load_sweep(args.spec).with_overrides(
         max_trials=args.max_trials, max_epochs=args.max_epochs, kind=args.tuner, seed=args.seed,
         time_budget=args.time_budget)
     folder = Path(args.workdir) / spec.name
-    check_start(folder, spec.to_dict(), args.tracking_uri, resume=args.resume, fresh=args.fresh)
     output = Path(args.output)
     check_writable(output, f"--output {output}")
     check_writable(folder, f"--workdir {args.workdir}")
 
-    from lstm_models.tracking import MLflowTracker, NullTracker
+    from lstm_models.tracking.tracker import make_tracker
 
-    tracker = NullTracker() if args.tracking_uri == "none" else MLflowTracker(args.tracking_uri)
+    tracker = make_tracker(args.tracking_uri)
     tracker.check()
 
     from lstm_models.data import load_dataset
 
     data = load_dataset(spec.dataset, Path(args.cache_dir))
 
-    import tensorflow as tf
+    from lstm_models.search.run import Hooks, SweepPaths, run_sweep
+    from lstm_models.tracking.report import format_leaderboard
 
-    from lstm_models.report import format_leaderboard
-    from lstm_models.sweep import run_sweep
-
-    if tf.config.list_physical_devices("GPU"):
-        # Same spec and seed -> same metrics. Seeded CPU runs already repeat bit for bit, and
-        # with op determinism on Keras refuses jit_compile: GRU would lose its XLA speed-up.
-        tf.config.experimental.enable_op_determinism()
     args.state_folder = folder
-    result = run_sweep(spec, data, tracker, output, workdir=folder, resume=args.resume, fresh=args.fresh,
-                       guard=guard, tags={"git_commit": _git_commit(), "mlflow.source.git.commit": _git_commit()},
-                       log=lambda line: print(line, flush=True))
+    mode = "resume" if args.resume else "fresh" if args.fresh else "new"
+    commit = _git_commit()
+    hooks = Hooks(log=lambda line: print(line, flush=True), guard=guard,
+                  tags={"git_commit": commit, "mlflow.source.git.commit": commit})
+    result = run_sweep(spec, data, tracker, SweepPaths(output, folder), mode, hooks)
     print()
     print(format_leaderboard(result))
     if result.stop_reason:
         print(f"Stopped early: {result.stop_reason}")
     print(f"SavedModel: {result.export_dir}  (tf.saved_model.load(path).serve(x))")
-    if args.tracking_uri != "none":
+    if tracker.enabled:
         print(f"MLflow: experiment {spec.name!r}, parent run {result.parent_run_id} in {args.tracking_uri}")
         print(f"Open the UI: {_ui_command(args.tracking_uri)}")
     return 0
@@ -157,12 +151,14 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + "  " + row[3])
         print("lstm-models datasets show SPEC   loads a spec's dataset and prints its splits")
         return 0
-    from lstm_models.config import load_sweep
     from lstm_models.data import load_dataset
+    from lstm_models.spec.sweep import load_sweep
 
     spec = load_sweep(args.spec)
     data = load_dataset(spec.dataset, Path(args.cache_dir))
-    print("\n".join(catalog.describe(data)))
+    from lstm_models.tasks import task_for  # TensorFlow loads only once the data is read
+
+    print("\n".join(task_for(data).describe()))
     return 0
 
 
@@ -175,7 +171,8 @@ def _out_dir(value: str) -> Path:
 
 def cmd_gates(args: argparse.Namespace) -> int:
     from lstm_models.export import load_export, read_export
-    from lstm_models.gates import check_input, gates_report, text_input
+    from lstm_models.inspect.gates import gates_report
+    from lstm_models.tasks import check_input, text_input
 
     given = check_input(read_export(args.export), args.text, args.values)  # before TensorFlow loads
     out = _out_dir(args.out)
@@ -189,8 +186,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
 
 
 def cmd_gradients(args: argparse.Namespace) -> int:
-    from lstm_models.config import CELL_NAMES
-    from lstm_models.rules import Rule, check_scalar
+    from lstm_models.spec.rules import Rule, check_scalar
 
     for flag, value, lo, hi in (("--length", args.length, 2, 10_000), ("--units", args.units, 1, 1024),
                                 ("--batch", args.batch, 1, 1024)):
@@ -204,7 +200,7 @@ def cmd_gradients(args: argparse.Namespace) -> int:
 
     if args.trained:
         read_export(args.trained)  # a wrong folder is reported before TensorFlow loads
-    from lstm_models import gradients
+    from lstm_models.inspect import gradients
 
     probes = [gradients.probe_fresh(c, args.length, args.units, args.batch) for c in cells]
     if args.trained:
@@ -219,7 +215,7 @@ def cmd_gradients(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lstm-models`` and ``python -m lstm_models``; returns the exit code."""
-    from lstm_models.interrupt import Deferral, Interrupted
+    from lstm_models.search.interrupt import Deferral
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else list(argv)

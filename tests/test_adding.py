@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_models.config import load_sweep, parse_sweep
+from lstm_models.spec.sweep import load_sweep, parse_sweep
 from lstm_models.data import load_dataset
 from lstm_models.data.adding import adding_problem
 from lstm_models.errors import ConfigError, DataError
@@ -75,16 +75,16 @@ def test_tracked_sweep_logs_gates_and_gradients_to_the_parent(tmp_path):
 def test_a_failed_view_is_reported_not_fatal(tmp_path):
     from types import SimpleNamespace
 
-    from lstm_models.inside import log_inside_views
+    from lstm_models.inspect.views import log_inside_views
 
     class Tracker:
-        uri, tags = "sqlite:///x.db", []
+        enabled, tags = True, []
 
         def set_tags(self, run_id, tags):
             self.tags.append((run_id, tags))
 
     lines, tracker = [], Tracker()
-    result = SimpleNamespace(export_dir=tmp_path / "gone")
-    assert log_inside_views(result, None, tracker, "p1", tmp_path, load=None, log=lines.append) == []
+    result = SimpleNamespace(export_dir=tmp_path / "gone", parent_run_id="p1")
+    assert log_inside_views(result, None, tracker, load=None, log=lines.append) == []
     message = f"ConfigError: {tmp_path / 'gone'}: no such export folder (a sweep writes one to exports/<sweep name>)"
     assert tracker.tags == [("p1", {"inside_error": message})] and lines == [f"inside/: not written ({message})"]

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from keras import layers
 
-from lstm_models.cells import GATES, cell_kind, run_bidirectional, run_reference
-from lstm_models.models import CELLS
+from lstm_models.models.cells import GATES, cell_kind, run_bidirectional, run_reference
+from lstm_models.models.build import CELLS
 
 ATOL = 1e-5
 

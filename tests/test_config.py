@@ -1,6 +1,6 @@
 import pytest
 
-from lstm_models.config import Param, load_sweep, parse_sweep
+from lstm_models.spec.sweep import Param, load_sweep, parse_sweep
 from lstm_models.errors import ConfigError
 
 from conftest import ROOT, tiny_series_spec, write_spec
@@ -91,7 +91,7 @@ def test_ranges_choices_and_fixed_values():
 
 
 def test_time_budget_in_the_spec_and_on_the_command_line(tmp_path):
-    from lstm_models.rules import format_duration, parse_duration
+    from lstm_models.spec.rules import format_duration, parse_duration
 
     assert [parse_duration(v) for v in ("90s", "30m", "2h", "1d", "45", 12)] == [90, 1800, 7200, 86400, 45, 12]
     assert [format_duration(s) for s in (90, 1800, 7200, 150, 0.5)] == ["90s", "30m", "2h", "150s", "0.5s"]

@@ -3,7 +3,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from lstm_models.config import DataSpec, parse_sweep
+from lstm_models.data.options import DataSpec
+from lstm_models.spec.sweep import parse_sweep
 from lstm_models.data import load_dataset
 from lstm_models.data.sentiment import MEMBER, read_ratings
 from lstm_models.data.splits import stratified_split, time_split

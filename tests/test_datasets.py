@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from lstm_models.config import parse_sweep
+from lstm_models.spec.sweep import parse_sweep
 from lstm_models.data import load_dataset
 from lstm_models.data import text as text_module
-from lstm_models.data.catalog import data_tags, describe
+from lstm_models.tasks import task_for
 from lstm_models.errors import ConfigError, DataError
 
 from conftest import CACHE, run_cli, write_spec
@@ -56,7 +56,7 @@ def test_text_tsv_without_header_uses_positions_and_numeric_label_order(tmp_path
     assert data.class_names == ("0", "2", "10")  # by value, not "0", "10", "2"
     texts, labels = data.part("train")
     assert all(text.endswith(f"of class {data.class_names[label]}") for text, label in zip(texts, labels))
-    assert data_tags(data)["class_names"] == "0, 2, 10"
+    assert task_for(data).tags()["class_names"] == "0, 2, 10"
 
 
 def test_text_csv_explicit_separator_and_limit(tmp_path):
@@ -161,9 +161,9 @@ def test_series_csv_sorts_by_time_fills_gaps_and_infers_the_season(tmp_path):
     np.testing.assert_allclose(data.values[:, 0], np.arange(10, 34))  # 15 and 16 interpolated
     assert data.gaps_filled == 2 and data.season == 12 and data.fill == "interpolate"
     assert data.date_range() == ("2024-01-01", "2025-12-01")
-    assert data_tags(data) == {"series_length": "24", "gaps_filled": "2", "fill": "interpolate", "season": "12",
+    assert task_for(data).tags() == {"series_length": "24", "gaps_filled": "2", "fill": "interpolate", "season": "12",
                                "date_range": "2024-01-01..2025-12-01"}
-    assert describe(data)[1] == "  2 gaps filled by interpolation; season 12; horizon 1"
+    assert task_for(data).describe()[1] == "  2 gaps filled by interpolation; season 12; horizon 1"
 
 
 def test_series_csv_fill_drop_and_positions_without_header(tmp_path):

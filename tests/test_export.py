@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from lstm_models.export import export_model, read_meta, serve
-from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
+from lstm_models.models.build import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
 
 
 def test_text_export_serves_strings_like_the_keras_model(tmp_path, seed):

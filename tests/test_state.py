@@ -6,7 +6,7 @@ import pytest
 
 from conftest import CACHE, run_cli, tiny_series_spec, write_spec
 from lstm_models.errors import ConfigError
-from lstm_models.state import LOCK_FILE, STATE_FILE, TUNER_PROJECT, SweepLock, discard, is_locked
+from lstm_models.search.state import LOCK_FILE, STATE_FILE, TUNER_PROJECT, SweepLock, discard, is_locked
 
 
 def _sweep_folder(folder):

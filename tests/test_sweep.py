@@ -7,12 +7,13 @@ import pytest
 import tensorflow as tf
 from mlflow.tracking import MlflowClient
 
-from lstm_models import tuners as tuners_module
-from lstm_models.config import parse_sweep
-from lstm_models.pipeline import Pipeline
+from lstm_models.search import tuner as tuners_module
+from lstm_models.spec.sweep import parse_sweep
+from lstm_models.tasks.series import WindowBatches
 from lstm_models.errors import SweepFailed
-from lstm_models.sweep import run_sweep
-from lstm_models.tracking import MLflowTracker, NullTracker
+from lstm_models.search.run import Hooks, SweepPaths, run_sweep
+from lstm_models.tracking.mlflow_store import MLflowTracker
+from lstm_models.tracking.tracker import NullTracker
 
 from conftest import toy_series_splits
 
@@ -26,22 +27,25 @@ def _spec(max_trials, **tuner):
 
 
 def _fail_in(monkeypatch, failures):
-    """Make the trials numbered in ``failures`` fail the way the mapping says."""
+    """Make the trials numbered in ``failures`` (1, 2, ... in the order they train) fail the way the mapping says."""
+    calls = []
+
     def fit(self, hp, model, *args, **kwargs):
-        how = failures.get(self.sweep.current.number)
+        calls.append(1)
+        how = failures.get(len(calls))
         if how == "oom":
             raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[4096,4096]")
         if how == "boom":
             raise RuntimeError("boom")
         if how == "nan":  # a NaN in the training windows: the loss becomes NaN at the first batch
-            clean = self.sweep.pipeline
-            values = self.sweep.data.values.copy()
+            clean = self.batches
+            values = clean.data.values.copy()
             values[10] = np.nan
-            self.sweep.pipeline = Pipeline(dataclasses.replace(self.sweep.data, values=values), self.sweep.inputs)
+            self.batches = WindowBatches(dataclasses.replace(clean.data, values=values))
             try:
                 return ORIGINAL_FIT(self, hp, model, *args, **kwargs)
             finally:
-                self.sweep.pipeline = clean
+                self.batches = clean
         return ORIGINAL_FIT(self, hp, model, *args, **kwargs)
 
     monkeypatch.setattr(tuners_module.SweepHyperModel, "fit", fit)
@@ -51,8 +55,9 @@ def test_failed_trials_are_recorded_with_their_traceback_and_the_sweep_goes_on(t
     _fail_in(monkeypatch, {2: "oom", 3: "nan"})
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
     ended = []
-    result = run_sweep(_spec(4), toy_series_splits(), MLflowTracker(uri), tmp_path / "exports",
-                       workdir=tmp_path / "runs" / "t", log=lambda _: None, on_trial=ended.append)
+    result = run_sweep(_spec(4), toy_series_splits(), MLflowTracker(uri),
+                       SweepPaths(tmp_path / "exports", tmp_path / "runs" / "t"),
+                       hooks=Hooks(log=lambda _: None, on_trial=ended.append))
     assert [t.status for t in result.trials] == ["FINISHED", "FAILED", "FAILED", "FINISHED"]
     assert ended == result.trials  # on_trial: every trial as it ends, failed ones too
     assert result.trials[1].error == ("tensorflow.python.framework.errors_impl.ResourceExhaustedError: "
@@ -75,14 +80,14 @@ def test_three_failures_in_a_row_stop_the_sweep_and_keep_what_finished(tmp_path,
     _fail_in(monkeypatch, {2: "boom", 3: "boom", 4: "boom"})
     workdir = tmp_path / "runs" / "t"
     with pytest.raises(SweepFailed) as info:
-        run_sweep(_spec(6), toy_series_splits(), NullTracker(), tmp_path / "exports", workdir=workdir,
-                  log=lambda _: None)
+        run_sweep(_spec(6), toy_series_splits(), NullTracker(), SweepPaths(tmp_path / "exports", workdir),
+                  hooks=Hooks(log=lambda _: None))
     assert str(info.value) == ("sweep t: stopped after 3 failed trials in a row; last error: RuntimeError: boom. "
                                "The 1 finished trial(s) are kept; fix the cause and resume")
 
     monkeypatch.setattr(tuners_module.SweepHyperModel, "fit", ORIGINAL_FIT)  # the cause is fixed
-    result = run_sweep(_spec(6), toy_series_splits(), NullTracker(), tmp_path / "exports", workdir=workdir,
-                       resume=True, log=lambda _: None)
+    result = run_sweep(_spec(6), toy_series_splits(), NullTracker(), SweepPaths(tmp_path / "exports", workdir),
+                       "resume", Hooks(log=lambda _: None))
     assert [t.status for t in result.trials] == ["FINISHED", "FAILED", "FAILED", "FAILED", "FINISHED", "FINISHED"]
     assert [t.number for t in result.trials] == [1, 2, 3, 4, 5, 6]
 
@@ -103,8 +108,8 @@ class _Clock:
 
 def test_no_trial_starts_after_the_time_budget_and_the_best_so_far_is_exported(tmp_path, seed):
     clock = _Clock()
-    result = run_sweep(_spec(5, time_budget="150s"), toy_series_splits(), NullTracker(), tmp_path / "exports",
-                       log=clock.log, clock=clock)
+    result = run_sweep(_spec(5, time_budget="150s"), toy_series_splits(), NullTracker(),
+                       SweepPaths(tmp_path / "exports"), hooks=Hooks(log=clock.log, clock=clock))
     assert len(result.trials) == 2 and all(t.status == "FINISHED" for t in result.trials)
     assert result.stop_reason == "time budget 150s spent (200s) after 2 of 5 trials"
     assert (tmp_path / "exports" / "t" / "saved_model.pb").exists()
@@ -114,7 +119,8 @@ def test_same_spec_and_seed_give_the_same_trials_and_metrics(tmp_path, seed):
     assert not tf.config.list_physical_devices("GPU")  # a CPU: seeds alone, XLA on for GRU
 
     def run(name):
-        result = run_sweep(_spec(2), toy_series_splits(), NullTracker(), tmp_path / name, log=lambda _: None)
+        result = run_sweep(_spec(2), toy_series_splits(), NullTracker(), SweepPaths(tmp_path / name),
+                           hooks=Hooks(log=lambda _: None))
         return [(t.spec.params(), t.objective, t.test_metrics) for t in result.trials]
 
     before = tuners_module.custom_gradients()
@@ -137,7 +143,8 @@ def _balanced_spec(kind, trials, balance=True):
 
 
 def test_hyperband_gives_every_cell_a_turn(tmp_path, seed):
-    result = run_sweep(_balanced_spec("hyperband", 4), toy_series_splits(), NullTracker(), tmp_path, log=lambda _: None)
+    result = run_sweep(_balanced_spec("hyperband", 4), toy_series_splits(), NullTracker(), SweepPaths(tmp_path),
+                       hooks=Hooks(log=lambda _: None))
     assert len(result.trials) == 4
     assert set(result.best_per_cell) == {"lstm", "gru", "rnn"}
     for t in result.trials:  # the cell-only setting follows the cell it was given
@@ -145,5 +152,6 @@ def test_hyperband_gives_every_cell_a_turn(tmp_path, seed):
 
 
 def test_rotation_is_exact_for_random_search(tmp_path, seed):
-    result = run_sweep(_balanced_spec("random", 3), toy_series_splits(), NullTracker(), tmp_path, log=lambda _: None)
+    result = run_sweep(_balanced_spec("random", 3), toy_series_splits(), NullTracker(), SweepPaths(tmp_path),
+                       hooks=Hooks(log=lambda _: None))
     assert [t.spec.cell for t in result.trials] == ["lstm", "gru", "rnn"]

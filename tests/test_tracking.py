@@ -5,11 +5,12 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_models import report
-from lstm_models.config import parse_sweep
+from lstm_models.tracking import report
+from lstm_models.spec.sweep import parse_sweep
 from lstm_models.errors import ConfigError
-from lstm_models.sweep import run_sweep
-from lstm_models.tracking import MLflowTracker, NullTracker, flatten
+from lstm_models.search.run import Hooks, SweepPaths, run_sweep
+from lstm_models.tracking.mlflow_store import MLflowTracker
+from lstm_models.tracking.tracker import NullTracker, flatten
 
 from conftest import toy_series_splits, toy_text_splits
 
@@ -64,7 +65,7 @@ def _tiny_spec(task, **search):
 def test_sweep_records_every_trial(tmp_path, seed):
     spec = _tiny_spec("forecasting", cells=["gru", "rnn"])
     tracker = MLflowTracker(_uri(tmp_path))
-    result = run_sweep(spec, toy_series_splits(), tracker, tmp_path / "exports", log=lambda _: None)
+    result = run_sweep(spec, toy_series_splits(), tracker, SweepPaths(tmp_path / "exports"), hooks=Hooks(log=lambda _: None))
 
     client = MlflowClient(_uri(tmp_path))
     exp = client.get_experiment_by_name("t-forecasting")
@@ -108,7 +109,7 @@ def test_sweep_records_every_trial(tmp_path, seed):
 
 def test_best_per_cell_and_test_evaluated_once_per_cell(tmp_path, seed):
     spec = _tiny_spec("classification", cells=["lstm"], embedding_dim=4)
-    result = run_sweep(spec, toy_text_splits(), NullTracker(), tmp_path / "exports", log=lambda _: None)
+    result = run_sweep(spec, toy_text_splits(), NullTracker(), SweepPaths(tmp_path / "exports"), hooks=Hooks(log=lambda _: None))
     assert set(result.best_per_cell) == {"lstm"}
     assert result.best is result.best_per_cell["lstm"]
     finished = [t for t in result.trials if t.status == "FINISHED"]

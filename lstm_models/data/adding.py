@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_models.config import DataSpec
+from lstm_models.data.options import DatasetKind, DataSpec, Rule
 from lstm_models.data.splits import PARTS, SequenceSplits
 
 COLUMNS = ("value", "marker")
@@ -42,3 +42,14 @@ def load_adding(spec: DataSpec, cache_dir: Path) -> SequenceSplits:
         rng = np.random.default_rng([spec.get("seed"), index])
         x[part], y[part] = adding_problem(spec.get(f"{part}_size"), length, rng)
     return SequenceSplits(name=f"adding-{length}", x=x, y=y, columns=COLUMNS)
+
+
+OPTIONS = {
+    "length": Rule(int, default=100, min=2, max=100_000),
+    "train_size": Rule(int, default=10_000, min=1, max=10_000_000),
+    "val_size": Rule(int, default=1_000, min=1, max=10_000_000),
+    "test_size": Rule(int, default=1_000, min=1, max=10_000_000),
+    "seed": Rule(int, default=1234, min=0, max=2**31 - 1),
+}
+# Whole sequences: the model's window is the sequence, not a searched lookback.
+KINDS = {"adding": DatasetKind(load_adding, OPTIONS, "forecasting", lookback_from="length")}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_models.config import DataSpec
+from lstm_models.data.options import TEXT_RULES, DatasetKind, DataSpec
 from lstm_models.data.files import check_digest
 from lstm_models.data.splits import TextSplits, text_splits
 from lstm_models.errors import DataError
@@ -66,3 +66,6 @@ def load_sentiment(spec: DataSpec, cache_dir: Path) -> TextSplits:
     keep = ratings != 0
     texts, labels = texts[keep], (ratings[keep] > 0).astype("int32")
     return text_splits("sentiment", texts, labels, CLASS_NAMES, spec)
+
+
+KINDS = {"sentiment": DatasetKind(load_sentiment, dict(TEXT_RULES), "classification")}

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lstm_models.config import DataSpec
+from lstm_models.data.options import (COLUMN, CSV_RULES, SERIES_RULES, DatasetKind, DataSpec, Rule, check_list,
+                                        column_kind)
+from lstm_models.errors import ConfigError
 from lstm_models.data.files import MISSING, column_label, find_column, first_row, read_table
 from lstm_models.data.splits import SeriesSplits, time_split
 from lstm_models.errors import DataError
@@ -201,3 +203,29 @@ def make_series(name: str, values: np.ndarray, columns, index, spec: DataSpec, s
         raise DataError(f"{name}: the training split has {val_start} steps, not more than one season of {season}; "
                         "set dataset.season or use a longer series")
     return splits
+
+
+def _check_features(options: dict, source: str) -> None:
+    want = str if options.get("header", True) else int
+    check_list(options["features"], want, column_kind(want), source, "dataset.features")
+
+
+def _check_statsmodels(options: dict, source: str) -> None:
+    if options["name"] != "macrodata":
+        for key in ("target", "features"):
+            if options[key]:
+                raise ConfigError(f"{source}: dataset.{key} applies to name: macrodata only "
+                                  f"({options['name']} is a single series). Got {options[key]!r}.")
+    _check_features(options, source)
+
+
+KINDS = {
+    "series_csv": DatasetKind(load_series_csv, {
+        **CSV_RULES, "target": Rule(COLUMN, required=True), "time_column": Rule(COLUMN, default=None),
+        "features": Rule(list, default=[]), **SERIES_RULES}, "forecasting", check=_check_features,
+        about="your CSV/TSV of a series (path, target, time_column, features)"),
+    "statsmodels": DatasetKind(load_statsmodels, {
+        "name": Rule(str, default="sunspots", choices=tuple(STATSMODELS)),
+        "target": Rule(str, default=None), "features": Rule(list, default=[]), **SERIES_RULES},
+        "forecasting", check=_check_statsmodels),
+}

@@ -10,7 +10,7 @@ import numpy as np
 from lstm_models.errors import DataError
 
 if TYPE_CHECKING:
-    from lstm_models.config import DataSpec
+    from lstm_models.data.options import DataSpec
 
 PARTS = ("train", "val", "test")
 

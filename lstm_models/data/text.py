@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_models.config import DataSpec
+from lstm_models.data.options import COLUMN, CSV_RULES, TEXT_RULES, DatasetKind, DataSpec, Rule, check_list
 from lstm_models.data.files import check_digest, column_label, find_column, first_row, read_table, read_text
 from lstm_models.data.splits import TextSplits, text_splits
 from lstm_models.errors import DataError
@@ -160,3 +160,24 @@ def load_imdb(spec: DataSpec, cache_dir: Path) -> TextSplits:
     y_train = arrays["y_train"].astype("int32")
     y_test = arrays["y_test"].astype("int32")
     return text_splits("imdb", train, y_train, IMDB_CLASSES, spec, test=(test, y_test))
+
+
+def _check_classes(options: dict, source: str) -> None:
+    if options.get("classes") is not None:
+        check_list(options["classes"], str, "a folder name", source, "dataset.classes")
+
+
+KINDS = {
+    "imdb": DatasetKind(load_imdb, {
+        "num_words": Rule(int, default=20_000, min=0, max=1_000_000),
+        "maxlen": Rule(int, default=400, min=0, max=1_000_000),
+        **{k: v for k, v in TEXT_RULES.items() if k != "test_fraction"}}, "classification"),
+    "text_csv": DatasetKind(load_text_csv, {
+        **CSV_RULES, "text_column": Rule(COLUMN, default="text"), "label_column": Rule(COLUMN, default="label"),
+        **TEXT_RULES}, "classification",
+        about="your CSV/TSV of texts and labels (path, text_column, label_column)"),
+    "text_dir": DatasetKind(load_text_dir, {
+        "path": Rule(str, required=True), "classes": Rule(list, default=None), **TEXT_RULES},
+        "classification", check=_check_classes,
+        about="your folder, one sub-folder of text files per class (aclImdb layout)"),
+}

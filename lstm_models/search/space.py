@@ -7,8 +7,14 @@ settings exist only for their task.
 
 from __future__ import annotations
 
-from lstm_models.config import Param, SearchSpace
-from lstm_models.models import ModelSpec
+from dataclasses import fields
+
+from lstm_models.models.build import TASK_ONLY, ModelSpec
+from lstm_models.spec.rules import Param
+from lstm_models.spec.sweep import SearchSpace
+
+
+_CAST = {"bidirectional": bool, "embedding_dim": int, "lookback": int}
 
 
 def sample_spec(hp, space: SearchSpace, task: str, lookback: Param | None = None) -> ModelSpec:
@@ -47,12 +53,10 @@ def sample_spec(hp, space: SearchSpace, task: str, lookback: Param | None = None
             forget_bias = _declare(hp, "unit_forget_bias", space.unit_forget_bias)
         if cell == "lstm":
             values["unit_forget_bias"] = bool(forget_bias)
-    if task == "classification":
-        values["bidirectional"] = bool(_declare(hp, "bidirectional", space.bidirectional))
-        values["embedding_dim"] = int(_declare(hp, "embedding_dim", space.embedding_dim))
-        values["pooling"] = _declare(hp, "pooling", space.pooling)
-    elif lookback is not None:
-        values["lookback"] = int(_declare(hp, "lookback", lookback))
+    params = {f.name: getattr(space, f.name) for f in fields(space)} | {"lookback": lookback}
+    for key in (k for k, only in TASK_ONLY.items() if only == task and params[k] is not None):
+        value = _declare(hp, key, params[key])
+        values[key] = _CAST[key](value) if key in _CAST else value
     return ModelSpec(**values)
 
 

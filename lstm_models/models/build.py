@@ -32,8 +32,8 @@ UNROLL_MAX_STEPS = 32
 # (tuner.jit_compile: true), for long trials. On a GPU the cuDNN kernels need it off.
 
 # Hyperparameters that exist only for one task or one cell: not searched, not logged elsewhere.
-TEXT_ONLY = ("embedding_dim", "pooling", "bidirectional")
-SERIES_ONLY = ("lookback",)
+TASK_ONLY = {"bidirectional": "classification", "embedding_dim": "classification", "pooling": "classification",
+             "lookback": "forecasting"}  # in the order they are declared on ``hp``
 CELL_ONLY = {"unit_forget_bias": "lstm"}
 
 
@@ -63,11 +63,7 @@ class ModelSpec:
         """The active hyperparameters, flat, as they are logged (``units_2`` only at depth 2+)."""
         out: dict[str, object] = {}
         for key, value in asdict(self).items():
-            if key in TEXT_ONLY and self.task != "classification":
-                continue
-            if key in SERIES_ONLY and self.task != "forecasting":
-                continue
-            if key in CELL_ONLY and CELL_ONLY[key] != self.cell:
+            if TASK_ONLY.get(key, self.task) != self.task or CELL_ONLY.get(key, self.cell) != self.cell:
                 continue
             if key == "units":
                 out["units"] = value[0]
@@ -82,9 +78,10 @@ class ModelSpec:
         same = len(set(self.units)) == 1
         size = f"{self.depth}x{self.units[0]}" if same else "+".join(map(str, self.units))
         bits = [self.cell, size]
-        if self.task == "classification" and self.bidirectional:
+        active = self.params()
+        if active.get("bidirectional"):
             bits.append("bi")
-        if self.task == "forecasting":
+        if "lookback" in active:
             bits.append(f"lb{self.lookback}")
         bits.append(f"do{self.dropout:g}")
         return " ".join(bits)
@@ -97,6 +94,21 @@ class TextInputs:
     vocabulary: tuple[str, ...]
     num_classes: int
 
+    def network(self, spec: ModelSpec) -> keras.Model:
+        return _text_model(spec, self)
+
+    def objective(self) -> tuple[str, list]:
+        """The loss and the metrics a text model is compiled with."""
+        return "sparse_categorical_crossentropy", ["accuracy"]
+
+    def serving(self, model: keras.Model) -> keras.Model:
+        """Strings in: the vectoriser, then the trained layers (sharing their weights)."""
+        text = keras.Input(shape=(), dtype="string", name="text")
+        x = vectorizer(self)(text)
+        for layer in model.layers[1:]:  # a chain: embedding, recurrent stack, pooling, head
+            x = layer(x)
+        return keras.Model(text, x, name=model.name)
+
 
 @dataclass(frozen=True)
 class SeriesInputs:
@@ -106,6 +118,17 @@ class SeriesInputs:
     horizon: int
     mean: tuple[float, ...]
     variance: tuple[float, ...]
+
+    def network(self, spec: ModelSpec) -> keras.Model:
+        return _series_model(spec, self)
+
+    def objective(self) -> tuple[str, list]:
+        """The loss and the metrics a forecasting model is compiled with."""
+        return "mse", [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
+
+    def serving(self, model: keras.Model) -> keras.Model:
+        """Windows of raw values in: the model itself (normalisation is inside it)."""
+        return model
 
 
 def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | None = None,
@@ -125,13 +148,8 @@ def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | 
         raise ValueError(f"unknown cell {spec.cell!r}; expected one of {', '.join(CELLS)}")
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    if isinstance(inputs, TextInputs):
-        model = _text_model(spec, inputs)
-        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
-    else:
-        model = _series_model(spec, inputs)
-        loss = "mse"
-        metrics = [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
+    model = inputs.network(spec)
+    loss, metrics = inputs.objective()
     optimizer = keras.optimizers.Adam(
         learning_rate=spec.learning_rate, clipnorm=spec.clipnorm if spec.clipnorm > 0 else None
     )
@@ -147,13 +165,7 @@ def vectorizer(inputs: TextInputs) -> layers.TextVectorization:
 def serving_model(model: keras.Model, inputs: TextInputs | SeriesInputs) -> keras.Model:
     """The model that takes raw input: strings for text models (vectorise, then the trained
     layers, sharing their weights), the model itself for forecasting models."""
-    if not isinstance(inputs, TextInputs):
-        return model
-    text = keras.Input(shape=(), dtype="string", name="text")
-    x = vectorizer(inputs)(text)
-    for layer in model.layers[1:]:  # a chain: embedding, recurrent stack, pooling, head
-        x = layer(x)
-    return keras.Model(text, x, name=model.name)
+    return inputs.serving(model)
 
 
 @functools.cache
@@ -163,19 +175,19 @@ def _has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def _recurrent_stack(x, spec: ModelSpec, last_sequences: bool):
+def _recurrent_stack(x, spec: ModelSpec, last_sequences: bool, unroll: bool = False):
     for i, units in enumerate(spec.units):
         last = i == spec.depth - 1
         kwargs = {"unit_forget_bias": spec.unit_forget_bias} if spec.cell == "lstm" else {}
         layer = CELLS[spec.cell](
             units,
             recurrent_dropout=spec.recurrent_dropout,
-            unroll=spec.task == "forecasting" and spec.lookback <= UNROLL_MAX_STEPS and not _has_gpu(),
+            unroll=unroll,
             return_sequences=last_sequences or not last,
             name=f"{spec.cell}_{i + 1}",
             **kwargs,
         )
-        if spec.bidirectional and spec.task == "classification":
+        if spec.params().get("bidirectional"):  # text models only
             layer = layers.Bidirectional(layer, name=f"bidirectional_{i + 1}")
         x = layer(x)
         if spec.dropout > 0:
@@ -199,7 +211,8 @@ def _series_model(spec: ModelSpec, inputs: SeriesInputs) -> keras.Model:
     mean = np.asarray(inputs.mean, dtype="float32")
     var = np.asarray(inputs.variance, dtype="float32")
     x = layers.Normalization(mean=mean, variance=var, name="normalize")(window)
-    x = _recurrent_stack(x, spec, last_sequences=False)
+    x = _recurrent_stack(x, spec, last_sequences=False,
+                         unroll=spec.lookback <= UNROLL_MAX_STEPS and not _has_gpu())
     x = layers.Dense(inputs.horizon, name="forecast_scaled")(x)
     # Back to the target's original units (the target is feature 0).
     forecast = layers.Rescaling(scale=float(np.sqrt(var[0])), offset=float(mean[0]), name="forecast")(x)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_models.cells import cell_kind
-from lstm_models.gates import recurrent_layers
+from lstm_models.models.cells import cell_kind
+from lstm_models.inspect.gates import recurrent_layers
+from lstm_models.tracking.plots import CELL_COLOURS, figure
 
 DEFAULT_BATCH = 16
-COLOURS = {"lstm": "tab:blue", "gru": "tab:orange", "rnn": "tab:green"}
 
 
 @dataclass
@@ -62,7 +62,7 @@ def probe_fresh(cell: str, length: int, units: int, batch: int = DEFAULT_BATCH, 
     """A freshly initialised one-layer cell (Keras defaults) on standard-normal inputs, one feature."""
     import keras
 
-    from lstm_models.models import CELLS
+    from lstm_models.models.build import CELLS
 
     keras.utils.set_random_seed(seed)
     layer = CELLS[cell](units)
@@ -112,28 +112,20 @@ def write_csv(probes: list[Probe], path: Path) -> Path:
 
 def plot(probes: list[Probe], path: Path, title: str = "") -> Path:
     """``||dh_T/dx_t||`` against t, log scale, one line per probe."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=100)
-    styles = ["-", "--", ":", "-."]
-    seen: dict[str, int] = {}
-    for p in probes:
-        n = seen[p.cell] = seen.get(p.cell, -1) + 1
-        steps = np.arange(1, len(p.norms) + 1)
-        shown = np.where(p.norms > 0, p.norms, np.nan)  # exactly 0: below float32, off a log scale
-        ax.plot(steps, shown, styles[n % 4], color=COLOURS.get(p.cell), label=p.name)
-    ax.set_yscale("log")
-    ax.set_xlabel("input step t (T = last)")
-    ax.set_ylabel("||dh_T / dx_t||  (batch mean)")
-    ax.set_title(title or f"gradient flow over {len(probes[0].norms)} steps")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with figure(path, figsize=(7.5, 4.2), dpi=100) as (fig, ax):
+        styles = ["-", "--", ":", "-."]
+        seen: dict[str, int] = {}
+        for p in probes:
+            n = seen[p.cell] = seen.get(p.cell, -1) + 1
+            steps = np.arange(1, len(p.norms) + 1)
+            shown = np.where(p.norms > 0, p.norms, np.nan)  # exactly 0: below float32, off a log scale
+            ax.plot(steps, shown, styles[n % 4], color=CELL_COLOURS.get(p.cell), label=p.name)
+        ax.set_yscale("log")
+        ax.set_xlabel("input step t (T = last)")
+        ax.set_ylabel("||dh_T / dx_t||  (batch mean)")
+        ax.set_title(title or f"gradient flow over {len(probes[0].norms)} steps")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
     return path
 
 

@@ -1,19 +1,23 @@
 """Sweep specs: the rules of every section, frozen dataclasses, and `load_sweep`.
 
-The spec is validated once when the YAML is loaded (the checking itself is `lstm_models.rules`):
-every message names the file, the key and the value, and what was expected.
+The spec is validated once when the YAML is loaded (the checking itself is
+`lstm_models.spec.rules`; the ``dataset:`` block is checked by its loader's own rules, see
+`lstm_models.data`): every message names the file, the key and the value, and what was expected.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from lstm_models.errors import ConfigError
-from lstm_models.rules import COLUMN, Param, Rule, check_section, hint, parse_duration
+from lstm_models.spec.rules import Param, Rule, check_section, parse_duration
+
+if TYPE_CHECKING:
+    from lstm_models.data.options import DataSpec
 
 TASKS = ("classification", "forecasting")
 CELL_NAMES = ("lstm", "gru", "rnn")
@@ -67,74 +71,6 @@ DEFAULT_SEARCH: dict[str, dict[str, Any]] = {
     },
 }
 
-_SPLIT_RULES: dict[str, Rule] = {
-    "val_fraction": Rule(float, default=0.1, min=0.01, max=0.5),
-    "test_fraction": Rule(float, default=0.2, min=0.01, max=0.5),
-    "split_seed": Rule(int, default=1234, min=0, max=2**31 - 1),
-}
-_SERIES_RULES: dict[str, Rule] = {
-    "lookback": Rule(int, default=[8, 16, 32], min=1, max=100_000, searchable=True),
-    "horizon": Rule(int, default=1, min=1, max=10_000),
-    "val_fraction": Rule(float, default=0.15, min=0.01, max=0.5),
-    "test_fraction": Rule(float, default=0.15, min=0.01, max=0.5),
-    "season": Rule(int, default=0, min=0, max=100_000),  # 0: from the time column's frequency
-    "fill": Rule(str, default="interpolate", choices=("interpolate", "drop", "error")),
-}
-_TEXT_RULES: dict[str, Rule] = {
-    **_SPLIT_RULES,
-    "max_tokens": Rule(int, default=10_000, min=10, max=1_000_000),
-    "limit": Rule(int, default=0, min=0, max=100_000_000),
-}
-# A column: its name, or its 0-based position when the file has no header row.
-_CSV_RULES: dict[str, Rule] = {
-    "path": Rule(str, required=True),
-    "sep": Rule(str, default=None),  # default from the extension: .tsv tab, otherwise comma
-    "header": Rule(bool, default=True),
-}
-STATSMODELS_SERIES = ("sunspots", "co2", "nile", "elnino", "macrodata")
-
-# Each dataset kind: the options its `dataset:` block takes, and the task it serves.
-DATASET_OPTIONS: dict[str, tuple[dict[str, Rule], str]] = {
-    "sentiment": (dict(_TEXT_RULES), "classification"),
-    "imdb": (
-        {"num_words": Rule(int, default=20_000, min=0, max=1_000_000),
-         "maxlen": Rule(int, default=400, min=0, max=1_000_000),
-         **{k: v for k, v in _TEXT_RULES.items() if k != "test_fraction"}},
-        "classification",
-    ),
-    "text_csv": (
-        {**_CSV_RULES, "text_column": Rule(COLUMN, default="text"),
-         "label_column": Rule(COLUMN, default="label"), **_TEXT_RULES},
-        "classification",
-    ),
-    "text_dir": (
-        {"path": Rule(str, required=True), "classes": Rule(list, default=None), **_TEXT_RULES},
-        "classification",
-    ),
-    "series_csv": (
-        {**_CSV_RULES, "target": Rule(COLUMN, required=True), "time_column": Rule(COLUMN, default=None),
-         "features": Rule(list, default=[]), **_SERIES_RULES},
-        "forecasting",
-    ),
-    "statsmodels": (
-        {"name": Rule(str, default="sunspots", choices=STATSMODELS_SERIES),
-         "target": Rule(str, default=None), "features": Rule(list, default=[]), **_SERIES_RULES},
-        "forecasting",
-    ),
-    "adding": (
-        {
-            "length": Rule(int, default=100, min=2, max=100_000),
-            "train_size": Rule(int, default=10_000, min=1, max=10_000_000),
-            "val_size": Rule(int, default=1_000, min=1, max=10_000_000),
-            "test_size": Rule(int, default=1_000, min=1, max=10_000_000),
-            "seed": Rule(int, default=1234, min=0, max=2**31 - 1),
-        },
-        "forecasting",
-    ),
-}
-# Datasets of whole sequences: the model's window is the sequence, not a searched lookback.
-LOOKBACK_FROM = {"adding": "length"}
-
 TUNER_RULES: dict[str, Rule] = {
     "kind": Rule(str, default="hyperband", choices=TUNERS),
     "max_trials": Rule(int, default=10, min=1, max=10_000),
@@ -167,22 +103,6 @@ OBJECTIVES = {
     "classification": ("val_accuracy", "val_loss"),
     "forecasting": ("val_rmse", "val_mae", "val_loss"),
 }
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Which dataset to load and its options (checked against the loader's own rules)."""
-
-    kind: str
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    def get(self, key: str) -> Any:
-        return self.options[key]
-
-    def given(self) -> dict[str, Any]:
-        """The options as a spec states them (without ``lookback`` derived from ``length``)."""
-        derived = "lookback" if self.kind in LOOKBACK_FROM else None
-        return {k: v for k, v in self.options.items() if k != derived}
 
 
 @dataclass(frozen=True)
@@ -348,65 +268,9 @@ def _mapping(value: Any, source: str, key: str) -> dict:
 
 
 def _parse_dataset(raw: Any, task: str, source: str) -> DataSpec:
-    raw = _mapping(raw, source, "dataset")
-    kind = raw.get("kind")
-    if kind is None:
-        raise ConfigError(f"{source}: dataset.kind is required (one of {', '.join(sorted(DATASET_OPTIONS))})")
-    if kind not in DATASET_OPTIONS:
-        raise ConfigError(
-            f"{source}: dataset.kind must be one of {', '.join(sorted(DATASET_OPTIONS))}. "
-            f"Got {kind!r} instead.{hint(str(kind), DATASET_OPTIONS)}"
-        )
-    rules, kind_task = DATASET_OPTIONS[kind]
-    if kind_task != task:
-        raise ConfigError(f"{source}: dataset.kind {kind!r} is a {kind_task} dataset but task is {task!r}")
-    options = {k: v for k, v in raw.items() if k != "kind"}
-    checked = check_section(options, rules, source, "dataset.")
-    if kind in LOOKBACK_FROM:
-        checked["lookback"] = Param("lookback", values=(checked[LOOKBACK_FROM[kind]],))
-    _check_dataset(kind, checked, source)
-    return DataSpec(kind=kind, options=checked)
+    from lstm_models.data import parse_dataset
 
-
-def _check_dataset(kind: str, options: dict[str, Any], source: str) -> None:
-    """What one key alone cannot say: columns against `header`, lists of names, separators."""
-    columns = [k for k in ("text_column", "label_column", "target", "time_column") if k in options]
-    if kind == "statsmodels":
-        columns = []
-        if options["name"] != "macrodata":
-            for key in ("target", "features"):
-                if options[key]:
-                    raise ConfigError(f"{source}: dataset.{key} applies to name: macrodata only "
-                                      f"({options['name']} is a single series). Got {options[key]!r}.")
-    if options.get("sep") is not None and len(options["sep"]) != 1:
-        raise ConfigError(f"{source}: dataset.sep must be one character (\"\\t\" for tab). "
-                          f"Got {options['sep']!r} instead.")
-    if options.get("classes") is not None:
-        _check_list(options["classes"], str, "a folder name", source, "dataset.classes")
-    if kind in ("series_csv", "statsmodels"):
-        want = str if kind == "statsmodels" or options.get("header", True) else int
-        _check_list(options["features"], want, _column_kind(want), source, "dataset.features")
-    for key in columns:
-        value = options[key]
-        if value is None:
-            continue
-        want = str if options.get("header", True) else int
-        if not isinstance(value, want):
-            raise ConfigError(f"{source}: dataset.{key} must be {_column_kind(want)} when header is "
-                              f"{str(options.get('header', True)).lower()}. Got {value!r} instead.")
-        if want is int and value < 0:
-            raise ConfigError(f"{source}: dataset.{key} must be a 0-based column position (0 or more). "
-                              f"Got {value!r} instead.")
-
-
-def _column_kind(want: type) -> str:
-    return "a column name" if want is str else "a 0-based column position"
-
-
-def _check_list(value: list, want: type, what: str, source: str, key: str) -> None:
-    for i, item in enumerate(value):
-        if not isinstance(item, want) or isinstance(item, bool):
-            raise ConfigError(f"{source}: {key}[{i}] must be {what}. Got {item!r} instead.")
+    return parse_dataset(_mapping(raw, source, "dataset"), task, source)
 
 
 def _parse_search(raw: Any, task: str, source: str) -> SearchSpace:

@@ -1,8 +1,8 @@
 """The only module that imports mlflow. A sweep is a parent run, each trial a nested run.
 
-`MLflowTracker` talks to a real store through `MlflowClient` (no global active run, so two
-sweeps in one process, or two processes on one store, do not mix). `NullTracker` has the same
-methods and records nothing, for tests and for ``--tracking-uri none``.
+`MLflowTracker` implements `lstm_models.tracking.tracker.Tracker` on a real store through
+`MlflowClient` (no global active run, so two sweeps in one process, or two processes on one
+store, do not mix).
 """
 
 from __future__ import annotations
@@ -11,24 +11,11 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from lstm_models.errors import ConfigError
-from lstm_models.state import check_writable
+from lstm_models.errors import ConfigError, check_writable
 
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 MAX_PARAM_LENGTH = 6000
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists become their string form."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -42,46 +29,6 @@ def default_artifact_root(tracking_uri: str) -> str | None:
     return None if db is None else (db.parent / "artifacts").resolve().as_uri()
 
 
-class NullTracker:
-    """Tracks nothing; every method is a no-op returning what the real one would."""
-
-    uri = "none"
-
-    def check(self) -> None:
-        pass
-
-    def start_sweep(self, experiment: str, run_name: str, params: Mapping[str, Any],
-                    tags: Mapping[str, str]) -> str:
-        return ""
-
-    def start_trial(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        return ""
-
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
-        pass
-
-    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        pass
-
-    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
-        pass
-
-    def end_run(self, run_id: str, status: str) -> None:
-        pass
-
-    def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
-        return ""
-
-    def reopen_sweep(self, run_id: str) -> None:
-        pass
-
-    def running_trials(self, parent_run_id: str) -> list[str]:
-        return []
-
-    def run_status(self, run_id: str) -> str:
-        return ""
-
-
 class MLflowTracker:
     """Writes sweeps and trials to an MLflow tracking store.
 
@@ -89,6 +36,8 @@ class MLflowTracker:
         uri: the tracking URI, e.g. ``sqlite:///mlflow/mlflow.db`` or ``http://127.0.0.1:5000``.
         artifact_root: where new experiments keep artifacts (default: beside a SQLite file).
     """
+
+    enabled = True
 
     def __init__(self, uri: str, artifact_root: str | None = None):
         self.uri = uri
@@ -101,21 +50,7 @@ class MLflowTracker:
     def client(self):
         """The `MlflowClient`, made on first use: a new SQLite store is created then, not before."""
         if self._client is None:
-            from mlflow.tracking import MlflowClient
-
-            db = sqlite_path(self.uri)
-            if db is None:
-                self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-            else:
-                # Two sweeps starting at once on a new store would both create its tables.
-                import fcntl
-
-                db.parent.mkdir(parents=True, exist_ok=True)
-                with open(db.parent / f".{db.name}.lock", "a") as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
-                    client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-                    client.search_experiments(max_results=1)  # creates and migrates the tables
-                self._client = client
+            self._client = _make_client(self.uri)
         return self._client
 
     def check(self, timeout: float = 10.0) -> None:
@@ -131,14 +66,7 @@ class MLflowTracker:
             check_writable(db.parent, f"tracking URI {self.uri}")
             return
         if self.uri.startswith(("http://", "https://")):
-            import urllib.error
-            import urllib.request
-
-            try:
-                urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=timeout).close()
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise ConfigError(f"tracking URI {self.uri}: cannot reach the MLflow server ({reason})") from None
+            _check_health(self.uri, timeout)
         try:
             self.client.search_experiments(max_results=1)
         except Exception as exc:  # any transport or store error means: unusable
@@ -243,3 +171,32 @@ class MLflowTracker:
         source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
         version = self.client.create_model_version(name, source=source, run_id=run_id)
         return version.version
+
+
+def _make_client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    db = sqlite_path(uri)
+    if db is None:
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    # Two sweeps starting at once on a new store would both create its tables.
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / f".{db.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)  # creates and migrates the tables
+    return client
+
+
+def _check_health(uri: str, timeout: float) -> None:
+    """Ask a tracking server for its ``/health`` with a short timeout (the client retries for minutes)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(f"tracking URI {uri}: cannot reach the MLflow server ({reason})") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-CELL_COLOURS = {"lstm": "tab:blue", "gru": "tab:orange", "rnn": "tab:green"}
+from lstm_models.tracking.plots import CELL_COLOURS, figure
 
 
 def leaderboard_rows(result) -> list[dict]:
@@ -66,8 +66,7 @@ def format_leaderboard(result) -> str:
 def format_baselines(baselines, cell: str) -> list[str]:
     """The exported model beside every baseline on the same test data, and the verdict."""
     metrics = list(next(iter(baselines.scores.values())))
-    unit = "windows" if baselines.task == "forecasting" else "examples"
-    lines = [f"Baselines on the same {baselines.windows} test {unit}:",
+    lines = [f"Baselines on the same {baselines.windows} test {baselines.unit}:",
              "  " + f"{'method':<16}" + "".join(f"{'test_' + m:>13}" for m in metrics) + "  note"]
     for method, row in baselines.scores.items():
         name = f"best ({cell})" if method == "best" else method
@@ -91,24 +90,16 @@ def format_value(v) -> str:
 
 def plot_objective(result, path: Path) -> Path:
     """The objective of every finished trial, in trial order, coloured by cell type."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for cell, colour in CELL_COLOURS.items():
-        pts = [(t.number, t.objective) for t in result.trials if t.spec.cell == cell and t.objective is not None]
-        if pts:
-            ax.scatter(*zip(*pts), label=cell, color=colour, s=36)
-    ax.set_xlabel("trial")
-    ax.set_ylabel(result.spec.objective)
-    ax.set_title(f"{result.spec.name}: {result.spec.objective} per trial")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with figure(path, figsize=(7, 4), dpi=100) as (fig, ax):
+        for cell, colour in CELL_COLOURS.items():
+            pts = [(t.number, t.objective) for t in result.trials if t.spec.cell == cell and t.objective is not None]
+            if pts:
+                ax.scatter(*zip(*pts), label=cell, color=colour, s=36)
+        ax.set_xlabel("trial")
+        ax.set_ylabel(result.spec.objective)
+        ax.set_title(f"{result.spec.name}: {result.spec.objective} per trial")
+        ax.legend()
+        ax.grid(alpha=0.3)
     return path
 
 

@@ -1,9 +1,11 @@
+"""The tasks: text and series inputs, batches, and what each says about its data."""
+
 import numpy as np
 import pytest
 
-from lstm_models.models import ModelSpec
-from lstm_models.pipeline import Pipeline, bucket_boundaries
-from lstm_models.pipeline import prepare_inputs
+from lstm_models.models.build import ModelSpec
+from lstm_models.tasks import task_for
+from lstm_models.tasks.text import bucket_boundaries
 
 from conftest import toy_series_splits, toy_text_splits
 
@@ -16,7 +18,8 @@ def test_bucket_boundaries_cover_the_longest_text():
 @pytest.mark.parametrize("bucketing", [True, False])
 def test_text_batches_hold_every_example_once(bucketing):
     data = toy_text_splits()
-    pipe = Pipeline(data, prepare_inputs(data), bucketing=bucketing)
+    task = task_for(data)
+    pipe = task.batches(task.make_inputs(), bucketing=bucketing)
     spec = ModelSpec(task="classification", batch_size=16)
     seen, shapes = 0, set()
     for ids, labels in pipe("train", spec, shuffle_seed=1):
@@ -32,7 +35,8 @@ def test_text_batches_hold_every_example_once(bucketing):
 
 def test_series_windows_follow_the_spec_lookback():
     data = toy_series_splits()
-    pipe = Pipeline(data, prepare_inputs(data))
+    task = task_for(data)
+    pipe = task.batches(task.make_inputs())
     x, y = next(iter(pipe("val", ModelSpec(task="forecasting", lookback=6, batch_size=100))))
     assert x.shape == (20, 6, 1) and y.shape == (20, 1)
     np.testing.assert_array_equal(y.numpy()[:, 0], data.values[80:100, 0])

@@ -9,17 +9,16 @@ writes ``gates.csv`` and ``gates.png``.
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lstm_models.cells import GATES, cell_kind, run_bidirectional, run_reference
+from lstm_models.models.cells import GATES, cell_kind, run_bidirectional, run_reference
 from lstm_models.errors import ConfigError
+from lstm_models.tracking.plots import figure
 
 # The standardisation TextVectorization applies by default: lower case, this punctuation removed.
-_PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
 _CLOSING_GATE = {"lstm": "f", "gru": "z"}
 NOTES = {
     "gru": "GRU has no forget gate; its update gate z plays that part (h = z * h_prev + (1 - z) * h~: "
@@ -58,52 +57,6 @@ def recurrent_layers(model) -> list:
     if not found:
         raise ConfigError(f"model {model.name!r} has no LSTM, GRU or SimpleRNN layer")
     return found
-
-
-def text_input(model, text: str) -> tuple[np.ndarray, list[str]]:
-    """One string as the model's input, and the token of each step (unknown words marked)."""
-    vectorize = next((l for l in model.layers if type(l).__name__ == "TextVectorization"), None)
-    if vectorize is None:
-        raise ConfigError(f"model {model.name!r} takes no text (no TextVectorization layer); give --values")
-    ids = np.asarray(vectorize(np.array([text]))).reshape(-1)
-    if ids.size == 0 or not ids.any():
-        raise ConfigError(f"--text {text!r}: no word left after lower-casing and removing punctuation")
-    vocab = vectorize.get_vocabulary()
-    words = re.sub(_PUNCTUATION, "", text.lower()).split()
-    if len(words) != len(ids):  # a custom standardisation: show the vocabulary's tokens
-        words = [vocab[i] for i in ids]
-    tokens = [w if i != 1 else f"{w} (unknown)" for w, i in zip(words, ids)]
-    return np.array([text], dtype=object), tokens
-
-
-def values_input(meta: dict, raw: str) -> tuple[np.ndarray, list[str]]:
-    """``v1,v2,...`` (or ``a:b,...`` with several channels) as one window, and its step labels."""
-    lookback, width = int(meta["lookback"]), len(meta.get("columns", [0]))
-    steps = [s.strip() for s in raw.split(",") if s.strip()]
-    if len(steps) != lookback:
-        raise ConfigError(f"--values: the model reads windows of {lookback} steps; got {len(steps)} values")
-    rows = []
-    for n, step in enumerate(steps, start=1):
-        try:
-            row = [float(v) for v in step.split(":")]
-        except ValueError:
-            raise ConfigError(f"--values: step {n} ({step!r}) is not a number") from None
-        if len(row) != width:
-            raise ConfigError(f"--values: step {n} ({step!r}) has {len(row)} channel(s); the model reads "
-                              f"{width} ({', '.join(meta['columns'])}), written a:b")
-        rows.append(row)
-    return np.array([rows], dtype="float32"), steps
-
-
-def check_input(meta: dict, text: str | None, values: str | None) -> tuple[np.ndarray, list[str]] | None:
-    """Check the input against the export's task; return the window for ``--values`` (None for text)."""
-    task = meta.get("task")
-    if text is not None and task != "classification":
-        raise ConfigError(f"--text: this export is a {task} model; give --values "
-                          f"({meta.get('lookback')} comma-separated values)")
-    if values is not None and task != "forecasting":
-        raise ConfigError(f"--values: this export is a {task} model; give --text")
-    return values_input(meta, values) if values is not None else None
 
 
 def inspect_gates(model, x) -> list[LayerGates]:
@@ -179,16 +132,19 @@ def write_csv(gates: list[LayerGates], labels: list[str], path: Path) -> Path:
 
 def plot_gates(gates: list[LayerGates], labels: list[str], path: Path, title: str = "") -> Path:
     """A heatmap per gate (rows) and layer (columns): units down, steps along, tokens as ticks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = list(dict.fromkeys(n for g in gates for n in GATES[g.cell]))
     steps = len(labels)
     width = min(max(5.0, 1.5 + 0.28 * steps), 22.0)
-    fig, axes = plt.subplots(len(names), len(gates), figsize=(width * len(gates), 1.9 * len(names) + 1.0),
-                             dpi=100, squeeze=False)
+    with figure(path, nrows=len(names), ncols=len(gates), figsize=(width * len(gates), 1.9 * len(names) + 1.0),
+                dpi=100, squeeze=False) as (fig, axes):
+        _draw_gates(fig, axes, gates, names, labels)
+        if title:
+            fig.suptitle(title)
+    return path
+
+
+def _draw_gates(fig, axes, gates: list[LayerGates], names: list[str], labels: list[str]) -> None:
+    steps = len(labels)
     every = max(1, steps // 40)
     for col, g in enumerate(gates):
         for row, name in enumerate(names):
@@ -206,12 +162,6 @@ def plot_gates(gates: list[LayerGates], labels: list[str], path: Path, title: st
             if row == 0:
                 ax.set_title(f"{g.label} ({g.cell})")
             fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def gates_report(model, x, labels: list[str], out: Path, title: str = "", stem: str = "gates") -> list[str]:

@@ -51,17 +51,6 @@ class SweepState:
         return f"{len(self.trials)} of {self.spec['tuner']['max_trials']} trials ({detail or 'none run'}){parent}"
 
 
-def check_writable(folder: Path, what: str) -> None:
-    """The nearest existing folder at or above ``folder`` must be a writable folder."""
-    probe = folder.resolve()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"{what}: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what}: {probe} is not writable")
-
-
 def has_state(folder: Path) -> bool:
     """Whether ``folder`` holds a sweep (its state file or a Keras Tuner project)."""
     folder = Path(folder)

@@ -1,24 +1,40 @@
 """After the search: score the best model of each cell once on test, export the best, report.
 
 The baselines are scored on the same test data, the parent run gets the leaderboard, the
-plot, the spec and the registered SavedModel, and the views inside the best models.
+plot, the spec and the registered SavedModel, and the views inside the best models. Finishing
+takes the search's outcome and a way to load a trial's best model, nothing of the tuner.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import keras
 
-from lstm_models import baselines, report
-from lstm_models.config import SweepSpec
-from lstm_models.data.splits import TextSplits
 from lstm_models.errors import SweepFailed
 from lstm_models.export import export_model
-from lstm_models.inside import log_inside_views
-from lstm_models.models import serving_model
-from lstm_models.trials import SweepRun, TrialResult
+from lstm_models.inspect.views import log_inside_views
+from lstm_models.models.build import serving_model
+from lstm_models.search.recorder import TrialResult, better
+from lstm_models.spec.sweep import SweepSpec
+from lstm_models.tasks.baselines import Baselines
+from lstm_models.tracking import report
+from lstm_models.tracking.tracker import Tracker
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The fixed parts of one sweep, as finishing needs them."""
+
+    spec: SweepSpec
+    task: Any  # a task from `lstm_models.tasks.task_for`
+    inputs: Any  # the task's model inputs
+    batches: Callable  # (part, ModelSpec) -> tf.data.Dataset
+    tracker: Tracker
+    log: Callable[[str], None]
 
 
 @dataclass
@@ -34,56 +50,62 @@ class SweepResult:
     parent_run_id: str = ""
     wall_seconds: float = 0.0
     test_size: int = 0
-    baselines: baselines.Baselines | None = None  # baselines and the exported model on the same test data
+    baselines: Baselines | None = None  # baselines and the exported model on the same test data
     stop_reason: str = ""  # why the search ended before max_trials (time budget), else empty
     resumed: bool = False
 
 
-def finish(spec, sweep: SweepRun, tuner, data, tracker, parent: str, output_dir: Path, scratch: Path) -> SweepResult:
-    finished = [t for t in sweep.trials if t.status == "FINISHED"]
+def best_per_cell(trials: list[TrialResult], direction: str) -> dict[str, TrialResult]:
+    """The finished trial with the best objective, per cell type."""
     per_cell: dict[str, TrialResult] = {}
-    for t in finished:
-        if sweep.better(t.objective, per_cell[t.spec.cell].objective if t.spec.cell in per_cell else None):
+    for t in trials:
+        if t.status == "FINISHED" and better(direction, t.objective, per_cell[t.spec.cell].objective
+                                             if t.spec.cell in per_cell else None):
             per_cell[t.spec.cell] = t
-    metric = "accuracy" if spec.task == "classification" else "rmse"
-    result = SweepResult(spec=spec, trials=sweep.trials, best=sweep.best, best_per_cell=per_cell,
-                         test_metric=metric, parent_run_id=parent, test_size=data.sizes()["test"])
-    if sweep.best is None:  # run_sweep closes the parent run as FAILED
+    return per_cell
+
+
+def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], keras.Model], output_dir: Path) -> None:
+    """Score, export, compare with the baselines, log to the parent run, and close it.
+
+    Args:
+        sweep: the sweep's fixed parts.
+        result: the search's outcome (trials, best, parent run); filled in here.
+        load: trial -> its best Keras model.
+        output_dir: the export goes to ``output_dir / spec.name``.
+    """
+    spec, tracker, parent = sweep.spec, sweep.tracker, result.parent_run_id
+    if result.best is None:  # run_sweep closes the parent run as FAILED
         raise SweepFailed(f"sweep {spec.name}: no trial finished, nothing to export")
     best_model = None
-    for cell, trial in sorted(per_cell.items()):
+    for cell, trial in sorted(result.best_per_cell.items()):
         keras.backend.clear_session()
-        model = tuner.load_model(tuner.oracle.get_trial(trial.trial_id))
-        test = sweep.pipeline("test", trial.spec)
-        scores = model.evaluate(test, return_dict=True, verbose=0)
+        model = load(trial)
+        scores = model.evaluate(sweep.batches("test", trial.spec), return_dict=True, verbose=0)
         trial.test_metrics = {k: float(v) for k, v in scores.items()}
         tracker.log_metrics(trial.run_id, {f"test_{k}": v for k, v in trial.test_metrics.items()})
-        if trial is sweep.best:
+        if trial is result.best:
             best_model = serving_model(model, sweep.inputs)  # raw input in, as exported
-            _export(spec, data, trial, best_model, output_dir, result)
-    result.baselines = baselines.evaluate(spec, data, best_model, sweep.best.spec.lookback)
-    _log_parent(spec, result, tracker, parent, scratch)
-    log_inside_views(result, data, tracker, parent, scratch, log=sweep.log,
-                     load=lambda t: tuner.load_model(tuner.oracle.get_trial(t.trial_id)))
+            _export(sweep, trial, best_model, Path(output_dir), result)
+    result.baselines = sweep.task.baselines(best_model, spec.dataset.options.get("max_tokens"), spec.tuner.seed,
+                                            result.best.spec.lookback)
+    with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
+        _log_parent(spec, result, tracker, Path(scratch))
+    log_inside_views(result, sweep.task, tracker, load, sweep.log)
     tracker.end_run(parent, "FINISHED")
-    return result
 
 
-def _export(spec, data, trial: TrialResult, model, output_dir: Path, result: SweepResult) -> None:
-    if isinstance(data, TextSplits):
-        sample = data.part("test")[0][:8].astype(str)
-        meta = {"task": spec.task, "class_names": list(data.class_names), "input": "a batch of strings"}
-    else:
-        sample = data.windows("test", trial.spec.lookback)[0][:8]
-        meta = {"task": spec.task, "lookback": trial.spec.lookback, "horizon": data.horizon,
-                "columns": list(data.columns), "input": "a batch of windows (batch, lookback, features)"}
+def _export(sweep: Sweep, trial: TrialResult, model, output_dir: Path, result: SweepResult) -> None:
+    spec = sweep.spec
+    meta, sample = sweep.task.export_meta(trial.spec)
     meta.update({"sweep": spec.name, "trial": trial.name, "cell": trial.spec.cell,
                  "model_spec": trial.spec.params(), "objective": {spec.objective: trial.objective},
                  "test": trial.test_metrics})
     result.export_dir = export_model(model, output_dir / spec.name, meta, sample)
 
 
-def _log_parent(spec, result: SweepResult, tracker, parent: str, scratch: Path) -> None:
+def _log_parent(spec: SweepSpec, result: SweepResult, tracker: Tracker, scratch: Path) -> None:
+    parent = result.parent_run_id
     metrics = {}
     base = spec.objective.removeprefix("val_")
     for cell, trial in result.best_per_cell.items():

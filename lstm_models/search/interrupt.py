@@ -9,21 +9,7 @@ it waits until the section ends, so the three never disagree about a trial.
 
 from __future__ import annotations
 
-import signal
 from contextlib import contextmanager
-
-
-class Interrupted(KeyboardInterrupt):
-    """The process was asked to stop by a signal; ``exit_code`` is 128 + the signal number.
-
-    A `KeyboardInterrupt`, so that it passes every ``except Exception`` (Keras Tuner turns
-    those into failed trials) and is treated like Ctrl-C everywhere.
-    """
-
-    def __init__(self, signum: int):
-        self.signum = int(signum)
-        self.exit_code = 128 + self.signum
-        super().__init__(signal.Signals(self.signum).name)
 
 
 class Deferral:

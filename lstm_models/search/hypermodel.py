@@ -1,0 +1,69 @@
+"""The hypermodel: a search space, a task's inputs and batches in; built and trained models out.
+
+It stands alone: no tuner, no tracker, no sweep object. Keras Tuner calls `build` and `fit`;
+the adapter (`lstm_models.search.tuner`) hands `fit` the trial's `ModelSpec` (sampled once),
+its shuffle seed and its recorder callback.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import keras_tuner as kt
+
+from lstm_models.errors import TrialFailed
+from lstm_models.models.build import ModelSpec, build_model
+from lstm_models.search.space import sample_spec
+from lstm_models.spec.sweep import SweepSpec
+
+
+class SweepHyperModel(kt.HyperModel):
+    """Builds and trains the models of one sweep's search space.
+
+    Args:
+        spec: the sweep spec (search space, task, objective, early stopping, XLA).
+        inputs: the task's model inputs (vocabulary, or normalisation statistics).
+        batches: ``(part, ModelSpec, shuffle_seed) -> tf.data.Dataset``, from the task.
+    """
+
+    def __init__(self, spec: SweepSpec, inputs, batches):
+        super().__init__()
+        self.spec, self.inputs, self.batches = spec, inputs, batches
+
+    def model_spec(self, hp) -> ModelSpec:
+        """Declare the space on ``hp`` (first call) and read its values into a `ModelSpec`."""
+        return sample_spec(hp, self.spec.search, self.spec.task, self.spec.dataset.options.get("lookback"))
+
+    def build(self, hp):
+        return self.build_spec(self.model_spec(hp))
+
+    def build_spec(self, model_spec: ModelSpec) -> keras.Model:
+        return build_model(model_spec, self.inputs, jit_compile=self.spec.tuner.jit_compile)
+
+    def fit(self, hp, model, *args, model_spec: ModelSpec | None = None, shuffle_seed: int | None = None,
+            extra_callbacks=(), epochs=1, initial_epoch=0, callbacks=(), **kwargs):
+        """Train on the train part, validate on val; stop on a NaN loss or when val stops improving."""
+        model_spec = model_spec or self.model_spec(hp)
+        train = self.batches("train", model_spec, shuffle_seed=shuffle_seed)
+        val = self.batches("val", model_spec)
+        callbacks = list(callbacks) + list(extra_callbacks) + self._callbacks()
+        return model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
+                         callbacks=callbacks, verbose=0, shuffle=False)  # the pipeline shuffles
+
+    def _callbacks(self) -> list:
+        es = self.spec.early_stopping
+        out = [StopOnNaN()]
+        if es.patience > 0:
+            out.append(keras.callbacks.EarlyStopping(monitor=self.spec.objective, mode=self.spec.direction,
+                                                     patience=es.patience, min_delta=es.min_delta))
+        return out
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """A NaN or infinite loss ends the trial at once, as a failure."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrialFailed(f"loss became {float(loss)} at batch {batch}")

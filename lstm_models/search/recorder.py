@@ -1,0 +1,179 @@
+"""The trial recorder: each trial's MLflow run, its record in the state file, its progress lines.
+
+Keras Tuner's adapter (`lstm_models.search.tuner`) calls it at four moments: `begin` (a trial's
+run opens), `epoch` (its metrics), `end` (its outcome) and `abort` (a signal or an error stopped
+it). It knows nothing of Keras Tuner: it is handed plain values.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from lstm_models.search.state import SweepState, save_state
+from lstm_models.tracking.report import format_value
+from lstm_models.tracking.tracker import Tracker
+
+if TYPE_CHECKING:
+    from lstm_models.models.build import ModelSpec
+
+INTERRUPTED = "interrupted: the sweep was stopped while this trial ran; not rerun"
+
+
+@dataclass
+class TrialResult:
+    """One trial as the leaderboard and the tracking store see it."""
+
+    trial_id: str
+    number: int
+    spec: ModelSpec
+    run_id: str = ""
+    status: str = "RUNNING"  # then FINISHED, FAILED, or KILLED (interrupted)
+    objective: float | None = None
+    best_epoch: int | None = None
+    epochs: int = 0
+    seconds_per_epoch: float | None = None
+    n_params: int | None = None
+    error: str = ""
+    test_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"trial-{self.number:02d} {self.spec.label()}"
+
+    def record(self) -> dict:
+        """What the sweep state file keeps of this trial."""
+        return {"number": self.number, "run_id": self.run_id, "status": self.status, "objective": self.objective,
+                "best_epoch": self.best_epoch, "epochs": self.epochs, "seconds_per_epoch": self.seconds_per_epoch,
+                "n_params": self.n_params, "error": self.error}
+
+
+def better(direction: str, a: float | None, b: float | None) -> bool:
+    """Whether objective ``a`` beats ``b`` (None: no value yet); NaN and None never win."""
+    if a is None or not math.isfinite(a):
+        return False
+    if b is None:
+        return True
+    return a > b if direction == "max" else a < b
+
+
+class TrialRecorder:
+    """Keeps the sweep's trials: their runs, their state records, their progress lines.
+
+    Args:
+        objective: the metric the search optimises (``val_accuracy`` ...); ``direction`` max or min.
+        max_trials: shown in progress lines (``[trial 2/6]``).
+        tracker: where runs go. state, folder: the sweep state and where it is saved.
+        log: where progress lines go. on_trial: called with each trial's result as it ends.
+    """
+
+    def __init__(self, objective: str, direction: str, max_trials: int, tracker: Tracker, state: SweepState,
+                 folder: Path, log: Callable[[str], None], on_trial: Callable[[TrialResult], None] | None = None):
+        self.objective, self.direction, self.max_trials = objective, direction, max_trials
+        self.tracker, self.state, self.folder, self.log, self.on_trial = tracker, state, folder, log, on_trial
+        self.trials: list[TrialResult] = []
+        self.current: TrialResult | None = None
+        self.best: TrialResult | None = None
+        self.failures_in_a_row = 0
+
+    def save(self, result: TrialResult | None = None) -> None:
+        if result is not None:
+            self.state.trials[result.trial_id] = result.record()
+        save_state(self.folder, self.state)
+
+    def keep(self, result: TrialResult) -> None:
+        """Take a trial recorded before this process (on resume) as it is."""
+        self.trials.append(result)
+        if result.status == "FINISHED" and better(self.direction, result.objective, self.best and self.best.objective):
+            self.best = result
+
+    def begin(self, trial_id: str, spec: ModelSpec, tuner_values: dict, note: str = "") -> TrialResult:
+        """Open a trial's run and record it; ``note`` tells how the tuner runs it (Hyperband's budget)."""
+        result = TrialResult(trial_id=trial_id, number=len(self.trials) + 1, spec=spec)
+        result.run_id = self.tracker.start_trial(
+            result.name, {**spec.params(), **tuner_values}, {"cell": spec.cell, "trial_id": trial_id,
+                                                              "status": "RUNNING"})
+        self.trials.append(result)
+        self.current = result
+        self.save(result)
+        details = ", ".join(f"{k}={format_value(v)}" for k, v in spec.params().items() if k != "task")
+        self.log(f"[trial {result.number}/{self.max_trials}] {spec.label()}{note}\n    {details}")
+        return result
+
+    def epoch(self, epoch: int, epochs: int, logs: dict, seconds: float) -> None:
+        result = self.current
+        metrics = {k: float(v) for k, v in logs.items() if np.isscalar(v) or np.ndim(v) == 0}
+        metrics["epoch_seconds"] = seconds
+        self.tracker.log_metrics(result.run_id, metrics, step=epoch)
+        result.epochs += 1
+        total = (result.seconds_per_epoch or 0.0) * (result.epochs - 1) + seconds
+        result.seconds_per_epoch = total / result.epochs
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch_seconds")
+        self.log(f"    epoch {epoch + 1}/{epochs}  {shown}  ({seconds:.1f}s)")
+
+    def end(self, score: float | None, best_step: int | None, message: str = "") -> None:
+        """Close the current trial: FINISHED with a finite ``score``, else FAILED with ``message``."""
+        result, self.current = self.current, None
+        if result is None:
+            return
+        if score is not None and math.isfinite(score):
+            result.status, result.objective, result.best_epoch = "FINISHED", float(score), int(best_step)
+            self.tracker.log_metrics(result.run_id, {
+                f"final_{self.objective}": result.objective, "param_count": result.n_params or 0,
+                "seconds_per_epoch": result.seconds_per_epoch or 0.0, "best_epoch": result.best_epoch})
+            if better(self.direction, result.objective, self.best.objective if self.best else None):
+                self.best = result
+            self.failures_in_a_row = 0
+        else:
+            result.status = "FAILED"
+            result.error = _error_line(message) or "the objective was not finite (NaN loss?)"
+            self.tracker.set_tags(result.run_id, {"error": result.error[:500]})
+            if message:
+                self._log_traceback(result, message)
+            self.failures_in_a_row += 1
+        self.tracker.set_tags(result.run_id, {"status": result.status})
+        self.tracker.end_run(result.run_id, result.status)
+        self.save(result)
+        best = f"best so far {self.best.objective:.4f} ({self.best.spec.cell})" if self.best else "no finished trial yet"
+        outcome = f"{self.objective} {result.objective:.4f}" if result.objective is not None else result.error
+        self.log(f"    -> {result.status}: {outcome}; {best}")
+        if self.on_trial is not None:
+            self.on_trial(result)
+
+    def abort(self, status: str, error: str = "") -> None:
+        """Close the running trial's run as KILLED (a signal) or FAILED (an error, or ``error``)."""
+        result, self.current = self.current, None
+        if result is None:
+            return
+        result.status = status
+        result.error = error or (INTERRUPTED if status == "KILLED"
+                                 else "the sweep stopped with an error while this trial ran")
+        self.tracker.set_tags(result.run_id, {"status": status, "error": result.error})
+        self.tracker.end_run(result.run_id, status)
+        self.save(result)
+
+    def _log_traceback(self, result: TrialResult, message: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="lstm-models-") as tmp:
+            path = Path(tmp) / "traceback.txt"
+            path.write_text(message, encoding="utf-8")
+            self.tracker.log_artifact(result.run_id, path)
+
+
+def fail_runs(tracker: Tracker, run_ids, reason: str) -> None:
+    """Close runs a dead or replaced process left open: FAILED, with the reason as their error."""
+    for run_id in run_ids:
+        tracker.set_tags(run_id, {"status": "FAILED", "error": reason})
+        tracker.end_run(run_id, "FAILED")
+
+
+def _error_line(message: str | None) -> str:
+    """The exception line of a formatted traceback (``TrialFailed: loss became nan ...``)."""
+    lines = [line for line in (message or "").strip().splitlines() if line.strip()]
+    frames = [i for i, line in enumerate(lines) if line.startswith(" ")]
+    rest = lines[frames[-1] + 1:] if frames else lines
+    return (rest[0] if rest else lines[-1] if lines else "").strip()

@@ -1,0 +1,156 @@
+"""run_sweep: the one path a sweep takes, from the start checks to the export.
+
+Checks (`lstm_models.search.state.check_start`), determinism, the sweep's state and parent run
+(`lstm_models.search.resume`), the task's inputs, Keras Tuner's search through the adapter
+(`lstm_models.search.tuner`) with each trial recorded (`lstm_models.search.recorder`) and
+limited (`lstm_models.search.limits`), then finishing (`lstm_models.search.finish`).
+
+A sweep survives its process: its state (parent run, spec, one record per trial) and Keras
+Tuner's project live in a folder (`lstm_models.search.state`), so ``mode="resume"`` continues an
+interrupted or killed sweep without rerunning a finished trial.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from lstm_models.errors import SearchDone
+from lstm_models.search.interrupt import Deferral
+from lstm_models.search.limits import Limits
+from lstm_models.search.recorder import TrialRecorder, TrialResult
+from lstm_models.search.resume import close_abandoned, open_state, restore_trials
+from lstm_models.search.state import FINISHED, SweepLock, check_start, discard
+from lstm_models.spec.rules import format_duration
+from lstm_models.spec.sweep import SweepSpec
+from lstm_models.tracking.tracker import Tracker
+
+if TYPE_CHECKING:
+    from lstm_models.search.finish import SweepResult
+
+MODES = ("new", "resume", "fresh")
+
+
+@dataclass(frozen=True)
+class SweepPaths:
+    """Where a sweep writes: exports to ``output / <name>``; its state to ``workdir`` (``runs/<name>``
+    from the CLI: state file, Keras Tuner's project and checkpoints). None: a temporary folder, no resume."""
+
+    output: Path
+    workdir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """How a sweep talks to its caller: progress lines, signals, the clock, ended trials, parent tags."""
+
+    log: Callable[[str], None] = print
+    guard: Deferral = field(default_factory=Deferral)  # the caller's signal handlers raise through it
+    clock: Callable[[], float] = time.monotonic  # seconds, for the time budget
+    on_trial: Callable[[TrialResult], None] | None = None  # each trial's result as it ends
+    tags: dict = field(default_factory=dict)  # extra tags of the parent run (git commit ...)
+
+
+def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: str = "new",
+              hooks: Hooks | None = None) -> SweepResult:
+    """Search, track, evaluate the best model of each cell on test, export the best one.
+
+    Args:
+        spec: the validated sweep spec (command-line overrides applied).
+        data: the loaded splits.
+        tracker: an `MLflowTracker` or `NullTracker`.
+        paths: where exports and the sweep's state go.
+        mode: ``new``; ``resume`` the sweep recorded in ``paths.workdir``; or ``fresh``: replace
+            it by a new one (its runs stay in MLflow, those it left RUNNING are marked FAILED).
+        hooks: progress lines, signals, clock, per-trial callback, parent tags.
+
+    Returns:
+        A `SweepResult`.
+
+    Reproducibility: trials are seeded from ``spec.tuner.seed``. Seeded CPU runs repeat bit for
+    bit; on a GPU op determinism is turned on here too (Keras then refuses XLA).
+    """
+    hooks = hooks or Hooks()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch, ExitStack() as stack:
+        folder = Path(paths.workdir) if paths.workdir else Path(scratch) / "sweep"
+        previous = check_start(folder, spec.to_dict(), tracker.uri, resume=mode == "resume", fresh=mode == "fresh")
+        stack.enter_context(SweepLock(folder))
+        _set_determinism()  # TensorFlow loads here, once the checks have passed
+        if mode == "fresh" and previous is not None:
+            close_abandoned(previous, tracker, hooks.log)
+            discard(folder)  # keeps the lock this process holds
+        from lstm_models.tasks import task_for
+
+        task = task_for(data)
+        state = open_state(spec, tracker, folder, previous if mode == "resume" else None,
+                           {**task.tags(), **hooks.tags})
+        recorder = TrialRecorder(spec.objective, spec.direction, spec.tuner.max_trials, tracker, state, folder,
+                                 hooks.log, hooks.on_trial)
+        try:
+            result = _search_and_finish(spec, task, tracker, recorder, folder, paths, mode, hooks)
+            state.status = FINISHED
+            recorder.save()
+        except BaseException as exc:
+            _abort(exc, recorder, tracker, hooks.guard)
+            raise
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialRecorder, folder: Path,
+                       paths: SweepPaths, mode: str, hooks: Hooks) -> SweepResult:
+    import keras_tuner as kt
+
+    from lstm_models.search.finish import Sweep, SweepResult, best_per_cell, finish
+    from lstm_models.search.hypermodel import SweepHyperModel
+    from lstm_models.search.tuner import make_tuner
+
+    inputs = task.make_inputs(spec.dataset.options.get("max_tokens"))
+    batches = task.batches(inputs)
+    hypermodel = SweepHyperModel(spec, inputs, batches)
+    limits = Limits(spec.name, spec.tuner.max_trials, spec.tuner.time_budget, hooks.clock, hooks.log)
+    objective = kt.Objective(spec.objective, direction=spec.direction)
+    tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder)
+    if mode == "resume":
+        restore_trials(recorder, tuner.oracle, hypermodel.model_spec, folder, spec.name)
+    budget = f", time budget {format_duration(spec.tuner.time_budget)}" if spec.tuner.time_budget else ""
+    hooks.log(f"sweep {spec.name}: {spec.tuner.kind} search over {', '.join(spec.search.cells.values)}, "
+              f"objective {spec.objective} ({spec.direction}), at most {spec.tuner.max_trials} trials "
+              f"of at most {spec.tuner.max_epochs} epochs{budget}; state in {folder}")
+    try:
+        tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
+    except SearchDone:
+        pass
+    result = SweepResult(spec=spec, trials=recorder.trials, best=recorder.best,
+                         best_per_cell=best_per_cell(recorder.trials, spec.direction), test_metric=task.test_metric,
+                         parent_run_id=recorder.state.parent_run_id, test_size=task.data.sizes()["test"],
+                         stop_reason=limits.stop_reason, resumed=mode == "resume")
+    sweep = Sweep(spec, task, inputs, batches, tracker, hooks.log)
+    finish(sweep, result, lambda t: tuner.load_model(tuner.oracle.get_trial(t.trial_id)), paths.output)
+    return result
+
+
+def _abort(exc: BaseException, recorder: TrialRecorder, tracker: Tracker, guard: Deferral) -> None:
+    """Close the running trial and the parent run: KILLED by a signal, FAILED by an error."""
+    guard.reset()
+    with guard.hold(drop=True):  # a second Ctrl-C must not cut the bookkeeping short
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        recorder.abort(status)
+        parent = recorder.state.parent_run_id
+        if parent:
+            tracker.set_tags(parent, {"error": str(exc)[:500] or type(exc).__name__})
+            tracker.end_run(parent, status)
+
+
+def _set_determinism() -> None:
+    """Same spec and seed -> same metrics. Seeded CPU runs already repeat bit for bit, and with
+    op determinism on Keras refuses jit_compile: GRU would lose its XLA speed-up. So on GPU only."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.enable_op_determinism()

@@ -1,0 +1,243 @@
+"""Keras Tuner, adapted: the only module that uses a private member of Keras Tuner or TensorFlow.
+
+Keras Tuner decides what to try (its oracle) and how to train (its `Tuner`); the hypermodel
+(`lstm_models.search.hypermodel`) builds and fits. The mixins here give every cell type its turn,
+hand each trial to the recorder and the limits, hold interrupts while a trial's three records
+(oracle, state file, MLflow) change, and let each trial's training graph go when it ends.
+
+Each private member used below names the public gap it fills; `tests/test_tuner.py` fails
+loudly if a keras-tuner or TensorFlow release changes one of them.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+
+from lstm_models.search.hypermodel import SweepHyperModel
+from lstm_models.search.interrupt import Deferral
+from lstm_models.search.limits import Limits
+from lstm_models.search.recorder import INTERRUPTED, TrialRecorder
+from lstm_models.search.state import TUNER_PROJECT
+from lstm_models.spec.sweep import TUNERS, TunerSpec
+
+KERAS_TUNERS = {"random": (kt.RandomSearch, kt.oracles.RandomSearchOracle),
+                "bayesian": (kt.BayesianOptimization, kt.oracles.BayesianOptimizationOracle),
+                "hyperband": (kt.Hyperband, kt.oracles.HyperbandOracle)}
+assert set(KERAS_TUNERS) == set(TUNERS), "every tuner kind a spec accepts has its Keras Tuner classes"
+COMPLETED, FAILED, RUNNING = (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED,
+                              kt.engine.trial.TrialStatus.RUNNING)
+
+
+class _BalancedCells:
+    """Mixed into an oracle: new trials take the cell types in turn.
+
+    The cell stays a searched choice in the space (the oracle records it, a Bayesian oracle
+    models it), but a few trials drawn at random can miss a cell type entirely, and then the
+    sweep cannot compare cells. So each new configuration gets the next cell in rotation; the
+    other hyperparameters are drawn by the oracle as usual, and those that the new cell makes
+    active or inactive (``unit_forget_bias``) are filled in or dropped. Hyperband's continued
+    trials keep their cell.
+    """
+
+    def populate_space(self, trial_id):
+        out = super().populate_space(trial_id)
+        values = out.get("values")
+        cell = next((h for h in self.hyperparameters.space if h.name == "cell"), None)
+        if not values or "tuner/trial_id" in values or cell is None or not hasattr(cell, "values"):
+            return out
+        started = sum("tuner/trial_id" not in t.hyperparameters.values for t in self.trials.values())
+        values["cell"] = cell.values[started % len(cell.values)]
+        hps = kt.HyperParameters()
+        filled = {}
+        for hp in self.hyperparameters.space:
+            hps.merge([hp])
+            hps.values.update(filled)
+            if hps.is_active(hp):
+                # Private `_seed_state`: the oracle's own sampling counter (no public way to draw
+                # a value from its random stream); sharing it keeps a seeded sweep repeatable.
+                filled[hp.name] = values[hp.name] if hp.name in values else hp.random_sample(self._seed_state)
+                self._seed_state += 1
+        out["values"] = {**filled, **{k: v for k, v in values.items() if k.startswith("tuner/")}}
+        return out
+
+
+class _TrackedTuner:
+    """Mixed into a Keras Tuner class: each trial goes through the recorder and the limits.
+
+    Creating a trial (oracle files), opening its run and recording it in the state file happen
+    in one held section of the sweep's `Deferral`, and so does ending it: a signal that
+    arrives meanwhile takes effect right after, so the three records always agree.
+    """
+
+    def __init__(self, oracle, hypermodel: SweepHyperModel, recorder: TrialRecorder, limits: Limits,
+                 guard: Deferral, seed: int, **kwargs):
+        self._recorder, self._limits, self._guard, self._seed = recorder, limits, guard, seed
+        self._held = False
+        self._gradients: set[str] = set()
+        self._spec = None  # the running trial's ModelSpec, sampled once in on_trial_begin
+        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)  # our oracle, not the class's
+
+    def pre_create_trial(self):
+        super().pre_create_trial()
+        self._limits.before_trial(self._recorder)
+        if not self._held:  # an IDLE answer from Hyperband's oracle loops back here
+            self._held = True
+            self._guard.enter()
+
+    def _release(self):
+        if self._held:
+            self._held = False
+            self._guard.leave()
+
+    def on_trial_begin(self, trial):
+        self._gradients = custom_gradients()
+        try:
+            super().on_trial_begin(trial)
+            keras.backend.clear_session()
+            hp = trial.hyperparameters
+            keras.utils.set_random_seed(self._seed + int(trial.trial_id))
+            self._spec = self.hypermodel.model_spec(hp.copy())
+            budget = hp.values.get("tuner/epochs")
+            note = f" (hyperband: epochs {hp.values['tuner/initial_epoch']}->{budget})" if budget else ""
+            self._recorder.begin(trial.trial_id, self._spec,
+                                 {k: v for k, v in hp.values.items() if k.startswith("tuner/")}, note)
+        finally:
+            self._release()
+
+    def run_trial(self, trial, *args, **kwargs):
+        number = self._recorder.current.number
+        kwargs.update(model_spec=self._spec, shuffle_seed=self._seed + number,
+                      extra_callbacks=[EpochLog(self._recorder)])
+        return super().run_trial(trial, *args, **kwargs)
+
+    def _build_hypermodel(self, hp):
+        # Private hook: Keras Tuner's `_try_build` calls it for every trial; overriding it is the
+        # only way to build the trial's already-sampled spec, and to continue a Hyperband trial
+        # from its parent's weights *and optimizer state* (kt.Hyperband restores weights only).
+        model = self.hypermodel.build_spec(self._spec) if self._spec is not None else self.hypermodel.build(hp)
+        if "tuner/trial_id" in hp.values:
+            restore(self, model, hp.values["tuner/trial_id"])
+        return model
+
+    def on_trial_end(self, trial):
+        with self._guard.hold():
+            try:
+                super().on_trial_end(trial)
+            finally:
+                self._spec = None
+                ended = self.oracle.get_trial(trial.trial_id)
+                ok = ended.status == COMPLETED
+                self._recorder.end(ended.score if ok else None, ended.best_step, "" if ok else ended.message)
+                forget_custom_gradients(self._gradients)
+        self._limits.after_trial(self._recorder)
+
+    def on_search_end(self):
+        self._release()
+        super().on_search_end()
+
+    def load_model(self, trial):
+        """The trial's best checkpoint, in a fresh Keras session."""
+        keras.backend.clear_session()
+        gc.collect()
+        return restore(self, self.hypermodel.build(trial.hyperparameters), trial.trial_id)
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Hands every epoch's metrics and time, and the model's size, to the recorder."""
+
+    def __init__(self, recorder: TrialRecorder):
+        super().__init__()
+        self.recorder, self.start = recorder, 0.0
+
+    def on_train_begin(self, logs=None):
+        self.recorder.current.n_params = self.model.count_params()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.recorder.epoch(epoch, self.params["epochs"], logs or {}, time.perf_counter() - self.start)
+
+
+def restore(tuner, model, trial_id: str):
+    """Load a trial's best checkpoint (weights and optimizer state) into ``model``."""
+    model.optimizer.build(model.trainable_variables)  # so that its saved state loads too
+    # Private `_get_checkpoint_fname`: where Keras Tuner saved the trial's best epoch; its
+    # public `load_model` rebuilds the model itself and loads weights only.
+    model.load_weights(tuner._get_checkpoint_fname(trial_id))
+    return model
+
+
+def _gradient_registry() -> dict:
+    # Private `ops._gradient_registry`: TensorFlow has no public way to drop a gradient function.
+    try:
+        from tensorflow.python.framework import ops
+
+        return ops._gradient_registry._registry
+    except (ImportError, AttributeError):  # a TensorFlow without it: nothing to clean
+        return {}
+
+
+def custom_gradients() -> set[str]:
+    return {k for k in _gradient_registry() if k.startswith("CustomGradient-")}
+
+
+def forget_custom_gradients(before: set[str]) -> None:
+    """Drop the gradient functions a trial's train step registered in TensorFlow's global registry.
+
+    Each ``tf.custom_gradient`` traced in graph mode registers a uniquely named gradient function
+    there, and nothing ever removes it; its closure holds the whole train-step graph. That was
+    the sweep's memory leak (about 18 MiB per tiny trial, see benchmarks/soak.py). Once a trial
+    has ended nothing differentiates its graphs again, so its entries can go.
+    """
+    registry = _gradient_registry()
+    for key in custom_gradients() - before:
+        registry.pop(key, None)
+
+
+def close_unended(oracle) -> set[str]:
+    """End, as FAILED, the oracle's trials that a stopped process left running; return their ids.
+
+    Keras Tuner's reload puts them on its retry queue, which would rerun them: an interrupted
+    trial is closed instead (our runs record why), and counts towards ``max_trials``.
+    """
+    # Private `_retry_queue`: no public way to take a trial off it. Private `_save_trial`: the
+    # public `end_trial` would also score, display and count the trial as run in this process.
+    ids = set(oracle._retry_queue) | {t.trial_id for t in oracle.trials.values() if t.status == RUNNING}
+    oracle._retry_queue = []
+    for trial_id in sorted(ids):
+        trial = oracle.trials[trial_id]
+        if trial.status in (COMPLETED, FAILED):
+            ids.discard(trial_id)  # it ended; only the oracle file missed it
+        else:
+            trial.status, trial.message = FAILED, INTERRUPTED
+        if trial_id not in oracle.end_order:
+            oracle.end_order.append(trial_id)
+        oracle._save_trial(trial)
+    oracle.save()
+    return ids
+
+
+def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperModel, recorder: TrialRecorder,
+               limits: Limits, guard: Deferral, folder: Path):
+    """Keras Tuner on ``folder/tuner``: reloaded only when resuming (`check_start` made sure)."""
+    tuner_base, oracle_base = KERAS_TUNERS[t.kind]
+    bases = (_BalancedCells, oracle_base) if t.balance_cells else (oracle_base,)
+    oracle_cls = type(f"Sweep{oracle_base.__name__}", bases, {})
+    # Our own count of failures in a row replaces Keras Tuner's, which counts over the whole
+    # history and would stop a resumed sweep at once.
+    common = dict(objective=objective, seed=t.seed, max_retries_per_trial=0, max_consecutive_failed_trials=None)
+    if t.kind == "hyperband":
+        # Brackets repeat until max_trials trials have run (pre_create_trial stops the search).
+        oracle = oracle_cls(max_epochs=t.max_epochs, factor=t.factor, hyperband_iterations=0, **common)
+    else:
+        oracle = oracle_cls(max_trials=t.max_trials, **common)
+    tuner_cls = type(f"Tracked{tuner_base.__name__}", (_TrackedTuner, tuner_base), {})
+    # No overwrite: never a silent delete.
+    return tuner_cls(oracle, hypermodel, recorder=recorder, limits=limits, guard=guard, seed=t.seed,
+                     directory=str(folder), project_name=TUNER_PROJECT, overwrite=False)

@@ -1,0 +1,115 @@
+"""The Tracker protocol: what a sweep records, and where. No mlflow here.
+
+A sweep is a parent run and each trial a nested run. `MLflowTracker`
+(`lstm_models.tracking.mlflow_store`, the only mlflow importer) writes them to a store;
+`NullTracker` records nothing (tests, ``--tracking-uri none``). Callers ask ``enabled``, never
+the URI, whether anything is recorded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+NO_TRACKING = "none"  # the tracking URI that records nothing
+
+
+class Tracker(Protocol):
+    """Where a sweep's runs go. Run ids are strings; a tracker that records nothing returns ''."""
+
+    uri: str
+    enabled: bool
+
+    def check(self) -> None:
+        """Reach the store once, before any training, or raise `ConfigError`."""
+
+    def start_sweep(self, experiment: str, run_name: str, params: Mapping[str, Any],
+                    tags: Mapping[str, str]) -> str:
+        """Open the parent run of a sweep; return its id."""
+
+    def reopen_sweep(self, run_id: str) -> None:
+        """Continue a sweep's parent run (on resume)."""
+
+    def start_trial(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        """Open a trial's run under the parent; return its id."""
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log finite metrics at one step."""
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None: ...
+
+    def end_run(self, run_id: str, status: str) -> None:
+        """Close a run as FINISHED, FAILED or KILLED."""
+
+    def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
+        """Register a logged model folder as a new version of ``name``; return the version."""
+
+    def running_trials(self, parent_run_id: str) -> list[str]:
+        """The ids of a sweep's trial runs still marked RUNNING."""
+
+    def run_status(self, run_id: str) -> str: ...
+
+
+class NullTracker:
+    """Tracks nothing; every method is a no-op returning what the real one would."""
+
+    uri = NO_TRACKING
+    enabled = False
+
+    def check(self) -> None:
+        pass
+
+    def start_sweep(self, experiment: str, run_name: str, params: Mapping[str, Any],
+                    tags: Mapping[str, str]) -> str:
+        return ""
+
+    def reopen_sweep(self, run_id: str) -> None:
+        pass
+
+    def start_trial(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        return ""
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        pass
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        pass
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def end_run(self, run_id: str, status: str) -> None:
+        pass
+
+    def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
+        return ""
+
+    def running_trials(self, parent_run_id: str) -> list[str]:
+        return []
+
+    def run_status(self, run_id: str) -> str:
+        return ""
+
+
+def make_tracker(uri: str) -> Tracker:
+    """The tracker of a tracking URI: `NullTracker` for ``none``, else an `MLflowTracker`."""
+    if uri == NO_TRACKING:
+        return NullTracker()
+    from lstm_models.tracking.mlflow_store import MLflowTracker
+
+    return MLflowTracker(uri)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists become their string form."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
