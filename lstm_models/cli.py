@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="start no trial after this much wall-clock time, e.g. 90s, 30m, 2h")
     start = sweep.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true",
-                       help="continue the interrupted sweep of this spec (finished trials are kept, none rerun)")
+                       help="continue the interrupted sweep of this spec (finished trials are kept; "
+                            "a trial lost with its process runs again)")
     start.add_argument("--fresh", action="store_true",
                        help="start a new sweep even if one of this spec exists (its runs stay in MLflow)")
     sweep.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
@@ -46,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workdir", default="runs",
                        help="where sweep state lives, one folder per sweep name (default runs/)")
     sweep.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
+    server = sub.add_parser("tracking-server", help="an MLflow tracking server on PostgreSQL, proxied artifacts")
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    server.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
+    server.add_argument("--artifacts", default="mlflow/server-artifacts",
+                        help="where the server stores artifacts (default mlflow/server-artifacts)")
+    db = server.add_mutually_exclusive_group()
+    db.add_argument("--db-url", help="an existing PostgreSQL database, postgresql://USER@HOST:PORT/DB")
+    db.add_argument("--db-dir", default="mlflow/postgres",
+                    help="a database cluster in this folder, created on the first run (default mlflow/postgres)")
+    server.add_argument("--allow-public", action="store_true",
+                        help="allow --host to be an address other machines reach (a private network only)")
     datasets = sub.add_parser("datasets", help="list the datasets, or show one spec's splits")
     datasets.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
     shows = datasets.add_subparsers(dest="action")
@@ -172,11 +184,13 @@ def _out_dir(value: str) -> Path:
 def cmd_gates(args: argparse.Namespace) -> int:
     from lstm_models.export import load_export, read_export
     from lstm_models.inspect.gates import gates_report
-    from lstm_models.tasks import check_input, text_input
+    from lstm_models.tasks import check_input
 
     given = check_input(read_export(args.export), args.text, args.values)  # before TensorFlow loads
     out = _out_dir(args.out)
     model, meta = load_export(args.export)
+    from lstm_models.tasks.text import text_input
+
     x, labels = given or text_input(model, args.text)
     lines = gates_report(model, x, labels, out, title=f"{Path(args.export).name}: {meta.get('cell', '')}")
     for line in lines:
@@ -213,6 +227,25 @@ def cmd_gradients(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tracking_server(args: argparse.Namespace) -> int:
+    from lstm_models.tracking import server
+
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be in [1, 65535]. Got {args.port} instead.")
+    if server.is_public(args.host):
+        if not args.allow_public:
+            raise ConfigError(f"--host {args.host}: not a loopback address; MLflow's server has no authentication "
+                              "by default, so binding it needs --allow-public (on a private network only)")
+        print(f"warning: the tracking server listens on {args.host}:{args.port}; anyone who reaches that port can "
+              "read and write every run: keep it on a private network", file=sys.stderr, flush=True)
+    try:
+        server.serve(args.host, args.port, Path(args.artifacts), args.db_url,
+                     None if args.db_url else Path(args.db_dir), log=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        return 0  # SIGINT or SIGTERM: both servers were stopped on the way out
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lstm-models`` and ``python -m lstm_models``; returns the exit code."""
     from lstm_models.search.interrupt import Deferral
@@ -224,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     _install_signal_handlers(guard)
     try:
         commands = {"sweep": lambda a: cmd_sweep(a, argv, guard), "datasets": cmd_datasets,
-                    "gates": cmd_gates, "gradients": cmd_gradients}
+                    "gates": cmd_gates, "gradients": cmd_gradients, "tracking-server": cmd_tracking_server}
         return commands[args.command](args)
     except LstmModelsError as exc:
         print(f"lstm-models: error: {exc}", file=sys.stderr)

@@ -1,0 +1,144 @@
+"""`lstm-models tracking-server`: a real MLflow server on a real PostgreSQL it starts and stops."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lstm_models.errors import ConfigError
+from lstm_models.tracking import server
+
+from conftest import CACHE, ROOT, run_cli, tiny_series_spec, write_spec
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_db_url_must_be_postgresql_with_host_and_database():
+    assert server.sqlalchemy_url("postgresql://u:pw@db.example:5433/runs") == \
+        "postgresql+psycopg2://u:pw@db.example:5433/runs"
+    for bad in ("sqlite:///x.db", "postgresql://host-only", "postgresql:///db"):
+        with pytest.raises(ConfigError) as info:
+            server.sqlalchemy_url(bad)
+        assert str(info.value) == f"--db-url {bad}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+    with pytest.raises(ConfigError) as info:
+        server.sqlalchemy_url("mysql://u:secret@h/db")
+    assert "secret" not in str(info.value) and "u:***@h" in str(info.value)  # a password is never printed
+
+
+def test_a_missing_postgresql_binary_says_how_to_install_it():
+    with pytest.raises(ConfigError) as info:
+        server.pg_bin("initdb-that-does-not-exist")
+    assert str(info.value).startswith("--db-dir: PostgreSQL's initdb-that-does-not-exist not found")
+    assert "apt-get install -y postgresql" in str(info.value) and "--db-url" in str(info.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--host", "0.0.0.0"], "--host 0.0.0.0: not a loopback address; MLflow's server has no authentication by "
+                            "default, so binding it needs --allow-public (on a private network only)"),
+    (["--db-url", "sqlite:///x.db"], "--db-url sqlite:///x.db: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/"
+                                     "DATABASE"),
+    (["--port", "0"], "--port must be in [1, 65535]. Got 0 instead."),
+])
+def test_bad_flags_exit_2_with_one_line(tmp_path, args, message):
+    done = run_cli("tracking-server", *args, cwd=tmp_path, timeout=60)
+    assert (done.returncode, done.stderr.strip()) == (2, f"lstm-models: error: {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_port_in_use_and_an_unreachable_database_exit_2(tmp_path):
+    port = _free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        done = run_cli("tracking-server", "--port", str(port), "--db-url", f"postgresql://u@127.0.0.1:{port}/db",
+                       cwd=tmp_path, timeout=60)
+        assert done.returncode == 2
+        assert done.stderr.strip().startswith(f"lstm-models: error: --host/--port 127.0.0.1:{port}: cannot listen")
+    closed = _free_port()
+    done = run_cli("tracking-server", "--port", str(_free_port()), "--db-url", f"postgresql://u@127.0.0.1:{closed}/db",
+                   cwd=tmp_path, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith(f"lstm-models: error: --db-url postgresql://u@127.0.0.1:{closed}/db: "
+                                          f"cannot reach PostgreSQL at 127.0.0.1:{closed}")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def pg_home():
+    """A folder PostgreSQL (run as the user postgres) can enter: pytest's own are private and reset to 0700."""
+    home = Path(tempfile.mkdtemp(prefix="lstm-models-test-"))
+    home.chmod(0o711)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def _start(tmp_path, port, pg):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "lstm_models", "tracking-server", "--port", str(port),
+                             "--db-dir", str(pg), "--artifacts", "art"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    deadline = time.monotonic() + 240
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("tracking URI: "):
+            return proc, lines
+        assert time.monotonic() < deadline, "".join(lines)
+    pytest.fail(f"the server exited: {''.join(lines)}{proc.stderr.read()[-3000:]}")
+
+
+def _stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=90)
+    return proc.returncode, out
+
+
+@pytest.mark.slow
+def test_a_sweep_tracks_to_the_server_which_stops_cleanly_and_keeps_its_database(tmp_path, pg_home):
+    port, pg = _free_port(), pg_home / "pg"
+    uri = f"http://127.0.0.1:{port}"
+    proc, lines = _start(tmp_path, port, pg)
+    try:
+        assert lines[-1].strip() == f"tracking URI: {uri}   (lstm-models sweep SPEC --tracking-uri {uri})"
+        assert any(line.startswith(f"PostgreSQL: {pg / 'data'} on 127.0.0.1:") for line in lines)
+        write_spec(tmp_path, tiny_series_spec(max_trials=2, max_epochs=1))
+        done = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--cache-dir", str(CACHE), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        client = MlflowClient(uri)
+        runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
+        parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
+        assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+        assert sorted(r.info.status for r in trials) == ["FINISHED", "FINISHED"]
+        path = client.download_artifacts(parent[0].info.run_id, "leaderboard.csv", str(tmp_path))
+        assert open(path).readline().startswith("trial,cell,status,val_rmse")  # artifacts proxied by the server
+        assert list((tmp_path / "art").rglob("leaderboard.csv"))  # ... into --artifacts
+    finally:
+        code, out = _stop(proc)
+    assert code == 0 and out.rstrip().endswith("tracking server stopped: mlflow server and PostgreSQL")
+    pg_ctl = server.pg_bin("pg_ctl")
+    status = subprocess.run(["runuser", "-u", "postgres", "--", pg_ctl, "-D", str(pg / "data"), "status"]
+                            if os.geteuid() == 0 else [pg_ctl, "-D", str(pg / "data"), "status"],
+                            capture_output=True, text=True)
+    assert status.returncode == 3, status.stdout  # "no server running"
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0  # the MLflow server is gone too
+
+    proc, _ = _start(tmp_path, port, pg)  # the second run reuses the cluster: the sweep is still there
+    try:
+        client = MlflowClient(uri)
+        assert client.get_experiment_by_name("tiny-sunspots") is not None
+    finally:
+        assert _stop(proc)[0] == 0
