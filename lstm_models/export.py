@@ -47,7 +47,7 @@ def export_model(model, target: Path, meta: Mapping[str, Any], sample) -> Path:
         model.export(str(staging), format="tf_saved_model", verbose=False)
         model.save(staging / KERAS_FILE)
         (staging / META_FILE).write_text(json.dumps(dict(meta), indent=2) + "\n", encoding="utf-8")
-        check_export(staging, model, sample)
+        check_export(staging, model, sample, name=target)
         old = None
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
@@ -100,13 +100,17 @@ def load_keras(path: str | Path):
     return keras.saving.load_model(path / KERAS_FILE if path.is_dir() else path, safe_mode=True)
 
 
-def check_export(path: Path, model, sample, atol: float = 1e-5) -> np.ndarray:
-    """Reload a SavedModel and check that ``serve`` returns what the Keras model returns."""
+def check_export(path: Path, model, sample, atol: float = 1e-5, name: Path | None = None) -> np.ndarray:
+    """Reload a SavedModel and check that ``serve`` returns what the Keras model returns.
+
+    ``name``: the folder the message names (the export's target, not its staging folder).
+    """
     served = serve(path, sample)
     expected = np.asarray(model(to_tensor(sample), training=False))
     if served.shape != expected.shape or not np.allclose(served, expected, atol=atol, rtol=1e-4):
         worst = float(np.max(np.abs(served - expected))) if served.shape == expected.shape else float("nan")
-        raise RuntimeError(f"{path}: the reloaded SavedModel differs from the Keras model (max diff {worst})")
+        raise RuntimeError(f"{name or path}: the reloaded SavedModel differs from the Keras model (max diff {worst}); "
+                           "nothing was exported")
     return served
 
 

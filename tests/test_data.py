@@ -1,17 +1,416 @@
+"""The data layer: splits, the shipped datasets, the loaders of the data users bring (on small files
+written here), and every bad-data error."""
+
+import hashlib
+import json
 import zipfile
 
 import numpy as np
 import pytest
 
-from lstm_models.data.options import DataSpec
-from lstm_models.spec.sweep import parse_sweep
 from lstm_models.data import load_dataset
+from lstm_models.data import text as text_module
+from lstm_models.data.options import DataSpec
 from lstm_models.data.sentiment import MEMBER, read_ratings
 from lstm_models.data.splits import stratified_split, time_split
-from lstm_models.errors import DataError
+from lstm_models.errors import ConfigError, DataError
+from lstm_models.spec.sweep import parse_sweep
+from lstm_models.tasks import task_for
 
-from conftest import CACHE, toy_series_splits
+from conftest import CACHE, run_cli, toy_series_splits, write_spec
 
+
+def _text_spec(**dataset):
+    return parse_sweep({"name": "t", "task": "classification", "dataset": dataset}).dataset
+
+
+def _series_spec(**dataset):
+    dataset = {"lookback": 3, **dataset}
+    return parse_sweep({"name": "s", "task": "forecasting", "dataset": dataset}).dataset
+
+
+def _reviews(n_per_class=10, classes=("bad", "good", "meh")):
+    return [(f"review {i} of a {c} film", c) for i in range(n_per_class) for c in classes]
+
+
+def _write_csv(path, rows, header="text,label", sep=","):
+    lines = ([header] if header else []) + [sep.join(r) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# ---- text_csv ----
+
+def test_text_csv_multi_class_string_labels(tmp_path):
+    path = _write_csv(tmp_path / "reviews.csv", _reviews())
+    data = load_dataset(_text_spec(kind="text_csv", path=str(path)), CACHE)
+    assert data.class_names == ("bad", "good", "meh")
+    assert data.sizes() == {"train": 21, "val": 3, "test": 6}
+    for part in ("train", "val", "test"):
+        texts, labels = data.part(part)
+        assert all(text.endswith(f"a {data.class_names[label]} film") for text, label in zip(texts, labels))
+    all_texts = np.concatenate([data.texts[p] for p in ("train", "val", "test")])
+    assert len(set(all_texts)) == 30  # disjoint and complete
+
+
+def test_text_tsv_without_header_uses_positions_and_numeric_label_order(tmp_path):
+    rows = [(str(label), f"text number {i} of class {label}") for i in range(6) for label in (10, 2, 0)]
+    path = _write_csv(tmp_path / "reviews.tsv", rows, header=None, sep="\t")
+    data = load_dataset(_text_spec(kind="text_csv", path=str(path), header=False, text_column=1,
+                                   label_column=0, val_fraction=0.2, test_fraction=0.2), CACHE)
+    assert data.class_names == ("0", "2", "10")  # by value, not "0", "10", "2"
+    texts, labels = data.part("train")
+    assert all(text.endswith(f"of class {data.class_names[label]}") for text, label in zip(texts, labels))
+    assert task_for(data).tags()["class_names"] == "0, 2, 10"
+
+
+def test_text_csv_explicit_separator_and_limit(tmp_path):
+    path = _write_csv(tmp_path / "reviews.txt", _reviews(20, ("neg", "pos")), header="text;label", sep=";")
+    data = load_dataset(_text_spec(kind="text_csv", path=str(path), sep=";", limit=20), CACHE)
+    assert sum(data.sizes().values()) == 20 and data.class_names == ("neg", "pos")
+
+
+# ---- text_dir ----
+
+def _class_folders(root, classes=("neg", "pos"), n=5):
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            (root / c / f"{i}.txt").write_text(f"a {c} review number {i}", encoding="utf-8")
+
+
+def test_text_dir_one_folder_per_class(tmp_path):
+    _class_folders(tmp_path / "reviews", n=10)
+    data = load_dataset(_text_spec(kind="text_dir", path=str(tmp_path / "reviews")), CACHE)
+    assert data.class_names == ("neg", "pos") and data.sizes() == {"train": 14, "val": 2, "test": 4}
+    texts, labels = data.part("test")
+    assert all(f"a {data.class_names[label]} review" in text for text, label in zip(texts, labels))
+
+
+def test_text_dir_aclimdb_layout_keeps_its_test_set_and_skips_unsup(tmp_path):
+    root = tmp_path / "aclImdb"
+    _class_folders(root / "train", classes=("neg", "pos", "unsup"), n=10)
+    _class_folders(root / "test", n=3)
+    data = load_dataset(_text_spec(kind="text_dir", path=str(root)), CACHE)
+    assert data.class_names == ("neg", "pos")
+    assert data.sizes() == {"train": 18, "val": 2, "test": 6}
+    assert sorted(data.texts["test"]) == sorted(f"a {c} review number {i}" for c in ("neg", "pos") for i in range(3))
+
+
+# ---- imdb, through the real download and checksum path, from a small archive written here ----
+
+def _tiny_imdb(folder):
+    """Word ids as keras.datasets.imdb stores them (1 = most frequent word), and its word index."""
+    folder.mkdir(parents=True, exist_ok=True)
+    index = {"the": 1, "film": 2, "great": 3, "awful": 4, "plot": 5}
+    seqs = lambda rows: np.array([list(r) for r in rows], dtype=object)  # noqa: E731
+    np.savez(folder / "imdb.npz",
+             x_train=seqs([(1, 2, 3), (1, 2, 4), (3, 5, 3, 1), (4, 5), (1, 3), (2, 4)]),
+             y_train=np.array([1, 0, 1, 0, 1, 0]),
+             x_test=seqs([(1, 5, 3), (2, 4, 4)]), y_test=np.array([1, 0]))
+    (folder / "imdb_word_index.json").write_text(json.dumps(index), encoding="utf-8")
+    return {name: (alg, hashlib.new(alg, (folder / name).read_bytes()).hexdigest())
+            for name, (alg, _) in text_module.IMDB_FILES.items()}
+
+
+def test_imdb_downloads_checks_and_decodes_to_raw_text(tmp_path, monkeypatch):
+    digests = _tiny_imdb(tmp_path / "mirror")
+    monkeypatch.setattr(text_module, "IMDB_FILES", digests)
+    monkeypatch.setattr(text_module, "IMDB_ORIGIN", (tmp_path / "mirror").as_uri() + "/")
+    cache = tmp_path / "cache"
+    data = load_dataset(_text_spec(kind="imdb", num_words=4, maxlen=2, val_fraction=0.34), cache)
+    assert (cache / "imdb.npz").exists() and (cache / "imdb_word_index.json").exists()  # downloaded
+    assert data.class_names == ("negative", "positive")
+    assert data.texts["test"].tolist() == ["the great", "film awful"]  # its own test set, whole, in order
+    assert data.labels["test"].tolist() == [1, 0]
+    train = sorted(np.concatenate([data.texts["train"], data.texts["val"]]).tolist())
+    assert train == sorted(["the film", "the film", "great great", "awful", "the great", "film awful"])
+    assert data.sizes() == {"train": 4, "val": 2, "test": 2}
+
+
+def test_imdb_archive_with_wrong_sha256_is_not_opened(tmp_path, monkeypatch):
+    digests = _tiny_imdb(tmp_path)
+    monkeypatch.setattr(text_module, "IMDB_FILES", {**digests, "imdb.npz": ("sha256", "0" * 64)})
+    with pytest.raises(DataError) as info:
+        load_dataset(_text_spec(kind="imdb"), tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'imdb.npz'}: sha256 {digests['imdb.npz'][1]} does not match the "
+                               f"expected {'0' * 64}; delete the file")
+
+
+def test_imdb_offline_and_not_cached_says_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(text_module, "IMDB_ORIGIN", (tmp_path / "offline").as_uri() + "/")
+    with pytest.raises(DataError) as info:
+        load_dataset(_text_spec(kind="imdb"), tmp_path / "cache")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'cache' / 'imdb.npz'}: not cached and the download of "
+                              f"{(tmp_path / 'offline').as_uri()}/imdb.npz failed (")
+    assert message.endswith(f"offline? download imdb.npz elsewhere and put it at {tmp_path / 'cache' / 'imdb.npz'}")
+    assert "\n" not in message
+
+
+# ---- series_csv and the statsmodels series ----
+
+def _series_csv(path, rows, header="date,sales,price"):
+    return _write_csv(path, rows, header=header)
+
+
+def test_series_csv_sorts_by_time_fills_gaps_and_infers_the_season(tmp_path):
+    dates = [f"2024-{m:02d}-01" for m in range(1, 13)] + [f"2025-{m:02d}-01" for m in range(1, 13)]
+    sales = [str(10 + i) for i in range(24)]
+    sales[5], sales[6] = "", "NA"  # two gaps
+    rows = list(zip(dates, sales, [str(i % 3) for i in range(24)]))[::-1]  # newest first
+    path = _series_csv(tmp_path / "sales.csv", rows)
+    data = load_dataset(_series_spec(kind="series_csv", path=str(path), target="sales", time_column="date",
+                                     features=["price"], val_fraction=0.2, test_fraction=0.2), CACHE)
+    assert data.columns == ("sales", "price") and data.values.shape == (24, 2)
+    np.testing.assert_allclose(data.values[:, 0], np.arange(10, 34))  # 15 and 16 interpolated
+    assert data.gaps_filled == 2 and data.season == 12 and data.fill == "interpolate"
+    assert data.date_range() == ("2024-01-01", "2025-12-01")
+    assert task_for(data).tags() == {"series_length": "24", "gaps_filled": "2", "fill": "interpolate", "season": "12",
+                               "date_range": "2024-01-01..2025-12-01"}
+    assert task_for(data).describe()[1] == "  2 gaps filled by interpolation; season 12; horizon 1"
+
+
+def test_series_csv_fill_drop_and_positions_without_header(tmp_path):
+    rows = [(str(i), "" if i in (3, 8) else str(i * 2)) for i in range(30)]
+    path = _write_csv(tmp_path / "s.csv", rows, header=None)
+    data = load_dataset(_series_spec(kind="series_csv", path=str(path), header=False, target=1, fill="drop"), CACHE)
+    assert len(data.values) == 28 and data.gaps_filled == 2 and data.season == 1
+    assert 6.0 not in data.values[:, 0] and data.index[:4] == ("1", "2", "3", "5")  # file rows kept as labels
+
+
+def test_series_weekly_season_and_spec_season_wins(tmp_path):
+    rows = [(f"2024-01-{d:02d}" if d <= 31 else f"2024-02-{d - 31:02d}", str(d)) for d in range(1, 57, 7)]
+    path = _write_csv(tmp_path / "w.csv", rows, header="day,y")
+    spec = _series_spec(kind="series_csv", path=str(path), target="y", time_column="day", lookback=2,
+                        val_fraction=0.2, test_fraction=0.2)
+    with pytest.raises(DataError, match="not more than one season of 52"):
+        load_dataset(spec, CACHE)
+    spec = _series_spec(kind="series_csv", path=str(path), target="y", time_column="day", lookback=2, season=2,
+                        val_fraction=0.2, test_fraction=0.2)
+    assert load_dataset(spec, CACHE).season == 2
+
+
+@pytest.mark.parametrize("name, length, season, gaps, first, last", [
+    ("co2", 2284, 52, 59, "1958-03-29", "2001-12-29"),
+    ("elnino", 732, 12, 0, "1950-01", "2010-12"),
+    ("nile", 100, 1, 0, "1871", "1970"),
+])
+def test_statsmodels_series(name, length, season, gaps, first, last):
+    data = load_dataset(_series_spec(kind="statsmodels", name=name), CACHE)
+    assert (len(data.values), data.season, data.gaps_filled, data.date_range()) == (length, season, gaps, (first, last))
+    assert np.isfinite(data.values).all()
+
+
+def test_statsmodels_macrodata_target_and_features():
+    data = load_dataset(_series_spec(kind="statsmodels", name="macrodata", target="unemp",
+                                     features=["infl", "realint"]), CACHE)
+    assert data.columns == ("unemp", "infl", "realint") and data.values.shape == (203, 3)
+    assert data.values[0].tolist() == pytest.approx([5.8, 0.0, 0.0]) and data.index[0] == "1959Q1"
+
+
+def test_no_test_window_overlaps_a_training_window_in_time(tmp_path):
+    rows = [(f"2024-01-{1 + i // 24:02d} {i % 24:02d}:00", str(np.sin(i / 3))) for i in range(96)]
+    path = _write_csv(tmp_path / "hourly.csv", rows, header="time,y")
+    for lookback, horizon in [(4, 1), (8, 3), (12, 5)]:
+        data = load_dataset(_series_spec(kind="series_csv", path=str(path), target="y", time_column="time",
+                                         lookback=lookback, horizon=horizon, season=1), CACHE)
+        spans = {part: [(t - lookback, t + horizon - 1) for t in data.starts(part, lookback)]
+                 for part in ("train", "val", "test")}
+        last_train = max(end for _, end in spans["train"])
+        assert last_train < data.val_start  # training windows, targets included, end before val
+        assert all(start > last_train for start, _ in spans["test"])  # whole test windows after them
+        assert min(t for t, _ in spans["val"]) + lookback >= data.val_start
+        times = [data.index[t] for t in range(spans["test"][0][0] + lookback, len(data.values))]
+        assert min(times) > data.index[last_train]  # and in clock time too
+        assert [e - s + 1 for s, e in spans["test"]] == [lookback + horizon] * len(spans["test"])
+
+
+# ---- bad data: one line naming file, column and row ----
+
+def _error(spec) -> str:
+    with pytest.raises(DataError) as info:
+        load_dataset(spec, CACHE)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.csv"
+    assert _error(_text_spec(kind="text_csv", path=str(path))) == f"{path}: no such file"
+
+
+def test_missing_column_lists_the_header(tmp_path):
+    path = _write_csv(tmp_path / "r.csv", _reviews(), header="review,label")
+    assert _error(_text_spec(kind="text_csv", path=str(path))) == (
+        f"{path}: no column 'text' (text_column); the header row has 'review', 'label' "
+        "(if the file has no header row, set header: false and give 0-based positions)")
+
+
+def test_non_numeric_value_in_a_series(tmp_path):
+    path = _write_csv(tmp_path / "s.csv", [(str(i), "3.5" if i != 7 else "n/a?") for i in range(40)],
+                      header="t,y")
+    assert _error(_series_spec(kind="series_csv", path=str(path), target="y")) == (
+        f"{path}: row 9, column 'y': 'n/a?' is not a number")
+
+
+def test_series_shorter_than_lookback_horizon_and_splits(tmp_path):
+    path = _write_csv(tmp_path / "s.csv", [(str(i), str(i)) for i in range(20)], header="t,y")
+    assert _error(_series_spec(kind="series_csv", path=str(path), target="y", lookback=[4, 16], horizon=2)) == (
+        f"{path}: the training split has 14 steps, fewer than lookback 16 + horizon 2 (column 'y': 20 rows, "
+        "val_fraction 0.15, test_fraction 0.15); lower lookback or val_fraction/test_fraction")
+
+
+def test_all_values_missing(tmp_path):
+    path = _write_csv(tmp_path / "s.csv", [(str(i), "") for i in range(20)], header="t,y")
+    assert _error(_series_spec(kind="series_csv", path=str(path), target="y")) == (
+        f"{path}: column 'y' has no values (all 20 rows missing)")
+
+
+def test_missing_value_with_fill_error(tmp_path):
+    path = _write_csv(tmp_path / "s.csv", [(str(i), "" if i == 4 else "1") for i in range(20)], header="t,y")
+    assert _error(_series_spec(kind="series_csv", path=str(path), target="y", fill="error")) == (
+        f"{path}: row 6, column 'y': missing value (fill: error; use fill: interpolate or drop)")
+
+
+def test_bad_date_and_repeated_date(tmp_path):
+    path = _write_csv(tmp_path / "s.csv", [("2024-01-01", "1"), ("someday", "2")], header="t,y")
+    assert _error(_series_spec(kind="series_csv", path=str(path), target="y", time_column="t")) == (
+        f"{path}: row 3, column 't': 'someday' is not a date")
+    path = _write_csv(tmp_path / "s.csv", [("2024-01-02", "1"), ("2024-01-01", "2"), ("2024-01-02", "3")],
+                      header="t,y")
+    assert _error(_series_spec(kind="series_csv", path=str(path), target="y", time_column="t")) == (
+        f"{path}: row 4, column 't': time 2024-01-02 00:00:00 appears twice")
+
+
+def test_single_class(tmp_path):
+    path = _write_csv(tmp_path / "r.csv", _reviews(5, ("good",)))
+    assert _error(_text_spec(kind="text_csv", path=str(path))) == (
+        f"{path}: column 'label' has a single class 'good' (rows 2-6); a classifier needs at least two")
+
+
+def test_empty_text(tmp_path):
+    rows = _reviews(3, ("a", "b"))
+    rows[2] = ("  ", "a")
+    path = _write_csv(tmp_path / "r.csv", rows)
+    assert _error(_text_spec(kind="text_csv", path=str(path))) == f"{path}: row 4, column 'text': empty text"
+
+
+def test_bytes_that_are_not_utf8(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"text,label\ngood film,1\ncaf\xe9 noir,0\n")
+    assert _error(_text_spec(kind="text_csv", path=str(path))) == (
+        f"{path}: row 3, column 'text': bytes that are not UTF-8 (byte 0xe9 at offset 26); save the file as UTF-8")
+    path.write_bytes(b"good film\t1\nnoir\t\xe9\n")
+    assert _error(_text_spec(kind="text_csv", path=str(path), sep="\t", header=False, text_column=0,
+                             label_column=1)) == (
+        f"{path}: row 2, column 1: bytes that are not UTF-8 (byte 0xe9 at offset 17); save the file as UTF-8")
+    folder = tmp_path / "dir"
+    _class_folders(folder)
+    (folder / "pos" / "9.txt").write_bytes(b"ok\n\xff")
+    assert _error(_text_spec(kind="text_dir", path=str(folder))) == (
+        f"{folder / 'pos' / '9.txt'}: row 2: bytes that are not UTF-8 (byte 0xff at offset 3); save the file as UTF-8")
+
+
+def test_labels_that_do_not_match_header(tmp_path):
+    path = _write_csv(tmp_path / "r.csv", _reviews(4, ("0", "1")), header="review,sentiment")
+    spec = _text_spec(kind="text_csv", path=str(path), header=False, text_column=0, label_column=1)
+    assert _error(spec) == (f"{path}: row 1, column 1: label 'sentiment' appears only in row 1, like a header "
+                            "row; set header: true (or give that class more rows)")
+    with pytest.raises(ConfigError, match=r"^t: dataset.label_column must be a 0-based column position when header "
+                                          r"is false. Got 'label' instead.$"):
+        parse_sweep({"name": "t", "task": "classification",
+                     "dataset": {"kind": "text_csv", "path": "x.csv", "header": False, "text_column": 0}},
+                    source="t")
+
+
+def test_statsmodels_target_only_for_macrodata():
+    with pytest.raises(ConfigError, match=r"^s: dataset.target applies to name: macrodata only \(co2 is a single "
+                                          r"series\). Got 'x'.$"):
+        parse_sweep({"name": "s", "task": "forecasting", "dataset": {"kind": "statsmodels", "name": "co2",
+                                                                     "target": "x"}}, source="s")
+
+
+# ---- the command line ----
+
+def test_datasets_lists_every_kind_with_sizes(tmp_path):
+    done = run_cli("datasets", "--cache-dir", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["kind", "name", "task", "size"]
+    kinds = [line.split()[0] for line in lines[1:-1]]
+    assert kinds == ["sentiment", "imdb"] + ["statsmodels"] * 5 + ["text_csv", "text_dir", "series_csv"]
+    assert any(line.startswith("statsmodels  co2") and "2,284 steps 1958-03-29..2001-12-29, 59 missing; season 52"
+               in line for line in lines)
+    assert "25,000 train + 25,000 test reviews, 2 classes; downloaded on first use (17 MB)" in done.stdout
+
+
+def test_datasets_show_prints_splits_balance_and_dates(tmp_path):
+    path = _write_csv(tmp_path / "r.csv", _reviews(10, ("neg", "pos")))
+    spec = write_spec(tmp_path, {"name": "r", "task": "classification",
+                                 "dataset": {"kind": "text_csv", "path": str(path)}})
+    done = run_cli("datasets", "show", str(spec), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "r.csv: classification, 2 classes (neg, pos), 20 texts",
+        "  train       14 texts   neg 7 (50.0%), pos 7 (50.0%)",
+        "  val          2 texts   neg 1 (50.0%), pos 1 (50.0%)",
+        "  test         4 texts   neg 2 (50.0%), pos 2 (50.0%)",
+    ]
+    spec = write_spec(tmp_path, {"name": "co2", "task": "forecasting",
+                                 "dataset": {"kind": "statsmodels", "name": "co2", "lookback": 52}})
+    done = run_cli("datasets", "show", str(spec), cwd=tmp_path)
+    assert done.stdout.splitlines() == [
+        "co2: forecasting, 2,284 steps from 1958-03-29 to 2001-12-29, target 'co2'",
+        "  59 gaps filled by interpolation; season 52; horizon 1",
+        "  train    1,598 target starts, steps 0..1597  (1958-03-29..1988-11-05)",
+        "  val        343 target starts, steps 1598..1940  (1988-11-12..1995-06-03)",
+        "  test       343 target starts, steps 1941..2283  (1995-06-10..2001-12-29)",
+    ]
+
+
+@pytest.mark.parametrize("rows, dataset, message", [
+    (None, {"kind": "text_csv", "path": "missing.csv"}, "missing.csv: no such file"),
+    ([("a", "1"), ("b", "x")], {"kind": "series_csv", "path": "s.csv", "target": "y"},
+     "s.csv: row 3, column 'y': 'x' is not a number"),
+    ([("good", "1"), ("", "0"), ("bad", "0")], {"kind": "text_csv", "path": "s.csv", "text_column": "t",
+                                                 "label_column": "y"},
+     "s.csv: row 3, column 't': empty text"),
+])
+def test_bad_data_exits_2_with_one_line(tmp_path, rows, dataset, message):
+    if rows is not None:
+        _write_csv(tmp_path / "s.csv", rows, header="t,y")
+    task = "forecasting" if dataset["kind"] == "series_csv" else "classification"
+    spec = write_spec(tmp_path, {"name": "bad", "task": task, "dataset": dataset})
+    for args in (["datasets", "show", str(spec)], ["sweep", str(spec), "--tracking-uri", "none"]):
+        done = run_cli(*args, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip() == f"lstm-models: error: {message}"
+        assert done.stdout == ""
+
+
+def test_datasets_show_describes_independent_sequences(tmp_path):
+    spec = write_spec(tmp_path, {"name": "adding", "task": "forecasting",
+                                 "dataset": {"kind": "adding", "length": 20, "train_size": 30, "val_size": 10,
+                                             "test_size": 10}})
+    done = run_cli("datasets", "show", str(spec), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "adding-20: forecasting, 50 independent sequences of 20 steps, columns 'value', 'marker'; horizon 1"
+    assert lines[1:] == ["  train       30 sequences", "  val         10 sequences", "  test        10 sequences"]
+
+
+def test_sentiment_limit_above_its_size_keeps_every_sentence():
+    def total(limit):
+        spec = parse_sweep({"name": "s", "task": "classification", "dataset": {"kind": "sentiment", "limit": limit}})
+        return sum(load_dataset(spec.dataset, CACHE).sizes().values())
+
+    assert total(20_000) == total(0) == 10_568
+    assert total(1_000) == 1_000
+
+
+# ---- splits and the shipped datasets ----
 
 def test_stratified_split_is_disjoint_complete_and_fixed():
     labels = np.array([0] * 70 + [1] * 30)

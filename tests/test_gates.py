@@ -11,7 +11,7 @@ from lstm_models.inspect import gradients
 from lstm_models.export import KERAS_FILE, META_FILE
 from lstm_models.export import load_export
 from lstm_models.inspect.gates import NOTES, gates_report, inspect_gates
-from lstm_models.tasks.series import values_input
+from lstm_models.tasks.inputs import values_input
 from lstm_models.errors import ConfigError
 from lstm_models.models.build import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
 

@@ -54,7 +54,7 @@ def _trained(run):
     return {k: v for k, v in run.data.metrics.items() if not k.startswith("test_")}
 
 
-def test_sigterm_stops_at_once_and_resume_reruns_nothing(tmp_path):
+def test_sigterm_stops_at_once_and_resume_runs_the_lost_trial_again(tmp_path):
     _spec(tmp_path)
     code, out, err = _stop_during_trial_2(tmp_path, signal.SIGTERM)
     assert code == 143, err[-2000:]
@@ -77,21 +77,26 @@ def test_sigterm_stops_at_once_and_resume_reruns_nothing(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(shlex.split(resume), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (f"resuming sweep tiny-sunspots (parent run {parent.info.run_id}): 2 of 3 trials kept, 1 finished, "
-            "none rerun") in done.stdout
-    assert "[trial 1/3]" not in done.stdout and "[trial 2/3]" not in done.stdout and "[trial 3/3]" in done.stdout
-    assert "3 trials (0 failed, 1 interrupted)" in done.stdout
+    assert (f"resuming sweep tiny-sunspots (parent run {parent.info.run_id}): 2 trials kept (1 of 3 counted), "
+            "1 finished; 1 lost with its process, run again first") in done.stdout
+    assert "[trial 1/" not in done.stdout and "[trial 2/" not in done.stdout
+    assert "[trial 3/4] " in done.stdout and "(runs trial-02 again: it was lost with its process)" in done.stdout
+    assert "[trial 4/4] " in done.stdout
+    assert "4 trials (0 failed, 1 lost with its process and run again)" in done.stdout
     (again,), trials = _runs(tmp_path)
     assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
     assert again.data.tags["resumed"] == "1" and "error" not in again.data.tags
     assert {k: r.info.status for k, r in trials.items()} == {
-        "trial-01": "FINISHED", "trial-02": "KILLED", "trial-03": "FINISHED"}
+        "trial-01": "FINISHED", "trial-02": "KILLED", "trial-03": "FINISHED", "trial-04": "FINISHED"}
+    assert trials["trial-02"].data.tags["lost"] == "true" and "lost" not in trials["trial-03"].data.tags
+    assert trials["trial-03"].data.params == trials["trial-02"].data.params  # the same configuration, run again
+    assert sum(r.info.status == "FINISHED" for r in trials.values()) == 3  # == max_trials
     kept = trials["trial-01"]
     assert (kept.info.run_id, kept.info.end_time, _trained(kept)) == (
         first.info.run_id, first.info.end_time, _trained(first))  # untouched (test metrics come at the end)
 
 
-def test_kill_9_then_resume_marks_the_dead_trial_failed_and_reruns_nothing(tmp_path):
+def test_kill_9_then_resume_marks_the_dead_trial_lost_and_runs_it_again(tmp_path):
     _spec(tmp_path)
     code, _, _ = _stop_during_trial_2(tmp_path, signal.SIGKILL)
     assert code == -signal.SIGKILL
@@ -101,17 +106,18 @@ def test_kill_9_then_resume_marks_the_dead_trial_failed_and_reruns_nothing(tmp_p
 
     done = run_cli(*_args(tmp_path, "--resume"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert ("2 of 3 trials kept, 1 finished, none rerun; 1 left running by a dead process, marked FAILED"
-            in done.stdout)
+    assert "2 trials kept (1 of 3 counted), 1 finished; 1 lost with its process, run again first" in done.stdout
     (again,), trials = _runs(tmp_path)
     assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
-    assert sorted(trials) == ["trial-01", "trial-02", "trial-03"]  # == max_trials: nothing rerun
-    assert trials["trial-02"].info.status == "FAILED"
+    assert sorted(trials) == ["trial-01", "trial-02", "trial-03", "trial-04"]
+    assert trials["trial-02"].info.status == "FAILED" and trials["trial-02"].data.tags["lost"] == "true"
     assert trials["trial-02"].data.tags["error"].startswith("the process running this trial stopped")
-    assert trials["trial-03"].info.status == "FINISHED"
+    assert trials["trial-03"].data.params == trials["trial-02"].data.params  # the lost trial, run again
+    assert [trials[k].info.status for k in ("trial-03", "trial-04")] == ["FINISHED", "FINISHED"]
+    assert sum(r.info.status == "FINISHED" for r in trials.values()) == 3  # == max_trials: no trial lost
     kept = trials["trial-01"]
     assert (kept.info.status, kept.info.end_time, _trained(kept)) == ("FINISHED", first.info.end_time, _trained(first))
-    assert "3 trials (1 failed) in" in done.stdout  # the leaderboard counts the trials from before
+    assert "4 trials (0 failed, 1 lost with its process and run again) in" in done.stdout  # with those from before
 
 
 def test_sigint_exits_130_and_fresh_starts_a_new_sweep_keeping_the_old_runs(tmp_path):

@@ -30,7 +30,7 @@ class Limits:
 
     def before_trial(self, recorder: TrialRecorder) -> None:
         """Raise `SearchDone` once ``max_trials`` have run or the time budget is spent."""
-        count = len(recorder.trials)
+        count = recorder.counted()
         if count >= self.max_trials:
             raise SearchDone()
         spent = self.clock() - self.started

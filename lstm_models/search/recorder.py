@@ -22,7 +22,7 @@ from lstm_models.tracking.tracker import Tracker
 if TYPE_CHECKING:
     from lstm_models.models.build import ModelSpec
 
-INTERRUPTED = "interrupted: the sweep was stopped while this trial ran; not rerun"
+INTERRUPTED = "interrupted: the sweep was stopped while this trial ran; --resume runs it again"
 
 
 @dataclass
@@ -40,6 +40,7 @@ class TrialResult:
     seconds_per_epoch: float | None = None
     n_params: int | None = None
     error: str = ""
+    lost: bool = False  # ended by its process stopping, not by its own fault: --resume runs it again
     test_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -48,16 +49,17 @@ class TrialResult:
 
     def record(self) -> dict:
         """What the sweep state file keeps of this trial."""
-        return {"number": self.number, "run_id": self.run_id, "status": self.status, "objective": self.objective,
-                "best_epoch": self.best_epoch, "epochs": self.epochs, "seconds_per_epoch": self.seconds_per_epoch,
-                "n_params": self.n_params, "error": self.error}
+        return {"trial_id": self.trial_id, "number": self.number, "run_id": self.run_id, "status": self.status,
+                "objective": self.objective, "best_epoch": self.best_epoch, "epochs": self.epochs,
+                "seconds_per_epoch": self.seconds_per_epoch, "n_params": self.n_params, "error": self.error,
+                "lost": self.lost}
 
 
 def better(direction: str, a: float | None, b: float | None) -> bool:
     """Whether objective ``a`` beats ``b`` (None: no value yet); NaN and None never win."""
     if a is None or not math.isfinite(a):
         return False
-    if b is None:
+    if b is None or not math.isfinite(b):
         return True
     return a > b if direction == "max" else a < b
 
@@ -83,7 +85,7 @@ class TrialRecorder:
 
     def save(self, result: TrialResult | None = None) -> None:
         if result is not None:
-            self.state.trials[result.trial_id] = result.record()
+            self.state.trials[str(result.number)] = result.record()
         save_state(self.folder, self.state)
 
     def keep(self, result: TrialResult) -> None:
@@ -95,6 +97,9 @@ class TrialRecorder:
     def begin(self, trial_id: str, spec: ModelSpec, tuner_values: dict, note: str = "") -> TrialResult:
         """Open a trial's run and record it; ``note`` tells how the tuner runs it (Hyperband's budget)."""
         result = TrialResult(trial_id=trial_id, number=len(self.trials) + 1, spec=spec)
+        lost = [t for t in self.trials if t.lost]
+        again = [t.name.split()[0] for t in lost if t.trial_id == trial_id]
+        note += f" (runs {again[-1]} again: it was lost with its process)" if again else ""
         result.run_id = self.tracker.start_trial(
             result.name, {**spec.params(), **tuner_values}, {"cell": spec.cell, "trial_id": trial_id,
                                                               "status": "RUNNING"})
@@ -102,7 +107,7 @@ class TrialRecorder:
         self.current = result
         self.save(result)
         details = ", ".join(f"{k}={format_value(v)}" for k, v in spec.params().items() if k != "task")
-        self.log(f"[trial {result.number}/{self.max_trials}] {spec.label()}{note}\n    {details}")
+        self.log(f"[trial {result.number}/{self.max_trials + len(lost)}] {spec.label()}{note}\n    {details}")
         return result
 
     def epoch(self, epoch: int, epochs: int, logs: dict, seconds: float) -> None:
@@ -145,17 +150,26 @@ class TrialRecorder:
         if self.on_trial is not None:
             self.on_trial(result)
 
-    def abort(self, status: str, error: str = "") -> None:
-        """Close the running trial's run as KILLED (a signal) or FAILED (an error, or ``error``)."""
+    def abort(self, status: str, error: str = "", lost: bool | None = None) -> None:
+        """Close the running trial's run as KILLED (a signal) or FAILED (an error, or ``error``).
+
+        A trial stopped by a signal is ``lost`` (not its own fault): ``--resume`` runs it again.
+        """
         result, self.current = self.current, None
         if result is None:
             return
         result.status = status
+        result.lost = status == "KILLED" if lost is None else lost
         result.error = error or (INTERRUPTED if status == "KILLED"
                                  else "the sweep stopped with an error while this trial ran")
-        self.tracker.set_tags(result.run_id, {"status": status, "error": result.error})
+        self.tracker.set_tags(result.run_id, {"status": status, "error": result.error,
+                                              **({"lost": "true"} if result.lost else {})})
         self.tracker.end_run(result.run_id, status)
         self.save(result)
+
+    def counted(self) -> int:
+        """The trials that count towards ``max_trials``: all but the lost ones."""
+        return sum(not t.lost for t in self.trials)
 
     def _log_traceback(self, result: TrialResult, message: str) -> None:
         with tempfile.TemporaryDirectory(prefix="lstm-models-") as tmp:
@@ -164,10 +178,10 @@ class TrialRecorder:
             self.tracker.log_artifact(result.run_id, path)
 
 
-def fail_runs(tracker: Tracker, run_ids, reason: str) -> None:
+def fail_runs(tracker: Tracker, run_ids, reason: str, tags: dict | None = None) -> None:
     """Close runs a dead or replaced process left open: FAILED, with the reason as their error."""
     for run_id in run_ids:
-        tracker.set_tags(run_id, {"status": "FAILED", "error": reason})
+        tracker.set_tags(run_id, {"status": "FAILED", "error": reason, **(tags or {})})
         tracker.end_run(run_id, "FAILED")
 
 

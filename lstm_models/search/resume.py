@@ -1,7 +1,8 @@
 """Opening a sweep: a new parent run, the parent run of a resumed sweep, or a fresh one in place.
 
-A trial that was running when its process stopped is not rerun: its run is closed (KILLED by
-a signal, FAILED after a ``kill -9``) and counts towards ``max_trials``.
+A trial that was running when its process stopped was lost, not failed: its run is closed
+(KILLED by a signal, FAILED after a ``kill -9``) and tagged ``lost``, and ``--resume`` runs it
+again first; lost trials do not count towards ``max_trials``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from lstm_models.search.state import SweepState, save_state
 from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tracking.tracker import Tracker, flatten
 
-DIED = "the process running this trial stopped before the trial ended (kill -9, crash or power loss); not rerun"
+DIED = ("the process running this trial stopped before the trial ended (kill -9, crash or power loss); "
+        "--resume runs it again")
 
 
 def open_state(spec: SweepSpec, tracker: Tracker, folder: Path, previous: SweepState | None,
@@ -50,9 +52,10 @@ def close_abandoned(previous: SweepState, tracker: Tracker, log: Callable[[str],
 def restore_trials(recorder: TrialRecorder, oracle, model_spec: Callable, folder: Path, name: str) -> None:
     """Rebuild the trials of an interrupted sweep from its state file and Keras Tuner's oracle.
 
-    Finished and failed trials are kept as they are. A trial the oracle never ended is not
-    rerun: it is closed in the oracle as FAILED (so no Keras Tuner code retries or scores
-    it) and, if its process died without closing its run, that run is marked FAILED.
+    Finished and failed trials are kept as they are. A trial the oracle never ended was lost with
+    its process (a signal, ``kill -9``): its run is closed (KILLED, or FAILED if its process died
+    without closing it) and tagged ``lost``, and Keras Tuner runs it again, with the same
+    hyperparameters and seeds, before any new trial. Lost trials do not count towards ``max_trials``.
 
     Args:
         recorder: the sweep's recorder, with the state it reopened.
@@ -60,30 +63,33 @@ def restore_trials(recorder: TrialRecorder, oracle, model_spec: Callable, folder
         model_spec: ``hp -> ModelSpec`` (the hypermodel's), to rebuild each trial's spec.
         folder: the state folder, for messages. name: the sweep's name.
     """
-    from lstm_models.search.tuner import COMPLETED, close_unended
+    from lstm_models.search.tuner import COMPLETED, requeue_unended
 
-    interrupted = close_unended(oracle)
-    died = 0
+    again = requeue_unended(oracle)
     state = recorder.state
-    for trial_id, rec in sorted(state.trials.items(), key=lambda item: item[1]["number"]):
-        ktrial = oracle.trials.get(trial_id)
+    for rec in sorted(state.trials.values(), key=lambda rec: rec["number"]):
+        ktrial = oracle.trials.get(rec["trial_id"])
         if ktrial is None:
-            raise ConfigError(f"{folder}: trial {trial_id} is in {folder / 'sweep.json'} but not in "
+            raise ConfigError(f"{folder}: trial {rec['trial_id']} is in {folder / 'sweep.json'} but not in "
                               "Keras Tuner's project; the state is inconsistent, start again with --fresh")
-        result = TrialResult(trial_id=trial_id, spec=model_spec(ktrial.hyperparameters.copy()), **rec)
+        result = TrialResult(spec=model_spec(ktrial.hyperparameters.copy()), **rec)
         recorder.keep(result)
-        if result.status != "RUNNING":
-            continue
-        recorder.current = result
-        if trial_id not in interrupted and ktrial.status == COMPLETED:
-            recorder.end(ktrial.score, ktrial.best_step)  # it ended in the oracle; its process died before the run
-            continue
-        died += 1
-        recorder.abort("FAILED", DIED)
+        if result.status == "RUNNING":
+            recorder.current = result
+            if ktrial.status == COMPLETED:
+                recorder.end(ktrial.score, ktrial.best_step)  # it ended in the oracle; its process died before the run
+            else:
+                recorder.abort("FAILED", DIED, lost=True)
+        elif result.trial_id in again and not result.lost:
+            result.lost = True  # its process stopped on an error, or on a signal before lost trials ran again
+            recorder.tracker.set_tags(result.run_id, {"lost": "true"})
+            recorder.save(result)
     known = {t.run_id for t in recorder.trials}
     fail_runs(recorder.tracker, [r for r in recorder.tracker.running_trials(state.parent_run_id) if r not in known],
-              DIED)  # opened by a process killed before it recorded the trial
+              DIED, {"lost": "true"})  # opened by a process killed before it recorded the trial
+    recorder.save()
     finished = sum(t.status == "FINISHED" for t in recorder.trials)
-    note = f"; {died} left running by a dead process, marked FAILED" if died else ""
-    recorder.log(f"resuming sweep {name} (parent run {state.parent_run_id or '-'}): {len(recorder.trials)} of "
-                 f"{recorder.max_trials} trials kept, {finished} finished, none rerun{note}")
+    lost = sum(t.lost and t.trial_id in again for t in recorder.trials)
+    note = f"; {lost} lost with its process, run again first" if lost else ", none rerun"
+    recorder.log(f"resuming sweep {name} (parent run {state.parent_run_id or '-'}): {len(recorder.trials)} trials "
+                 f"kept ({recorder.counted()} of {recorder.max_trials} counted), {finished} finished{note}")

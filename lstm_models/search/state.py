@@ -40,7 +40,7 @@ class SweepState:
     spec: dict[str, Any]
     status: str = SEARCHING
     started: float = field(default_factory=time.time)
-    trials: dict[str, dict[str, Any]] = field(default_factory=dict)  # Keras Tuner trial id -> record
+    trials: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial number -> record (with its Keras Tuner trial id)
 
     def describe(self) -> str:
         counts: dict[str, int] = {}
@@ -61,7 +61,10 @@ def load_state(folder: Path) -> SweepState:
     path = Path(folder) / STATE_FILE
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return SweepState(**raw)
+        state = SweepState(**raw)
+        if any("trial_id" not in rec for rec in state.trials.values()):
+            raise ValueError("its trial records come from an older lstm-models")
+        return state
     except FileNotFoundError:
         raise ConfigError(f"{path}: no sweep state to resume (the sweep never started a trial here)") from None
     except (ValueError, TypeError) as exc:
@@ -131,12 +134,16 @@ class SweepLock:
 
 def is_locked(folder: Path) -> bool:
     """Whether a live process holds the sweep in ``folder``."""
-    if not (Path(folder) / LOCK_FILE).exists():
+    import fcntl
+
+    path = Path(folder) / LOCK_FILE
+    if not path.exists():
         return False
-    try:
-        SweepLock(folder).acquire().release()
-    except ConfigError:
-        return True
+    with open(path, "r", encoding="utf-8") as fh:  # a probe: the file is not rewritten
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
     return False
 
 

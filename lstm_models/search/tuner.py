@@ -21,7 +21,7 @@ import keras_tuner as kt
 from lstm_models.search.hypermodel import SweepHyperModel
 from lstm_models.search.interrupt import Deferral
 from lstm_models.search.limits import Limits
-from lstm_models.search.recorder import INTERRUPTED, TrialRecorder
+from lstm_models.search.recorder import TrialRecorder
 from lstm_models.search.state import TUNER_PROJECT
 from lstm_models.spec.sweep import TUNERS, TunerSpec
 
@@ -29,8 +29,7 @@ KERAS_TUNERS = {"random": (kt.RandomSearch, kt.oracles.RandomSearchOracle),
                 "bayesian": (kt.BayesianOptimization, kt.oracles.BayesianOptimizationOracle),
                 "hyperband": (kt.Hyperband, kt.oracles.HyperbandOracle)}
 assert set(KERAS_TUNERS) == set(TUNERS), "every tuner kind a spec accepts has its Keras Tuner classes"
-COMPLETED, FAILED, RUNNING = (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED,
-                              kt.engine.trial.TrialStatus.RUNNING)
+COMPLETED, FAILED = kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED
 
 
 class _BalancedCells:
@@ -110,8 +109,8 @@ class _TrackedTuner:
             self._release()
 
     def run_trial(self, trial, *args, **kwargs):
-        number = self._recorder.current.number
-        kwargs.update(model_spec=self._spec, shuffle_seed=self._seed + number,
+        # The trial's seeds come from its id: a lost trial run again trains the same way.
+        kwargs.update(model_spec=self._spec, shuffle_seed=self._seed + int(trial.trial_id) + 1,
                       extra_callbacks=[EpochLog(self._recorder)])
         return super().run_trial(trial, *args, **kwargs)
 
@@ -200,27 +199,18 @@ def forget_custom_gradients(before: set[str]) -> None:
         registry.pop(key, None)
 
 
-def close_unended(oracle) -> set[str]:
-    """End, as FAILED, the oracle's trials that a stopped process left running; return their ids.
+def requeue_unended(oracle) -> set[str]:
+    """Queue again the oracle's trials that a stopped process left running; return their ids.
 
-    Keras Tuner's reload puts them on its retry queue, which would rerun them: an interrupted
-    trial is closed instead (our runs record why), and counts towards ``max_trials``.
+    Such a trial was lost with its process (a signal, ``kill -9``), not by its own fault: Keras
+    Tuner runs it again, with the same hyperparameters and trial id, before any new trial.
     """
-    # Private `_retry_queue`: no public way to take a trial off it. Private `_save_trial`: the
-    # public `end_trial` would also score, display and count the trial as run in this process.
-    ids = set(oracle._retry_queue) | {t.trial_id for t in oracle.trials.values() if t.status == RUNNING}
-    oracle._retry_queue = []
-    for trial_id in sorted(ids):
-        trial = oracle.trials[trial_id]
-        if trial.status in (COMPLETED, FAILED):
-            ids.discard(trial_id)  # it ended; only the oracle file missed it
-        else:
-            trial.status, trial.message = FAILED, INTERRUPTED
-        if trial_id not in oracle.end_order:
-            oracle.end_order.append(trial_id)
-        oracle._save_trial(trial)
+    # Private `_retry_queue`: Keras Tuner's queue of trials to run again (its reload queues the
+    # ongoing ones); no public API adds to it. Trials that ended are taken off it.
+    unended = {t.trial_id for t in oracle.trials.values() if t.status not in (COMPLETED, FAILED)}
+    oracle._retry_queue = sorted(unended, reverse=True)  # popped from the end: the oldest runs first
     oracle.save()
-    return ids
+    return unended
 
 
 def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperModel, recorder: TrialRecorder,

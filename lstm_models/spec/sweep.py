@@ -7,7 +7,7 @@ The spec is validated once when the YAML is loaded (the checking itself is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

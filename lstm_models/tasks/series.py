@@ -12,7 +12,6 @@ import math
 import numpy as np
 
 from lstm_models.data.splits import PARTS, SequenceSplits, SeriesSplits
-from lstm_models.errors import ConfigError
 from lstm_models.models.build import ModelSpec, SeriesInputs
 from lstm_models.tasks.baselines import Baselines
 from lstm_models.tasks.forecast import drift, ets, arima, forecast_scores, mase_scale, naive, seasonal_naive
@@ -110,25 +109,6 @@ class WindowBatches:
         if shuffle_seed is not None:
             ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
         return ds.batch(spec.batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def values_input(meta: dict, raw: str) -> tuple[np.ndarray, list[str]]:
-    """``v1,v2,...`` (or ``a:b,...`` with several channels) as one window, and its step labels."""
-    lookback, width = int(meta["lookback"]), len(meta.get("columns", [0]))
-    steps = [s.strip() for s in raw.split(",") if s.strip()]
-    if len(steps) != lookback:
-        raise ConfigError(f"--values: the model reads windows of {lookback} steps; got {len(steps)} values")
-    rows = []
-    for n, step in enumerate(steps, start=1):
-        try:
-            row = [float(v) for v in step.split(":")]
-        except ValueError:
-            raise ConfigError(f"--values: step {n} ({step!r}) is not a number") from None
-        if len(row) != width:
-            raise ConfigError(f"--values: step {n} ({step!r}) has {len(row)} channel(s); the model reads "
-                              f"{width} ({', '.join(meta['columns'])}), written a:b")
-        rows.append(row)
-    return np.array([rows], dtype="float32"), steps
 
 
 def sequence_baselines(data: SequenceSplits, model) -> Baselines:

@@ -23,7 +23,7 @@ def leaderboard_rows(result) -> list[dict]:
             **{f"hp_{k}": v for k, v in t.spec.params().items() if k != "task"},
             "error": t.error, "run_id": t.run_id,
         })
-    return sorted(rows, key=lambda r: (r[result.spec.objective] is None,
+    return sorted(rows, key=lambda r: (r["status"] != "FINISHED" or r[result.spec.objective] is None,
                                        sign * (r[result.spec.objective] or 0.0)))
 
 
@@ -54,9 +54,11 @@ def format_leaderboard(result) -> str:
             f"  {t.spec.cell:<5} {'trial-%02d' % t.number:<9} {t.objective:>13.4f} "
             f"{t.test_metrics.get(metric, float('nan')):>14.4f} {t.n_params or 0:>10,} "
             f"{t.seconds_per_epoch or 0:>8.2f}  {_config(t)}{mark}")
-    failed = sum(t.status == "FAILED" for t in result.trials)
-    killed = sum(t.status == "KILLED" for t in result.trials)
-    stopped = f", {killed} interrupted" if killed else ""
+    failed = sum(t.status == "FAILED" and not t.lost for t in result.trials)
+    killed = sum(t.status == "KILLED" and not t.lost for t in result.trials)
+    lost = sum(t.lost for t in result.trials)
+    stopped = (f", {killed} interrupted" if killed else "") + (f", {lost} lost with its process and run again"
+                                                               if lost else "")
     lines.append(f"  {len(result.trials)} trials ({failed} failed{stopped}) in {result.wall_seconds:.0f}s; * = exported")
     if result.baselines is not None and result.best is not None:
         lines += format_baselines(result.baselines, result.best.spec.cell)
