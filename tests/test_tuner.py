@@ -1,8 +1,9 @@
-"""The Keras Tuner adapter (lstm_models.search.tuner): its private hooks, its leak guard, and
-Hyperband and Bayesian search stopped by SIGTERM, then resumed.
+"""The Keras Tuner adapter (lstm_models.search.tuner): its private hooks, its leak guard, cell
+balancing with a fitted Bayesian oracle, and Hyperband and Bayesian sweeps stopped by SIGTERM in a
+trial, then resumed (the lost trial runs again first).
 
 The canaries fail loudly when a keras-tuner or TensorFlow release changes a private member the
-adapter relies on. The resilience tests drive the CLI as a user would, as tests/test_resilience.py does.
+adapter relies on. The sweeps are driven through the CLI as a user would, as in tests/test_resilience.py.
 """
 
 import inspect
@@ -96,6 +97,20 @@ def test_tensorflow_gradient_registry_is_still_there():
         "tensorflow.python.framework.ops._gradient_registry._registry, a dict of op name -> gradient; "
         "without it forget_custom_gradients silently cleans nothing and the memory leak is back")
     assert tuner._gradient_registry() is registry
+
+
+def test_the_distributed_oracle_members_the_workers_use_are_still_there():
+    """serve_oracle and join_chief (sweeps with worker processes) reach into keras_tuner.src."""
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+    from keras_tuner.src.engine import conditions
+
+    assert callable(getattr(protos.get_service_grpc(), "add_OracleServicer_to_server", None)), (
+        f"{CHANGED} keras_tuner.src.protos.get_service_grpc().add_OracleServicer_to_server")
+    assert list(inspect.signature(OracleServicer).parameters) == ["oracle"], (
+        f"{CHANGED} keras_tuner.src.distribute.oracle_chief.OracleServicer(oracle)")
+    assert callable(getattr(conditions.Parent, "to_proto", None)), (
+        f"{CHANGED} keras_tuner.src.engine.conditions.Parent.to_proto (its stray print is silenced)")
 
 
 # --- the leak guard watches a registry that trials really fill ---
@@ -215,7 +230,8 @@ LOST = "lost with its process"
 
 
 def _started(stdout):
-    """The trials a run started, in order: (number, of how many, hyperband's first epoch, its end, the run it repeats)."""
+    """The trials a run started, in order: (number, of how many, Hyperband's first epoch and its end,
+    the run it repeats)."""
     out = []
     for line in stdout.splitlines():
         if m := TRIAL_LINE.match(line):
@@ -332,15 +348,23 @@ def test_balanced_bayesian_oracle_rotates_cells_and_keeps_unit_forget_bias_with_
                                    "learning_rate": 0.01, "unit_forget_bias": [True, False], "batch_size": 32},
                         "tuner": {"kind": "bayesian", "max_trials": 8, "seed": 9}})
     lookback = spec.dataset.options.get("lookback")
-    oracle_cls = type("X", (tuner._BalancedCells, kt.oracles.BayesianOptimizationOracle), {})
+    proposed = []  # the cell Keras Tuner's oracle itself chose for each trial, before the rotation
+
+    class Proposing(kt.oracles.BayesianOptimizationOracle):
+        def populate_space(self, trial_id):
+            out = super().populate_space(trial_id)
+            proposed.append(out["values"]["cell"])
+            return out
+
+    oracle_cls = type("X", (tuner._BalancedCells, Proposing), {})  # the mixin first, as make_tuner stacks it
     oracle = oracle_cls(objective=kt.Objective("val_rmse", "min"), max_trials=8, num_initial_points=2, seed=9)
     # A real Keras Tuner sets the oracle's project folder and declares the space by building the hypermodel.
     kt.Tuner(oracle=oracle, hypermodel=lambda hp: sample_spec(hp, spec.search, spec.task, lookback),
              directory=str(tmp_path), project_name="p")
     names = {hp.name for hp in oracle.hyperparameters.space}
     assert {"cell", "unit_forget_bias", "units", "lookback", "dropout"} <= names
-    assert sorted(hp.name for hp in oracle.hyperparameters.space if not isinstance(hp, kt.engine.hyperparameters.Fixed)) == [
-        "cell", "unit_forget_bias", "units"]
+    searched = [hp.name for hp in oracle.hyperparameters.space if not isinstance(hp, kt.engine.hyperparameters.Fixed)]
+    assert sorted(searched) == ["cell", "unit_forget_bias", "units"]
 
     made_up = {"lstm": 30.0, "gru": 20.0, "rnn": 10.0}  # rnn wins: the fitted process would pick it again and again
     cells, fitted = [], []
@@ -356,5 +380,6 @@ def test_balanced_bayesian_oracle_rotates_cells_and_keeps_unit_forget_bias_with_
         trial.status = kt.engine.trial.TrialStatus.COMPLETED
         oracle.end_trial(trial)
     assert cells == ["lstm", "gru", "rnn", "lstm", "gru", "rnn"]
+    assert len(proposed) == 6 and proposed[2:] != cells[2:]  # the rotation overrode the fitted process's choices
     assert fitted == [0, 0, 2, 3, 4, 5]  # trials 3..6 came from the Gaussian process fitted on the completed ones
     assert [t.status for t in oracle.trials.values()] == ["COMPLETED"] * 6

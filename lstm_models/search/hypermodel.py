@@ -8,6 +8,8 @@ its shuffle seed and its recorder callback.
 from __future__ import annotations
 
 import math
+import time
+from typing import TYPE_CHECKING
 
 import keras
 import keras_tuner as kt
@@ -16,6 +18,9 @@ from lstm_models.errors import TrialFailed
 from lstm_models.models.build import ModelSpec, build_model
 from lstm_models.search.space import sample_spec
 from lstm_models.spec.sweep import SweepSpec
+
+if TYPE_CHECKING:
+    from lstm_models.search.recorder import TrialRecorder
 
 
 class SweepHyperModel(kt.HyperModel):
@@ -67,3 +72,20 @@ class StopOnNaN(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise TrialFailed(f"loss became {float(loss)} at batch {batch}")
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Hands every epoch's metrics and time, and the model's size, to the recorder."""
+
+    def __init__(self, recorder: TrialRecorder):
+        super().__init__()
+        self.recorder, self.start = recorder, 0.0
+
+    def on_train_begin(self, logs=None):
+        self.recorder.current.n_params = self.model.count_params()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.recorder.epoch(epoch, self.params["epochs"], logs or {}, time.perf_counter() - self.start)

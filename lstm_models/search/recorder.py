@@ -75,9 +75,12 @@ class TrialRecorder:
     """
 
     def __init__(self, objective: str, direction: str, max_trials: int, tracker: Tracker, state: SweepState,
-                 folder: Path, log: Callable[[str], None], on_trial: Callable[[TrialResult], None] | None = None):
+                 folder: Path, log: Callable[[str], None], on_trial: Callable[[TrialResult], None] | None = None,
+                 run_tags: dict | None = None, number_from_id: bool = False):
         self.objective, self.direction, self.max_trials = objective, direction, max_trials
         self.tracker, self.state, self.folder, self.log, self.on_trial = tracker, state, folder, log, on_trial
+        self.run_tags = run_tags or {}  # on every trial run (a worker's id, host, process)
+        self.number_from_id = number_from_id  # a worker: trial numbers follow the oracle's trial ids
         self.trials: list[TrialResult] = []
         self.current: TrialResult | None = None
         self.best: TrialResult | None = None
@@ -96,13 +99,14 @@ class TrialRecorder:
 
     def begin(self, trial_id: str, spec: ModelSpec, tuner_values: dict, note: str = "") -> TrialResult:
         """Open a trial's run and record it; ``note`` tells how the tuner runs it (Hyperband's budget)."""
-        result = TrialResult(trial_id=trial_id, number=len(self.trials) + 1, spec=spec)
+        number = int(trial_id) + 1 if self.number_from_id else len(self.trials) + 1
+        result = TrialResult(trial_id=trial_id, number=number, spec=spec)
         lost = [t for t in self.trials if t.lost]
         again = [t.name.split()[0] for t in lost if t.trial_id == trial_id]
         note += f" (runs {again[-1]} again: it was lost with its process)" if again else ""
         result.run_id = self.tracker.start_trial(
             result.name, {**spec.params(), **tuner_values}, {"cell": spec.cell, "trial_id": trial_id,
-                                                              "status": "RUNNING"})
+                                                              "status": "RUNNING", **self.run_tags})
         self.trials.append(result)
         self.current = result
         self.save(result)

@@ -29,6 +29,8 @@ from lstm_models.spec.rules import format_duration
 from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tracking.tracker import Tracker
 
+from lstm_models.search.workers import WorkerPlan, run_workers
+
 if TYPE_CHECKING:
     from lstm_models.search.finish import SweepResult
 
@@ -56,7 +58,7 @@ class Hooks:
 
 
 def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: str = "new",
-              hooks: Hooks | None = None) -> SweepResult:
+              hooks: Hooks | None = None, workers: WorkerPlan | None = None) -> SweepResult:
     """Search, track, evaluate the best model of each cell on test, export the best one.
 
     Args:
@@ -67,6 +69,7 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         mode: ``new``; ``resume`` the sweep recorded in ``paths.workdir``; or ``fresh``: replace
             it by a new one (its runs stay in MLflow, those it left RUNNING are marked FAILED).
         hooks: progress lines, signals, clock, per-trial callback, parent tags.
+        workers: train in worker processes (`lstm_models.search.workers`); None: in this one.
 
     Returns:
         A `SweepResult`.
@@ -87,12 +90,13 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         from lstm_models.tasks import task_for
 
         task = task_for(data)
+        parallel = {"workers": str(workers.count)} if workers else {}
         state = open_state(spec, tracker, folder, previous if mode == "resume" else None,
-                           {**task.tags(), **hooks.tags})
+                           {**task.tags(), **hooks.tags, **parallel})
         recorder = TrialRecorder(spec.objective, spec.direction, spec.tuner.max_trials, tracker, state, folder,
                                  hooks.log, hooks.on_trial)
         try:
-            result = _search_and_finish(spec, task, tracker, recorder, folder, paths, mode, hooks)
+            result = _search_and_finish(spec, task, tracker, recorder, folder, paths, mode, hooks, workers)
             state.status = FINISHED
             recorder.save()
         except BaseException as exc:
@@ -103,7 +107,7 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
 
 
 def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialRecorder, folder: Path,
-                       paths: SweepPaths, mode: str, hooks: Hooks) -> SweepResult:
+                       paths: SweepPaths, mode: str, hooks: Hooks, workers: WorkerPlan | None) -> SweepResult:
     import keras_tuner as kt
 
     from lstm_models.search.finish import Sweep, SweepResult, best_per_cell, finish
@@ -115,17 +119,20 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
     hypermodel = SweepHyperModel(spec, inputs, batches)
     limits = Limits(spec.name, spec.tuner.max_trials, spec.tuner.time_budget, hooks.clock, hooks.log)
     objective = kt.Objective(spec.objective, direction=spec.direction)
-    tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder)
+    tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder, bool(workers))
     if mode == "resume":
         restore_trials(recorder, tuner.oracle, hypermodel.model_spec, folder, spec.name)
     budget = f", time budget {format_duration(spec.tuner.time_budget)}" if spec.tuner.time_budget else ""
     hooks.log(f"sweep {spec.name}: {spec.tuner.kind} search over {', '.join(spec.search.cells.values)}, "
               f"objective {spec.objective} ({spec.direction}), at most {spec.tuner.max_trials} trials "
               f"of at most {spec.tuner.max_epochs} epochs{budget}; state in {folder}")
-    try:
-        tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
-    except SearchDone:
-        pass
+    if workers:
+        run_workers(workers, tuner.oracle, recorder, hypermodel.model_spec, folder, hooks.log)
+    else:
+        try:
+            tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
+        except SearchDone:
+            pass
     result = SweepResult(spec=spec, trials=recorder.trials, best=recorder.best,
                          best_per_cell=best_per_cell(recorder.trials, spec.direction), test_metric=task.test_metric,
                          parent_run_id=recorder.state.parent_run_id, test_size=task.data.sizes()["test"],

@@ -12,13 +12,15 @@ loudly if a keras-tuner or TensorFlow release changes one of them.
 from __future__ import annotations
 
 import gc
+import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import keras
 import keras_tuner as kt
 
-from lstm_models.search.hypermodel import SweepHyperModel
+from lstm_models.search.hypermodel import EpochLog, SweepHyperModel
 from lstm_models.search.interrupt import Deferral
 from lstm_models.search.limits import Limits
 from lstm_models.search.recorder import TrialRecorder
@@ -131,7 +133,8 @@ class _TrackedTuner:
                 self._spec = None
                 ended = self.oracle.get_trial(trial.trial_id)
                 ok = ended.status == COMPLETED
-                self._recorder.end(ended.score if ok else None, ended.best_step, "" if ok else ended.message)
+                message = "" if ok else (ended.message or trial.message or "")  # a worker's comes from its own trial
+                self._recorder.end(ended.score if ok else None, ended.best_step, message)
                 forget_custom_gradients(self._gradients)
         self._limits.after_trial(self._recorder)
 
@@ -144,23 +147,6 @@ class _TrackedTuner:
         keras.backend.clear_session()
         gc.collect()
         return restore(self, self.hypermodel.build(trial.hyperparameters), trial.trial_id)
-
-
-class EpochLog(keras.callbacks.Callback):
-    """Hands every epoch's metrics and time, and the model's size, to the recorder."""
-
-    def __init__(self, recorder: TrialRecorder):
-        super().__init__()
-        self.recorder, self.start = recorder, 0.0
-
-    def on_train_begin(self, logs=None):
-        self.recorder.current.n_params = self.model.count_params()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.recorder.epoch(epoch, self.params["epochs"], logs or {}, time.perf_counter() - self.start)
 
 
 def restore(tuner, model, trial_id: str):
@@ -213,12 +199,83 @@ def requeue_unended(oracle) -> set[str]:
     return unended
 
 
+class _TrialCap:
+    """Mixed into an oracle: no new trial once ``trial_cap`` trials exist (Hyperband has no cap of
+    its own; with workers the cap must be the oracle's, which sees every worker's trials)."""
+
+    trial_cap: int | None = None
+
+    def populate_space(self, trial_id):
+        if self.trial_cap is not None and len(self.trials) >= self.trial_cap:
+            return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+        return super().populate_space(trial_id)
+
+
+def join_chief(host: str, port: str, worker: str) -> None:
+    """Make the tuners of this process workers of the chief oracle at ``host:port``.
+
+    Keras Tuner reads its distribution settings from the environment only, when a tuner is made.
+    """
+    os.environ.update(KERASTUNER_TUNER_ID=worker, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=str(port))
+    _quiet_conditions()
+
+
+def _quiet_conditions() -> None:
+    """keras-tuner 1.4.8's ``Parent.to_proto`` prints a condition's first value (a stray debug
+    print) each time a conditional hyperparameter crosses gRPC; its output is dropped here."""
+    import contextlib
+    import io
+
+    # Private `keras_tuner.src.engine.conditions`: the class has no public import path.
+    from keras_tuner.src.engine import conditions
+
+    original = conditions.Parent.to_proto
+    if getattr(original, "quiet", False):
+        return
+
+    def to_proto(self):
+        with contextlib.redirect_stdout(io.StringIO()):
+            return original(self)
+
+    to_proto.quiet = True
+    conditions.Parent.to_proto = to_proto
+
+
+def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool]) -> None:
+    """Serve ``oracle`` to workers over gRPC until ``done()``; then stop the server.
+
+    Keras Tuner's own chief loop (``search`` with ``KERASTUNER_TUNER_ID=chief``) waits in 20 s
+    steps and never notices a worker that died; this one stops as soon as ``done`` says so.
+    """
+    from concurrent import futures
+
+    import grpc
+    # Private `keras_tuner.src` modules: the oracle's gRPC service has no public import path.
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+    _quiet_conditions()
+    oracle.verbose = 0  # Keras Tuner's own trial tables: the workers print our progress lines
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
+    server.add_insecure_port(f"{host}:{port}")
+    server.start()
+    try:
+        while not done():
+            time.sleep(0.5)
+    finally:
+        server.stop(grace=None)
+
+
 def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperModel, recorder: TrialRecorder,
-               limits: Limits, guard: Deferral, folder: Path):
-    """Keras Tuner on ``folder/tuner``: reloaded only when resuming (`check_start` made sure)."""
+               limits: Limits, guard: Deferral, folder: Path, workers: bool = False):
+    """Keras Tuner on ``folder/tuner``: reloaded only when resuming (`check_start` made sure).
+
+    ``workers``: the oracle is served to worker processes, so it caps the trials itself.
+    """
     tuner_base, oracle_base = KERAS_TUNERS[t.kind]
-    bases = (_BalancedCells, oracle_base) if t.balance_cells else (oracle_base,)
-    oracle_cls = type(f"Sweep{oracle_base.__name__}", bases, {})
+    bases = (_TrialCap,) + ((_BalancedCells, oracle_base) if t.balance_cells else (oracle_base,))
+    oracle_cls = type(f"Sweep{oracle_base.__name__}", bases, {"trial_cap": t.max_trials if workers else None})
     # Our own count of failures in a row replaces Keras Tuner's, which counts over the whole
     # history and would stop a resumed sweep at once.
     common = dict(objective=objective, seed=t.seed, max_retries_per_trial=0, max_consecutive_failed_trials=None)

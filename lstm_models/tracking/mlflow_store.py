@@ -149,6 +149,10 @@ class MLflowTracker:
         if "error" in run.data.tags:  # why it stopped last time; the runs keep their own reasons
             self.client.delete_tag(run_id, "error")
 
+    def join_sweep(self, run_id: str) -> None:
+        """Nest this process's trial runs under a parent run another process opened (a worker)."""
+        self.experiment_id, self.parent_run_id = self.client.get_run(run_id).info.experiment_id, run_id
+
     def running_trials(self, parent_run_id: str) -> list[str]:
         """The ids of a sweep's trial runs still marked RUNNING."""
         runs = self.client.search_runs(
@@ -187,7 +191,38 @@ def _make_client(uri: str):
         fcntl.flock(lock, fcntl.LOCK_EX)
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         client.search_experiments(max_results=1)  # creates and migrates the tables
-    return client
+    return _RetryLocked(client)
+
+
+class _RetryLocked:
+    """An `MlflowClient` on SQLite whose calls are retried while another process holds the write lock.
+
+    Several processes (a sweep's workers, or two sweeps) write one SQLite file; SQLite refuses a
+    write while another one holds the lock ("database is locked"). The refused transaction was
+    rolled back whole, so running the call again writes it once: no run is lost or doubled.
+    """
+
+    TRIES = 12
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args, **kwargs):
+            import time
+
+            for attempt in range(self.TRIES):
+                try:
+                    return method(*args, **kwargs)
+                except Exception as exc:  # MlflowException wrapping sqlalchemy's OperationalError
+                    if "database is locked" not in str(exc) or attempt == self.TRIES - 1:
+                        raise
+                    time.sleep(min(0.1 * 2 ** attempt, 3.0))
+        return call
 
 
 def _check_health(uri: str, timeout: float) -> None:

@@ -30,6 +30,9 @@ class Tracker(Protocol):
     def reopen_sweep(self, run_id: str) -> None:
         """Continue a sweep's parent run (on resume)."""
 
+    def join_sweep(self, run_id: str) -> None:
+        """Nest this process's trial runs under a parent run another process opened (a worker)."""
+
     def start_trial(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """Open a trial's run under the parent; return its id."""
 
@@ -66,6 +69,9 @@ class NullTracker:
         return ""
 
     def reopen_sweep(self, run_id: str) -> None:
+        pass
+
+    def join_sweep(self, run_id: str) -> None:
         pass
 
     def start_trial(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:

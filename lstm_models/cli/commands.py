@@ -1,0 +1,207 @@
+"""The commands behind ``lstm-models sweep | tracking-server | datasets | gates | gradients``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lstm_models.errors import ConfigError, check_writable
+from lstm_models.spec.sweep import CELL_NAMES
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
+
+
+def _git_commit() -> str:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return done.stdout.strip() if done.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _ui_command(uri: str) -> str:
+    if uri == DEFAULT_TRACKING_URI:
+        return "make ui   (MLflow UI on http://127.0.0.1:5000)"
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+
+
+def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
+    from lstm_models.spec.sweep import load_sweep
+
+    # 1. the spec, 2. the folders, 3. the tracking store, 4. the data; run_sweep checks the state.
+    _check_workers(args)
+    spec = load_sweep(args.spec).with_overrides(
+        max_trials=args.max_trials, max_epochs=args.max_epochs, kind=args.tuner, seed=args.seed,
+        time_budget=args.time_budget)
+    folder = Path(args.workdir) / spec.name
+    output = Path(args.output)
+    check_writable(output, f"--output {output}")
+    check_writable(folder, f"--workdir {args.workdir}")
+
+    from lstm_models.tracking.tracker import make_tracker
+
+    tracker = make_tracker(args.tracking_uri)
+    tracker.check()
+
+    from lstm_models.data import load_dataset
+
+    data = load_dataset(spec.dataset, Path(args.cache_dir))
+
+    from lstm_models.search.run import Hooks, SweepPaths, run_sweep
+    from lstm_models.tracking.report import format_leaderboard
+
+    args.state_folder = folder
+    mode = "resume" if args.resume else "fresh" if args.fresh else "new"
+    commit = _git_commit()
+    hooks = Hooks(log=lambda line: print(line, flush=True), guard=guard,
+                  tags={"git_commit": commit, "mlflow.source.git.commit": commit})
+    if args.worker:
+        return _work(args, spec, data, tracker, folder, hooks)
+    result = run_sweep(spec, data, tracker, SweepPaths(output, folder), mode, hooks, _worker_plan(args, argv))
+    print()
+    print(format_leaderboard(result))
+    if result.stop_reason:
+        print(f"Stopped early: {result.stop_reason}")
+    print(f"SavedModel: {result.export_dir}  (tf.saved_model.load(path).serve(x))")
+    if tracker.enabled:
+        print(f"MLflow: experiment {spec.name!r}, parent run {result.parent_run_id} in {args.tracking_uri}")
+        print(f"Open the UI: {_ui_command(args.tracking_uri)}")
+    return 0
+
+
+def _check_workers(args: argparse.Namespace) -> None:
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise ConfigError(f"--workers must be an int in [1, 64]. Got {args.workers} instead.")
+    if args.workers and args.resume:
+        raise ConfigError("--workers with --resume: resuming a sweep of workers is not supported yet; "
+                          "resume without --workers, or start a new sweep with --fresh --workers N")
+    if args.worker and ":" not in args.worker:
+        raise ConfigError(f"--worker {args.worker}: expected HOST:PORT of the chief")
+
+
+def _worker_plan(args: argparse.Namespace, argv: list[str]):
+    """The chief's plan for ``--workers N``: workers get this command line, less --workers/--fresh."""
+    if not args.workers:
+        return None
+    from lstm_models.search.workers import WorkerPlan, gpu_ids
+
+    skip, rest = {"--workers", "--fresh", "--resume"}, []
+    it = iter(argv)
+    for a in it:
+        if a.split("=")[0] in skip:
+            if a == "--workers":
+                next(it, None)
+            continue
+        rest.append(a)
+    return WorkerPlan(args.workers, tuple(rest), dict(os.environ), os.cpu_count() or 1, gpu_ids(dict(os.environ)))
+
+
+def _work(args: argparse.Namespace, spec, data, tracker, folder: Path, hooks) -> int:
+    """A worker process: train what the chief's oracle hands out (the chief finishes the sweep)."""
+    from lstm_models.search.workers import PARENT_ENV, run_worker
+
+    parent = os.environ.get(PARENT_ENV, "")
+    wid = args.worker_id
+    hooks = dataclasses.replace(hooks, log=lambda text: print("\n".join(f"{wid}: {line}" for line in text.splitlines()),
+                                                              flush=True))
+    trained = run_worker(spec, data, tracker, folder, args.worker, wid, parent, hooks)
+    print(f"{args.worker_id}: {trained} trial(s) trained; the chief finishes the sweep", flush=True)
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from lstm_models.data import catalog
+
+    if args.action is None:
+        rows = catalog.available(Path(args.cache_dir))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        print(f"{'kind':<{widths[0]}}  {'name':<{widths[1]}}  {'task':<{widths[2]}}  size")
+        for row in rows:
+            print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + "  " + row[3])
+        print("lstm-models datasets show SPEC   loads a spec's dataset and prints its splits")
+        return 0
+    from lstm_models.data import load_dataset
+    from lstm_models.spec.sweep import load_sweep
+
+    spec = load_sweep(args.spec)
+    data = load_dataset(spec.dataset, Path(args.cache_dir))
+    from lstm_models.tasks import task_for  # TensorFlow loads only once the data is read
+
+    print("\n".join(task_for(data).describe()))
+    return 0
+
+
+def _out_dir(value: str) -> Path:
+    out = Path(value)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    return out
+
+
+def cmd_gates(args: argparse.Namespace) -> int:
+    from lstm_models.export import load_export, read_export
+    from lstm_models.inspect.gates import gates_report
+    from lstm_models.tasks import check_input
+
+    given = check_input(read_export(args.export), args.text, args.values)  # before TensorFlow loads
+    out = _out_dir(args.out)
+    model, meta = load_export(args.export)
+    from lstm_models.tasks.text import text_input
+
+    x, labels = given or text_input(model, args.text)
+    lines = gates_report(model, x, labels, out, title=f"{Path(args.export).name}: {meta.get('cell', '')}")
+    for line in lines:
+        print(line)
+    print(f"wrote {out / 'gates.csv'} and {out / 'gates.png'} ({len(labels)} steps)")
+    return 0
+
+
+def cmd_gradients(args: argparse.Namespace) -> int:
+    from lstm_models.spec.rules import Rule, check_scalar
+
+    for flag, value, lo, hi in (("--length", args.length, 2, 10_000), ("--units", args.units, 1, 1024),
+                                ("--batch", args.batch, 1, 1024)):
+        check_scalar(value, Rule(int, min=lo, max=hi), flag)
+    out = _out_dir(args.out)
+    cells = args.cells.split(",") if args.cells else ([] if args.trained else list(CELL_NAMES))
+    for cell in cells:
+        if cell not in CELL_NAMES:
+            raise ConfigError(f"--cells: {cell!r} is not one of {', '.join(CELL_NAMES)}")
+    from lstm_models.export import load_export, read_export
+
+    if args.trained:
+        read_export(args.trained)  # a wrong folder is reported before TensorFlow loads
+    from lstm_models.inspect import gradients
+
+    probes = [gradients.probe_fresh(c, args.length, args.units, args.batch) for c in cells]
+    if args.trained:
+        model, meta = load_export(args.trained)
+        name = f"{meta.get('cell', '?')} (trained: {Path(args.trained).name})"
+        probes.append(gradients.probe_trained(model, args.length, name, args.batch))
+    for line in gradients.gradients_report(probes, out):
+        print(line)
+    print(f"wrote {out / 'gradients.csv'} and {out / 'gradients.png'}")
+    return 0
+
+
+def cmd_tracking_server(args: argparse.Namespace) -> int:
+    from lstm_models.tracking import server
+
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be in [1, 65535]. Got {args.port} instead.")
+    if server.is_public(args.host):
+        if not args.allow_public:
+            raise ConfigError(f"--host {args.host}: not a loopback address; MLflow's server has no authentication "
+                              "by default, so binding it needs --allow-public (on a private network only)")
+        print(f"warning: the tracking server listens on {args.host}:{args.port}; anyone who reaches that port can "
+              "read and write every run: keep it on a private network", file=sys.stderr, flush=True)
+    try:
+        server.serve(args.host, args.port, Path(args.artifacts), args.db_url,
+                     None if args.db_url else Path(args.db_dir), log=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        return 0  # SIGINT or SIGTERM: both servers were stopped on the way out
+    return 0

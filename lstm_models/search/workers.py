@@ -1,0 +1,166 @@
+"""Local workers: Keras Tuner's chief/worker engine, the chief in this process, N workers beside it.
+
+The chief runs the oracle as a gRPC service on 127.0.0.1 (a free port) and starts N worker
+processes (``lstm-models sweep SPEC --worker 127.0.0.1:PORT --worker-id worker-I``). Each worker
+asks the oracle for trials, trains them with its own TensorFlow threads (the cores shared out),
+and records each trial as a nested run of the sweep's one parent run, tagged with the worker's
+id, host and process. Checkpoints go to the sweep's folder, which all processes share. When
+every worker has exited, the chief reads their trial records and finishes the sweep as a
+single process would (test scores, baselines, export).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from lstm_models.search.recorder import TrialRecorder, TrialResult
+from lstm_models.search.state import STATE_FILE, SweepState, load_state
+
+WORKERS_FOLDER = "workers"
+PARENT_ENV = "LSTM_MODELS_PARENT_RUN"  # how a local worker learns the sweep's parent run
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How the chief starts its workers.
+
+    Args:
+        count: how many worker processes.
+        argv: the ``lstm-models`` command line of the chief (its spec and flags), to which each
+            worker adds ``--worker HOST:PORT --worker-id ID``.
+        environ: the environment the workers start from.
+        cores: the cores this machine has (shared out between the workers).
+        gpus: the GPUs the workers take in turn (``CUDA_VISIBLE_DEVICES``), none on a CPU machine.
+    """
+
+    count: int
+    argv: tuple[str, ...]
+    environ: dict = field(default_factory=dict)
+    cores: int = 1
+    gpus: tuple[str, ...] = ()
+
+    def worker_env(self, index: int, parent_run_id: str) -> dict:
+        """The environment of worker ``index`` (0-based): its threads, its GPU, the parent run."""
+        threads = str(max(1, self.cores // self.count))
+        env = {**self.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
+               "OMP_NUM_THREADS": threads, PARENT_ENV: parent_run_id}
+        env["CUDA_VISIBLE_DEVICES"] = self.gpus[index % len(self.gpus)] if self.gpus else ""
+        return env
+
+    def command(self, index: int, port: int) -> list[str]:
+        return [sys.executable, "-m", "lstm_models", *self.argv, "--worker", f"127.0.0.1:{port}",
+                "--worker-id", worker_id(index)]
+
+
+def worker_id(index: int) -> str:
+    return f"worker-{index + 1}"
+
+
+def gpu_ids(environ: dict) -> tuple[str, ...]:
+    """The GPUs to share out: ``CUDA_VISIBLE_DEVICES`` if set, else those ``nvidia-smi -L`` lists."""
+    given = environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return tuple(g.strip() for g in given.split(",") if g.strip() and g.strip() != "-1")
+    if not shutil.which("nvidia-smi"):
+        return ()
+    done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    return tuple(str(i) for i, line in enumerate(done.stdout.splitlines()) if line.startswith("GPU "))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_workers(plan: WorkerPlan, oracle, recorder: TrialRecorder, model_spec: Callable, folder: Path,
+                log: Callable[[str], None]) -> None:
+    """Serve ``oracle`` to ``plan.count`` worker processes until all have exited; keep their trials.
+
+    A worker that exits with an error is reported; the trial it was running is lost with it, and
+    the others go on. Its finished trials are kept. ``model_spec``: ``hp -> ModelSpec``.
+    """
+    from lstm_models.search.tuner import serve_oracle
+
+    port = free_port()
+    parent = recorder.state.parent_run_id
+    log(f"chief: oracle on 127.0.0.1:{port}, {plan.count} workers, "
+        f"{max(1, plan.cores // plan.count)} TensorFlow thread(s) each")
+    procs = [subprocess.Popen(plan.command(i, port), env=plan.worker_env(i, parent)) for i in range(plan.count)]
+    try:
+        serve_oracle(oracle, "127.0.0.1", port, done=lambda: all(p.poll() is not None for p in procs))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=60)
+    for i, proc in enumerate(procs):
+        if proc.returncode != 0:
+            log(f"chief: {worker_id(i)} exited with code {proc.returncode}; its running trial is lost")
+    for result in gather(folder):
+        result.spec = model_spec(oracle.trials[result.trial_id].hyperparameters.copy())
+        recorder.keep(result)
+        recorder.save(result)
+    recorder.save()
+
+
+def gather(folder: Path) -> list[TrialResult]:
+    """Every worker's trial records, in trial order (their specs are filled in by the caller)."""
+    out = []
+    for state_file in sorted((Path(folder) / WORKERS_FOLDER).glob(f"*/{STATE_FILE}")):
+        for rec in load_state(state_file.parent).trials.values():
+            out.append(TrialResult(spec=None, **rec))
+    return sorted(out, key=lambda t: t.number)
+
+
+def worker_tags(wid: str) -> dict[str, str]:
+    """The tags of every trial run a worker trains: which worker, on which host, in which process."""
+    return {"worker": wid, "worker_host": socket.gethostname(), "worker_pid": str(os.getpid())}
+
+
+def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_run_id: str, hooks) -> int:
+    """Join the chief at ``chief`` (HOST:PORT) and train the trials its oracle hands out.
+
+    Args:
+        spec: the same sweep spec as the chief's. data: the loaded splits.
+        tracker: the same tracking store as the chief's; trials become runs of ``parent_run_id``.
+        folder: the sweep's folder (shared with the chief: checkpoints, this worker's records).
+        wid: this worker's id. hooks: progress lines, signals, clock (`lstm_models.search.run.Hooks`).
+
+    Returns:
+        How many trials this worker trained.
+    """
+    import keras_tuner as kt
+
+    from lstm_models.errors import SearchDone
+    from lstm_models.search.hypermodel import SweepHyperModel
+    from lstm_models.search.limits import Limits
+    from lstm_models.search.tuner import make_tuner, join_chief
+    from lstm_models.tasks import task_for
+
+    host, port = chief.rsplit(":", 1)
+    join_chief(host, port, wid)
+    tracker.join_sweep(parent_run_id)
+    task = task_for(data)
+    inputs = task.make_inputs(spec.dataset.options.get("max_tokens"))
+    hypermodel = SweepHyperModel(spec, inputs, task.batches(inputs))
+    own = Path(folder) / WORKERS_FOLDER / wid
+    state = SweepState(name=spec.name, parent_run_id=parent_run_id, tracking_uri=tracker.uri, spec=spec.to_dict())
+    recorder = TrialRecorder(spec.objective, spec.direction, spec.tuner.max_trials, tracker, state, own, hooks.log,
+                             hooks.on_trial, run_tags=worker_tags(wid), number_from_id=True)
+    limits = Limits(spec.name, spec.tuner.max_trials, spec.tuner.time_budget, hooks.clock, hooks.log)
+    objective = kt.Objective(spec.objective, direction=spec.direction)
+    tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder)
+    try:
+        tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
+    except SearchDone:
+        pass
+    recorder.save()
+    return len(recorder.trials)

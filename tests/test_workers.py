@@ -1,0 +1,72 @@
+"""Local workers: a chief serving Keras Tuner's oracle and worker processes training its trials."""
+
+import json
+import os
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lstm_models.search.workers import PARENT_ENV, WorkerPlan, gpu_ids
+
+from conftest import CACHE, run_cli, tiny_series_spec, write_spec
+
+
+def test_each_worker_gets_its_share_of_the_cores_and_its_own_gpu():
+    plan = WorkerPlan(3, ("sweep", "spec.yaml"), {"PATH": "/bin"}, cores=8, gpus=("0", "1"))
+    envs = [plan.worker_env(i, "p1") for i in range(3)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "0"]  # round-robin
+    assert {e["TF_NUM_INTRAOP_THREADS"] for e in envs} == {"2"} and {e["TF_NUM_INTEROP_THREADS"] for e in envs} == {"1"}
+    assert all(e[PARENT_ENV] == "p1" and e["PATH"] == "/bin" for e in envs)
+    assert WorkerPlan(4, (), cores=2).worker_env(0, "")["TF_NUM_INTRAOP_THREADS"] == "1"  # never 0 threads
+    assert WorkerPlan(2, (), cores=2).worker_env(1, "")["CUDA_VISIBLE_DEVICES"] == ""  # no GPU: none visible
+    assert plan.command(1, 4321) == [sys.executable, "-m", "lstm_models", "sweep", "spec.yaml",
+                                     "--worker", "127.0.0.1:4321", "--worker-id", "worker-2"]
+
+
+def test_the_gpus_to_share_come_from_cuda_visible_devices():
+    assert gpu_ids({"CUDA_VISIBLE_DEVICES": "0, 2"}) == ("0", "2")
+    assert gpu_ids({"CUDA_VISIBLE_DEVICES": "-1"}) == ()
+    assert gpu_ids({"CUDA_VISIBLE_DEVICES": ""}) == ()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--workers", "0"], "--workers must be an int in [1, 64]. Got 0 instead."),
+    (["--workers", "2", "--resume"], "--workers with --resume: resuming a sweep of workers is not supported yet; "
+                                     "resume without --workers, or start a new sweep with --fresh --workers N"),
+])
+def test_bad_worker_flags_exit_2(tmp_path, flags, message):
+    write_spec(tmp_path, tiny_series_spec())
+    done = run_cli("sweep", "spec.yaml", "--tracking-uri", "none", *flags, cwd=tmp_path, timeout=60)
+    assert (done.returncode, done.stderr.strip()) == (2, f"lstm-models: error: {message}")
+
+
+@pytest.mark.slow
+def test_a_chief_and_two_workers_finish_every_trial_once_under_one_parent(tmp_path):
+    write_spec(tmp_path, tiny_series_spec(max_trials=4, max_epochs=1))
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"  # several writers on one SQLite file
+    done = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--cache-dir", str(CACHE), "--workers", "2",
+                   cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "chief: oracle on 127.0.0.1:" in done.stdout and "4 trials (0 failed)" in done.stdout
+    assert "\nlstm\n" not in done.stdout and "Search: Running Trial" not in done.stdout  # Keras Tuner kept quiet
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    trials = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
+                    key=lambda r: r.info.run_name)
+    assert parent.info.status == "FINISHED" and parent.data.tags["workers"] == "2"
+    assert [(r.info.run_name.split()[0], r.info.status) for r in trials] == [
+        (f"trial-0{n}", "FINISHED") for n in (1, 2, 3, 4)]
+    assert {r.data.tags["worker"] for r in trials} <= {"worker-1", "worker-2"}
+    pids = {}
+    for r in trials:  # each worker is one process, not the chief
+        pids.setdefault(r.data.tags["worker"], set()).add(r.data.tags["worker_pid"])
+        assert r.data.tags["worker_host"] and r.data.tags["worker"] in done.stdout
+    assert all(len(p) == 1 for p in pids.values()) and len(set.union(*pids.values())) == len(pids)
+    configs = [json.dumps({k: v for k, v in r.data.params.items()}, sort_keys=True) for r in trials]
+    assert len(set(configs)) == 4  # no two trials with the same hyperparameters
+    state = json.loads((tmp_path / "runs" / "tiny-sunspots" / "sweep.json").read_text())
+    assert state["status"] == "finished" and sorted(rec["status"] for rec in state["trials"].values()) == ["FINISHED"] * 4
+    assert (tmp_path / "exports" / "tiny-sunspots" / "saved_model.pb").is_file()
+    assert os.path.isdir(tmp_path / "runs" / "tiny-sunspots" / "workers")
