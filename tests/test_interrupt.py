@@ -165,8 +165,9 @@ def test_an_interrupt_while_a_trial_ends_is_raised_after_all_three_records_agree
 
     # The state file: still searching, trial 1 FINISHED with the oracle's score.
     state = json.loads((workdir / "sweep.json").read_text(encoding="utf-8"))
-    assert state["status"] == "searching" and list(state["trials"]) == ["0"]
-    record = state["trials"]["0"]
+    assert state["status"] == "searching"
+    (record,) = state["trials"].values()
+    assert (record["trial_id"], record["lost"]) == ("0", False)
     assert (record["number"], record["status"], record["objective"], record["error"]) == (1, "FINISHED", score, "")
     assert record["best_epoch"] == ktrial["best_step"] == 0
 
@@ -200,5 +201,5 @@ def test_an_interrupt_while_a_trial_ends_is_raised_after_all_three_records_agree
     assert (kept.info.run_id, kept.info.end_time, kept.data.metrics["final_val_rmse"]) == (
         first.info.run_id, first.info.end_time, score)
     state = json.loads((workdir / "sweep.json").read_text(encoding="utf-8"))
-    assert state["status"] == "finished" and state["trials"]["0"] == record
+    assert state["status"] == "finished" and state["trials"][record["run_id"]] == record
     assert sorted(p.name for p in tuner.glob("trial_*")) == ["trial_0", "trial_1", "trial_2"]

@@ -21,7 +21,7 @@ FLOORS = [
     ("lstm_models.search",),
     ("lstm_models.cli", "lstm_models.__main__", "lstm_models"),
 ]
-PRIVATE = ("_retry_queue", "_save_trial", "_seed_state", "_try_build", "_get_checkpoint_fname", "_gradient_registry",
+PRIVATE = ("_retry_queue", "_save_trial", "_seed_state", "keras_tuner.src", "_try_build", "_get_checkpoint_fname", "_gradient_registry",
            "_build_hypermodel")
 
 

@@ -31,7 +31,7 @@ def setup(tmp_path):
 def test_a_finished_trial_has_its_run_record_and_lines(setup):
     recorder, client, lines, ended, state_file = setup
     result = recorder.begin("00", SPEC, {"tuner/epochs": 2}, note=" (note)")
-    assert json.loads(state_file.read_text())["trials"]["1"]["status"] == "RUNNING"
+    assert json.loads(state_file.read_text())["trials"][result.run_id]["status"] == "RUNNING"
     recorder.current.n_params = 123
     recorder.epoch(0, 2, {"loss": 4.0, "val_rmse": 3.0}, seconds=2.0)
     recorder.epoch(1, 2, {"loss": 2.0, "val_rmse": 1.5}, seconds=4.0)
@@ -43,7 +43,7 @@ def test_a_finished_trial_has_its_run_record_and_lines(setup):
     assert run.data.metrics["final_val_rmse"] == 1.5 and run.data.metrics["param_count"] == 123
     assert run.data.metrics["seconds_per_epoch"] == 3.0 and run.data.metrics["best_epoch"] == 1
     assert [(m.step, m.value) for m in client.get_metric_history(result.run_id, "val_rmse")] == [(0, 3.0), (1, 1.5)]
-    record = json.loads(state_file.read_text())["trials"]["1"]
+    record = json.loads(state_file.read_text())["trials"][result.run_id]
     assert (record["status"], record["objective"], record["epochs"]) == ("FINISHED", 1.5, 2)
     assert lines[0].splitlines()[0] == "[trial 1/3] gru 1x4 lb6 do0 (note)"
     assert lines[1] == "    epoch 1/2  loss 4.0000  val_rmse 3.0000  (2.0s)"
@@ -74,7 +74,7 @@ def test_abort_closes_the_running_trial_as_killed(setup):
     run = client.get_run(result.run_id)
     assert (run.info.status, run.data.tags["error"], run.data.tags["lost"]) == ("KILLED", INTERRUPTED, "true")
     assert result.lost and recorder.counted() == 0  # lost with its process: --resume runs it again
-    assert json.loads(state_file.read_text())["trials"]["1"]["status"] == "KILLED"
+    assert json.loads(state_file.read_text())["trials"][result.run_id]["status"] == "KILLED"
     assert ended == [] and recorder.current is None
     recorder.abort("FAILED")  # nothing running: nothing to do
     assert client.get_run(result.run_id).info.status == "KILLED"

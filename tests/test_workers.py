@@ -70,3 +70,58 @@ def test_a_chief_and_two_workers_finish_every_trial_once_under_one_parent(tmp_pa
     assert state["status"] == "finished" and sorted(rec["status"] for rec in state["trials"].values()) == ["FINISHED"] * 4
     assert (tmp_path / "exports" / "tiny-sunspots" / "saved_model.pb").is_file()
     assert os.path.isdir(tmp_path / "runs" / "tiny-sunspots" / "workers")
+
+
+def _children(pid):
+    out = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+                cmdline = open(f"/proc/{stat}/cmdline").read().split("\0")
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append((int(stat), cmdline))
+    return out
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_worker_in_mid_trial_loses_no_trial(tmp_path):
+    import signal
+    import subprocess
+
+    from conftest import ROOT
+
+    spec = tiny_series_spec(max_trials=4, max_epochs=4)
+    spec["early_stopping"] = {"patience": 0}  # every trial trains all its epochs: time to kill one
+    write_spec(tmp_path, spec)
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    chief = subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--tracking-uri", uri,
+                              "--cache-dir", str(CACHE), "--workers", "2"], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, killed = [], None
+    for line in chief.stdout:
+        lines.append(line)
+        if killed is None and line.startswith("worker-1:     epoch 2/"):  # worker-1 is in mid-trial
+            (killed,) = [pid for pid, cmd in _children(chief.pid) if cmd[-2:] == ["--worker-id", "worker-1"]]
+            os.kill(killed, signal.SIGKILL)
+    err = chief.stderr.read()
+    assert chief.wait(timeout=900) == 0, err[-3000:]
+    out = "".join(lines)
+    assert killed is not None, out[-3000:]
+    assert "chief: worker-1 died (exit code -9) during trial " in out and "a new worker runs it again" in out
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
+    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    finished = [r for r in trials if r.info.status == "FINISHED"]
+    (lost,) = [r for r in trials if r.info.status != "FINISHED"]
+    assert len(finished) == 4  # == max_trials: no trial lost
+    assert sorted(r.info.run_name.split()[0] for r in finished) == ["trial-01", "trial-02", "trial-03", "trial-04"]
+    assert (lost.info.status, lost.data.tags["lost"], lost.data.tags["worker"]) == ("FAILED", "true", "worker-1")
+    assert lost.data.tags["worker_pid"] == str(killed)
+    (again,) = [r for r in finished if r.data.tags["trial_id"] == lost.data.tags["trial_id"]]
+    assert again.data.params == lost.data.params and again.data.tags["worker"] != "worker-1"
+    assert "5 trials (0 failed, 1 lost with its process and run again)" in out

@@ -88,7 +88,8 @@ class TrialRecorder:
 
     def save(self, result: TrialResult | None = None) -> None:
         if result is not None:
-            self.state.trials[str(result.number)] = result.record()
+            # Keyed by run (a lost trial and its rerun share a number when workers number trials by id).
+            self.state.trials[result.run_id or str(result.number)] = result.record()
         save_state(self.folder, self.state)
 
     def keep(self, result: TrialResult) -> None:

@@ -40,7 +40,7 @@ class SweepState:
     spec: dict[str, Any]
     status: str = SEARCHING
     started: float = field(default_factory=time.time)
-    trials: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial number -> record (with its Keras Tuner trial id)
+    trials: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id (trial number without one) -> record
 
     def describe(self) -> str:
         counts: dict[str, int] = {}

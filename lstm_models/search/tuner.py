@@ -1,12 +1,9 @@
-"""Keras Tuner, adapted: the only module that uses a private member of Keras Tuner or TensorFlow.
+"""Keras Tuner, adapted: the only module that uses private Keras Tuner or TensorFlow members (each
+names the public gap it fills; `tests/test_tuner.py` fails loudly if a release changes one).
 
-Keras Tuner decides what to try (its oracle) and how to train (its `Tuner`); the hypermodel
-(`lstm_models.search.hypermodel`) builds and fits. The mixins here give every cell type its turn,
-hand each trial to the recorder and the limits, hold interrupts while a trial's three records
-(oracle, state file, MLflow) change, and let each trial's training graph go when it ends.
-
-Each private member used below names the public gap it fills; `tests/test_tuner.py` fails
-loudly if a keras-tuner or TensorFlow release changes one of them.
+The mixins give every cell type its turn, hand each trial to the recorder and the limits, hold
+interrupts while a trial's three records (oracle, state file, MLflow) change, let each trial's
+graph go when it ends; the rest serves the oracle to worker processes and requeues lost trials.
 """
 
 from __future__ import annotations
@@ -134,7 +131,10 @@ class _TrackedTuner:
                 ended = self.oracle.get_trial(trial.trial_id)
                 ok = ended.status == COMPLETED
                 message = "" if ok else (ended.message or trial.message or "")  # a worker's comes from its own trial
-                self._recorder.end(ended.score if ok else None, ended.best_step, message)
+                # Keras Tuner counts best_step from the trial's first epoch; a continued Hyperband
+                # trial starts at tuner/initial_epoch.
+                best = ended.best_step + trial.hyperparameters.values.get("tuner/initial_epoch", 0) if ok else None
+                self._recorder.end(ended.score if ok else None, best, message)
                 forget_custom_gradients(self._gradients)
         self._limits.after_trial(self._recorder)
 
@@ -173,13 +173,9 @@ def custom_gradients() -> set[str]:
 
 
 def forget_custom_gradients(before: set[str]) -> None:
-    """Drop the gradient functions a trial's train step registered in TensorFlow's global registry.
-
-    Each ``tf.custom_gradient`` traced in graph mode registers a uniquely named gradient function
-    there, and nothing ever removes it; its closure holds the whole train-step graph. That was
-    the sweep's memory leak (about 18 MiB per tiny trial, see benchmarks/soak.py). Once a trial
-    has ended nothing differentiates its graphs again, so its entries can go.
-    """
+    """Drop the gradient functions a trial's train step registered in TensorFlow's global registry:
+    each ``tf.custom_gradient`` traced in graph mode adds one, never removed, holding the train-step
+    graph (the sweep's memory leak, ~18 MiB per tiny trial: benchmarks/soak.py)."""
     registry = _gradient_registry()
     for key in custom_gradients() - before:
         registry.pop(key, None)
@@ -211,11 +207,25 @@ class _TrialCap:
         return super().populate_space(trial_id)
 
 
-def join_chief(host: str, port: str, worker: str) -> None:
-    """Make the tuners of this process workers of the chief oracle at ``host:port``.
+@kt.synchronized
+def requeue_worker_trial(oracle, worker: str) -> str | None:
+    """A worker died: its running trial goes back to the queue for another worker; return its id.
 
-    Keras Tuner reads its distribution settings from the environment only, when a tuner is made.
+    Keras Tuner has no heartbeat: a dead worker's trial would stay "running" forever.
     """
+    # Private `_retry_queue` (as in `requeue_unended`); `ongoing_trials` and `tuner_ids` are
+    # the oracle's public attributes. `kt.synchronized` takes the oracle's lock (gRPC threads).
+    oracle.tuner_ids.discard(worker)
+    trial = oracle.ongoing_trials.pop(worker, None)
+    if trial is None:
+        return None
+    oracle._retry_queue.append(trial.trial_id)
+    oracle.save()
+    return trial.trial_id
+
+
+def join_chief(host: str, port: str, worker: str) -> None:
+    """Make this process's tuners workers of the chief at ``host:port`` (Keras Tuner reads that from the environment)."""
     os.environ.update(KERASTUNER_TUNER_ID=worker, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=str(port))
     _quiet_conditions()
 
@@ -242,11 +252,8 @@ def _quiet_conditions() -> None:
 
 
 def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool]) -> None:
-    """Serve ``oracle`` to workers over gRPC until ``done()``; then stop the server.
-
-    Keras Tuner's own chief loop (``search`` with ``KERASTUNER_TUNER_ID=chief``) waits in 20 s
-    steps and never notices a worker that died; this one stops as soon as ``done`` says so.
-    """
+    """Serve ``oracle`` to workers over gRPC until ``done()`` (Keras Tuner's own chief loop waits in 20 s
+    steps and never notices a dead worker)."""
     from concurrent import futures
 
     import grpc

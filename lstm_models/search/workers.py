@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lstm_models.search.recorder import TrialRecorder, TrialResult
+from lstm_models.search.recorder import TrialRecorder, TrialResult, fail_runs
 from lstm_models.search.state import STATE_FILE, SweepState, load_state
 
 WORKERS_FOLDER = "workers"
@@ -84,31 +84,72 @@ def run_workers(plan: WorkerPlan, oracle, recorder: TrialRecorder, model_spec: C
                 log: Callable[[str], None]) -> None:
     """Serve ``oracle`` to ``plan.count`` worker processes until all have exited; keep their trials.
 
-    A worker that exits with an error is reported; the trial it was running is lost with it, and
-    the others go on. Its finished trials are kept. ``model_spec``: ``hp -> ModelSpec``.
+    A worker that dies (``kill -9``, a crash) loses no trial: its running trial goes back to the
+    oracle's queue, its run is closed FAILED and tagged ``lost``, and a new worker takes its place,
+    so another worker runs that trial with the same hyperparameters. ``model_spec``: ``hp -> ModelSpec``.
     """
     from lstm_models.search.tuner import serve_oracle
 
     port = free_port()
-    parent = recorder.state.parent_run_id
     log(f"chief: oracle on 127.0.0.1:{port}, {plan.count} workers, "
         f"{max(1, plan.cores // plan.count)} TensorFlow thread(s) each")
-    procs = [subprocess.Popen(plan.command(i, port), env=plan.worker_env(i, parent)) for i in range(plan.count)]
+    supervisor = _Supervisor(plan, port, oracle, recorder, log)
     try:
-        serve_oracle(oracle, "127.0.0.1", port, done=lambda: all(p.poll() is not None for p in procs))
+        serve_oracle(oracle, "127.0.0.1", port, done=supervisor.done)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=60)
-    for i, proc in enumerate(procs):
-        if proc.returncode != 0:
-            log(f"chief: {worker_id(i)} exited with code {proc.returncode}; its running trial is lost")
+        supervisor.stop()
     for result in gather(folder):
+        if result.status == "RUNNING":  # its worker died without closing it; the chief closed its run
+            result.status, result.lost, result.error = "FAILED", True, LOST
         result.spec = model_spec(oracle.trials[result.trial_id].hyperparameters.copy())
         recorder.keep(result)
         recorder.save(result)
     recorder.save()
+
+
+LOST = "the worker training this trial died (kill -9, crash or power loss); another worker ran it again"
+
+
+class _Supervisor:
+    """Starts the workers, notices a dead one, and hands its trial to a new worker."""
+
+    def __init__(self, plan: WorkerPlan, port: int, oracle, recorder: TrialRecorder, log: Callable[[str], None]):
+        self.plan, self.port, self.oracle, self.recorder, self.log = plan, port, oracle, recorder, log
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.started = 0
+        for _ in range(plan.count):
+            self._start()
+
+    def _start(self) -> None:
+        index, self.started = self.started, self.started + 1
+        env = self.plan.worker_env(index, self.recorder.state.parent_run_id)
+        self.procs[worker_id(index)] = subprocess.Popen(self.plan.command(index, self.port), env=env)
+
+    def done(self) -> bool:
+        """Polled by the oracle's server loop: True once every worker has exited."""
+        from lstm_models.search.tuner import requeue_worker_trial
+
+        for wid, proc in list(self.procs.items()):
+            if proc.poll() is None or proc.returncode == 0:
+                continue
+            del self.procs[wid]
+            trial_id = requeue_worker_trial(self.oracle, wid)
+            if trial_id is None:
+                self.log(f"chief: {wid} exited with code {proc.returncode} between trials")
+                continue
+            tracker, parent = self.recorder.tracker, self.recorder.state.parent_run_id
+            fail_runs(tracker, tracker.running_trials(parent, {"worker": wid}) if parent else [], LOST,
+                      {"lost": "true"})
+            self.log(f"chief: {wid} died (exit code {proc.returncode}) during trial {int(trial_id) + 1}; "
+                     f"a new worker runs it again")
+            self._start()
+        return all(proc.poll() is not None for proc in self.procs.values())
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=60)
 
 
 def gather(folder: Path) -> list[TrialResult]:
@@ -117,7 +158,7 @@ def gather(folder: Path) -> list[TrialResult]:
     for state_file in sorted((Path(folder) / WORKERS_FOLDER).glob(f"*/{STATE_FILE}")):
         for rec in load_state(state_file.parent).trials.values():
             out.append(TrialResult(spec=None, **rec))
-    return sorted(out, key=lambda t: t.number)
+    return sorted(out, key=lambda t: (t.number, t.status == "FINISHED"))
 
 
 def worker_tags(wid: str) -> dict[str, str]:

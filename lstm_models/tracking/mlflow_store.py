@@ -153,11 +153,12 @@ class MLflowTracker:
         """Nest this process's trial runs under a parent run another process opened (a worker)."""
         self.experiment_id, self.parent_run_id = self.client.get_run(run_id).info.experiment_id, run_id
 
-    def running_trials(self, parent_run_id: str) -> list[str]:
-        """The ids of a sweep's trial runs still marked RUNNING."""
+    def running_trials(self, parent_run_id: str, tags: Mapping[str, str] | None = None) -> list[str]:
+        """The ids of a sweep's trial runs still marked RUNNING (and carrying ``tags``)."""
+        where = "".join(f" and tags.`{k}` = '{v}'" for k, v in (tags or {}).items())
         runs = self.client.search_runs(
             [self.client.get_run(parent_run_id).info.experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'{where}",
             max_results=10_000)
         return [r.info.run_id for r in runs]
 

@@ -49,8 +49,8 @@ class Tracker(Protocol):
     def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
         """Register a logged model folder as a new version of ``name``; return the version."""
 
-    def running_trials(self, parent_run_id: str) -> list[str]:
-        """The ids of a sweep's trial runs still marked RUNNING."""
+    def running_trials(self, parent_run_id: str, tags: Mapping[str, str] | None = None) -> list[str]:
+        """The ids of a sweep's trial runs still marked RUNNING (and carrying ``tags``)."""
 
     def run_status(self, run_id: str) -> str: ...
 
@@ -92,7 +92,7 @@ class NullTracker:
     def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
         return ""
 
-    def running_trials(self, parent_run_id: str) -> list[str]:
+    def running_trials(self, parent_run_id: str, tags: Mapping[str, str] | None = None) -> list[str]:
         return []
 
     def run_status(self, run_id: str) -> str:
