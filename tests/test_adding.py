@@ -11,6 +11,8 @@ from lstm_models.errors import ConfigError, DataError
 
 from conftest import ROOT, run_cli, write_spec
 
+pytestmark = pytest.mark.slow  # every test here trains or runs the CLI with TensorFlow
+
 
 def _spec(**dataset):
     return {"name": "tiny-adding", "task": "forecasting",

@@ -80,6 +80,7 @@ def test_majority_class_by_hand():
     assert text.majority_accuracy(np.array([0, 1]), np.array([1, 1, 0])) == (pytest.approx(1 / 3), 0)  # tie: lowest
 
 
+@pytest.mark.slow
 def test_bag_of_words_learns_the_toy_sentiment(seed):
     data = toy_text_splits()
     report = text.classification_baselines(data, None, max_tokens=50, seed=seed)
@@ -88,6 +89,7 @@ def test_bag_of_words_learns_the_toy_sentiment(seed):
     assert report.notes == {"bow": "tf-idf over 50 tokens + softmax", "majority": "always 'negative'"}
 
 
+@pytest.mark.slow
 def test_bag_of_words_with_three_classes(seed):
     from lstm_models.data.splits import TextSplits
 

@@ -2,11 +2,15 @@
 
 import numpy as np
 import tensorflow as tf
+import pytest
+
 from mlflow.tracking import MlflowClient
 
 from lstm_models.export import read_meta
 
 from conftest import CACHE, run_cli, tiny_sentiment_spec, tiny_series_spec, write_spec
+
+pytestmark = pytest.mark.slow  # every test here trains or runs the CLI with TensorFlow
 
 
 def _sweep(tmp_path, spec, *extra):

@@ -334,6 +334,7 @@ def test_statsmodels_target_only_for_macrodata():
 
 # ---- the command line ----
 
+@pytest.mark.slow
 def test_datasets_lists_every_kind_with_sizes(tmp_path):
     done = run_cli("datasets", "--cache-dir", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -346,6 +347,7 @@ def test_datasets_lists_every_kind_with_sizes(tmp_path):
     assert "25,000 train + 25,000 test reviews, 2 classes; downloaded on first use (17 MB)" in done.stdout
 
 
+@pytest.mark.slow
 def test_datasets_show_prints_splits_balance_and_dates(tmp_path):
     path = _write_csv(tmp_path / "r.csv", _reviews(10, ("neg", "pos")))
     spec = write_spec(tmp_path, {"name": "r", "task": "classification",
@@ -370,6 +372,7 @@ def test_datasets_show_prints_splits_balance_and_dates(tmp_path):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rows, dataset, message", [
     (None, {"kind": "text_csv", "path": "missing.csv"}, "missing.csv: no such file"),
     ([("a", "1"), ("b", "x")], {"kind": "series_csv", "path": "s.csv", "target": "y"},
@@ -390,6 +393,7 @@ def test_bad_data_exits_2_with_one_line(tmp_path, rows, dataset, message):
         assert done.stdout == ""
 
 
+@pytest.mark.slow
 def test_datasets_show_describes_independent_sequences(tmp_path):
     spec = write_spec(tmp_path, {"name": "adding", "task": "forecasting",
                                  "dataset": {"kind": "adding", "length": 20, "train_size": 30, "val_size": 10,

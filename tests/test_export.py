@@ -7,6 +7,8 @@ import tensorflow as tf
 from lstm_models.export import export_model, read_meta, serve
 from lstm_models.models.build import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
 
+pytestmark = pytest.mark.slow  # every test here trains or runs the CLI with TensorFlow
+
 
 def test_text_export_serves_strings_like_the_keras_model(tmp_path, seed):
     inputs = TextInputs(vocabulary=("good", "bad"), num_classes=2)

@@ -17,6 +17,8 @@ from lstm_models.models.build import ModelSpec, SeriesInputs, TextInputs, build_
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow  # every test here trains or runs the CLI with TensorFlow
+
 VOCAB = ("good", "bad", "film", "the", "dull")
 
 

@@ -3,6 +3,8 @@ import pytest
 
 from lstm_models.models.build import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
 
+pytestmark = pytest.mark.slow  # every test here trains or runs the CLI with TensorFlow
+
 
 def _series_inputs():
     return SeriesInputs(num_features=3, horizon=2, mean=(10.0, 0.0, 0.0), variance=(4.0, 1.0, 1.0))

@@ -9,9 +9,12 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import CACHE, ROOT, run_cli, tiny_series_spec, write_spec
+
+pytestmark = pytest.mark.slow  # every test here trains or runs the CLI with TensorFlow
 
 EPOCHS = 6
 

@@ -37,6 +37,7 @@ def test_discard_deletes_the_sweep_but_keeps_the_lock_its_caller_holds(tmp_path)
             SweepLock(tmp_path).acquire()  # so no other process can take the sweep meanwhile
 
 
+@pytest.mark.slow
 def test_fresh_on_a_running_sweep_exits_2_and_deletes_nothing(tmp_path):
     write_spec(tmp_path, tiny_series_spec())
     folder = tmp_path / "runs" / "tiny-sunspots"

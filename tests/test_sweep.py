@@ -17,6 +17,8 @@ from lstm_models.tracking.tracker import NullTracker
 
 from conftest import toy_series_splits
 
+pytestmark = pytest.mark.slow  # every test here trains or runs the CLI with TensorFlow
+
 ORIGINAL_FIT = tuners_module.SweepHyperModel.fit
 
 

@@ -14,6 +14,8 @@ from lstm_models.tracking.tracker import NullTracker, flatten
 
 from conftest import toy_series_splits, toy_text_splits
 
+pytestmark = pytest.mark.slow  # every test here trains or runs the CLI with TensorFlow
+
 
 def _uri(tmp_path):
     return f"sqlite:///{tmp_path}/store/mlflow.db"

@@ -78,7 +78,7 @@ def _children(pid):
         if stat.isdigit():
             try:
                 fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
-                cmdline = open(f"/proc/{stat}/cmdline").read().split("\0")
+                cmdline = open(f"/proc/{stat}/cmdline").read().rstrip("\0").split("\0")
             except OSError:
                 continue
             if int(fields[1]) == pid:

@@ -235,4 +235,5 @@ def _check_health(uri: str, timeout: float) -> None:
         urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
+        reason = getattr(reason, "strerror", None) or reason  # "Connection refused", without the errno
         raise ConfigError(f"tracking URI {uri}: cannot reach the MLflow server ({reason})") from None

@@ -86,6 +86,7 @@ def check_reachable(db_url: str) -> None:
 def check_port_free(host: str, port: int, what: str) -> None:
     """Raise `ConfigError` when ``host:port`` cannot be bound (in use, or not an address here)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no refusal
         try:
             sock.bind((host, port))
         except OSError as exc:
