@@ -113,7 +113,7 @@ def test_a_sweep_tracks_to_the_server_which_stops_cleanly_and_keeps_its_database
     try:
         assert lines[-1].strip() == f"tracking URI: {uri}   (lstm-models sweep SPEC --tracking-uri {uri})"
         assert any(line.startswith(f"PostgreSQL: {pg / 'data'} on 127.0.0.1:") for line in lines)
-        write_spec(tmp_path, tiny_series_spec(max_trials=2, max_epochs=1))
+        write_spec(tmp_path, tiny_series_spec(max_trials=1, max_epochs=1))
         done = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--cache-dir", str(CACHE), cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
         client = MlflowClient(uri)
@@ -121,7 +121,7 @@ def test_a_sweep_tracks_to_the_server_which_stops_cleanly_and_keeps_its_database
         parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
         trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
         assert len(parent) == 1 and parent[0].info.status == "FINISHED"
-        assert sorted(r.info.status for r in trials) == ["FINISHED", "FINISHED"]
+        assert [r.info.status for r in trials] == ["FINISHED"]
         path = client.download_artifacts(parent[0].info.run_id, "leaderboard.csv", str(tmp_path))
         assert open(path).readline().startswith("trial,cell,status,val_rmse")  # artifacts proxied by the server
         assert list((tmp_path / "art").rglob("leaderboard.csv"))  # ... into --artifacts

@@ -41,37 +41,6 @@ def test_bad_worker_flags_exit_2(tmp_path, flags, message):
     assert (done.returncode, done.stderr.strip()) == (2, f"lstm-models: error: {message}")
 
 
-@pytest.mark.slow
-def test_a_chief_and_two_workers_finish_every_trial_once_under_one_parent(tmp_path):
-    write_spec(tmp_path, tiny_series_spec(max_trials=4, max_epochs=1))
-    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"  # several writers on one SQLite file
-    done = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--cache-dir", str(CACHE), "--workers", "2",
-                   cwd=tmp_path, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "chief: oracle on 127.0.0.1:" in done.stdout and "4 trials (0 failed)" in done.stdout
-    assert "\nlstm\n" not in done.stdout and "Search: Running Trial" not in done.stdout  # Keras Tuner kept quiet
-    client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    trials = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
-                    key=lambda r: r.info.run_name)
-    assert parent.info.status == "FINISHED" and parent.data.tags["workers"] == "2"
-    assert [(r.info.run_name.split()[0], r.info.status) for r in trials] == [
-        (f"trial-0{n}", "FINISHED") for n in (1, 2, 3, 4)]
-    assert {r.data.tags["worker"] for r in trials} <= {"worker-1", "worker-2"}
-    pids = {}
-    for r in trials:  # each worker is one process, not the chief
-        pids.setdefault(r.data.tags["worker"], set()).add(r.data.tags["worker_pid"])
-        assert r.data.tags["worker_host"] and r.data.tags["worker"] in done.stdout
-    assert all(len(p) == 1 for p in pids.values()) and len(set.union(*pids.values())) == len(pids)
-    configs = [json.dumps({k: v for k, v in r.data.params.items()}, sort_keys=True) for r in trials]
-    assert len(set(configs)) == 4  # no two trials with the same hyperparameters
-    state = json.loads((tmp_path / "runs" / "tiny-sunspots" / "sweep.json").read_text())
-    assert state["status"] == "finished" and sorted(rec["status"] for rec in state["trials"].values()) == ["FINISHED"] * 4
-    assert (tmp_path / "exports" / "tiny-sunspots" / "saved_model.pb").is_file()
-    assert os.path.isdir(tmp_path / "runs" / "tiny-sunspots" / "workers")
-
-
 def _children(pid):
     out = []
     for stat in os.listdir("/proc"):
@@ -87,7 +56,8 @@ def _children(pid):
 
 
 @pytest.mark.slow
-def test_kill_9_of_a_worker_in_mid_trial_loses_no_trial(tmp_path):
+def test_a_chief_and_two_workers_finish_every_trial_once_though_one_is_killed(tmp_path):
+    """Every trial under one parent, tagged with its worker; kill -9 of a worker in mid-trial loses none."""
     import signal
     import subprocess
 
@@ -125,3 +95,21 @@ def test_kill_9_of_a_worker_in_mid_trial_loses_no_trial(tmp_path):
     (again,) = [r for r in finished if r.data.tags["trial_id"] == lost.data.tags["trial_id"]]
     assert again.data.params == lost.data.params and again.data.tags["worker"] != "worker-1"
     assert "5 trials (0 failed, 1 lost with its process and run again)" in out
+    assert "chief: oracle on 127.0.0.1:" in out
+    assert "\nlstm\n" not in out and "Search: Running Trial" not in out  # Keras Tuner kept quiet
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FINISHED" and parent.data.tags["workers"] == "2"
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in trials)
+    pids = {}
+    for r in trials:  # each worker is one process, not the chief; worker-3 replaced the killed one
+        pids.setdefault(r.data.tags["worker"], set()).add(r.data.tags["worker_pid"])
+        assert r.data.tags["worker_host"] and r.data.tags["worker"] in {"worker-1", "worker-2", "worker-3"}
+    assert all(len(p) == 1 for p in pids.values()) and len(set.union(*pids.values())) == len(pids)
+    assert str(chief.pid) not in set.union(*pids.values())
+    configs = {json.dumps(r.data.params, sort_keys=True) for r in finished}
+    assert len(configs) == 4  # no two trials with the same hyperparameters
+    state = json.loads((tmp_path / "runs" / "tiny-sunspots" / "sweep.json").read_text())
+    assert state["status"] == "finished"
+    assert sorted((rec["status"], rec["lost"]) for rec in state["trials"].values()) == [
+        ("FAILED", True)] + [("FINISHED", False)] * 4
+    assert (tmp_path / "exports" / "tiny-sunspots" / "saved_model.pb").is_file()
