@@ -41,6 +41,21 @@ def test_bad_worker_flags_exit_2(tmp_path, flags, message):
     assert (done.returncode, done.stderr.strip()) == (2, f"lstm-models: error: {message}")
 
 
+def test_a_worker_whose_chief_is_not_there_exits_2_with_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nobody listens there once the socket is closed
+    write_spec(tmp_path, tiny_series_spec())
+    for address, reason in ((f"127.0.0.1:{port}", "cannot reach the chief's oracle there (Connection refused); "
+                                                   "is the chief running, and is this its port?"),
+                            ("chief-without-port", "expected HOST:PORT of the chief")):
+        done = run_cli("sweep", "spec.yaml", "--tracking-uri", "none", "--worker", address, cwd=tmp_path, timeout=120)
+        assert (done.returncode, done.stderr.strip()) == (2, f"lstm-models: error: --worker {address}: {reason}")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]  # nothing written
+
+
 def _children(pid):
     out = []
     for stat in os.listdir("/proc"):

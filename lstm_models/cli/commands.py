@@ -79,8 +79,10 @@ def _check_workers(args: argparse.Namespace) -> None:
     if args.workers and args.resume:
         raise ConfigError("--workers with --resume: resuming a sweep of workers is not supported yet; "
                           "resume without --workers, or start a new sweep with --fresh --workers N")
-    if args.worker and ":" not in args.worker:
-        raise ConfigError(f"--worker {args.worker}: expected HOST:PORT of the chief")
+    if args.worker:
+        from lstm_models.search.workers import check_chief
+
+        check_chief(args.worker)
 
 
 def _worker_plan(args: argparse.Namespace, argv: list[str]):

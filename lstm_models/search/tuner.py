@@ -251,7 +251,7 @@ def _quiet_conditions() -> None:
     conditions.Parent.to_proto = to_proto
 
 
-def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool]) -> None:
+def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool], started: Callable[[], None]) -> None:
     """Serve ``oracle`` to workers over gRPC until ``done()`` (Keras Tuner's own chief loop waits in 20 s
     steps and never notices a dead worker)."""
     from concurrent import futures
@@ -268,6 +268,7 @@ def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool]) -> None
     server.add_insecure_port(f"{host}:{port}")
     server.start()
     try:
+        started()  # the workers: now that the oracle listens
         while not done():
             time.sleep(0.5)
     finally:

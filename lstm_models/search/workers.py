@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -74,6 +75,28 @@ def gpu_ids(environ: dict) -> tuple[str, ...]:
     return tuple(str(i) for i, line in enumerate(done.stdout.splitlines()) if line.startswith("GPU "))
 
 
+def check_chief(address: str, timeout: float = 10.0) -> None:
+    """A worker's chief must answer at ``HOST:PORT`` before the worker loads anything.
+
+    Keras Tuner's client would otherwise wait up to an hour for an oracle that is not there.
+    """
+    from lstm_models.errors import ConfigError
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--worker {address}: expected HOST:PORT of the chief")
+    deadline = time.monotonic() + timeout
+    while True:  # a chief that has just started may take a moment to listen
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"--worker {address}: cannot reach the chief's oracle there "
+                                  f"({exc.strerror or exc}); is the chief running, and is this its port?") from None
+            time.sleep(0.5)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -95,7 +118,7 @@ def run_workers(plan: WorkerPlan, oracle, recorder: TrialRecorder, model_spec: C
         f"{max(1, plan.cores // plan.count)} TensorFlow thread(s) each")
     supervisor = _Supervisor(plan, port, oracle, recorder, log)
     try:
-        serve_oracle(oracle, "127.0.0.1", port, done=supervisor.done)
+        serve_oracle(oracle, "127.0.0.1", port, done=supervisor.done, started=supervisor.start)
     finally:
         supervisor.stop()
     for result in gather(folder):
@@ -117,7 +140,10 @@ class _Supervisor:
         self.plan, self.port, self.oracle, self.recorder, self.log = plan, port, oracle, recorder, log
         self.procs: dict[str, subprocess.Popen] = {}
         self.started = 0
-        for _ in range(plan.count):
+
+    def start(self) -> None:
+        """Start the workers (once the oracle listens)."""
+        for _ in range(self.plan.count):
             self._start()
 
     def _start(self) -> None:
