@@ -41,19 +41,37 @@ def test_bad_worker_flags_exit_2(tmp_path, flags, message):
     assert (done.returncode, done.stderr.strip()) == (2, f"lstm-models: error: {message}")
 
 
-def test_a_worker_whose_chief_is_not_there_exits_2_with_one_line(tmp_path):
+def test_a_worker_refuses_a_chief_that_is_not_there_or_runs_another_spec(tmp_path):
     import socket
+
+    from lstm_models.search.state import SweepState, save_state
+    from lstm_models.spec.sweep import load_sweep
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nobody listens there once the socket is closed
-    write_spec(tmp_path, tiny_series_spec())
-    for address, reason in ((f"127.0.0.1:{port}", "cannot reach the chief's oracle there (Connection refused); "
-                                                   "is the chief running, and is this its port?"),
-                            ("chief-without-port", "expected HOST:PORT of the chief")):
+    spec = write_spec(tmp_path, tiny_series_spec())
+    folder = tmp_path / "runs" / "tiny-sunspots"
+
+    def worker(address):
         done = run_cli("sweep", "spec.yaml", "--tracking-uri", "none", "--worker", address, cwd=tmp_path, timeout=120)
-        assert (done.returncode, done.stderr.strip()) == (2, f"lstm-models: error: --worker {address}: {reason}")
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]  # nothing written
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        return done.stderr.strip().removeprefix("lstm-models: error: ")
+
+    assert worker(f"127.0.0.1:{port}") == ("--worker: no sweep of tiny-sunspots in runs/tiny-sunspots; a worker needs "
+                                           "the chief's spec, flags and --workdir")
+    chief = load_sweep(spec).to_dict()
+    save_state(folder, SweepState(name="tiny-sunspots", parent_run_id="", tracking_uri="none", spec=chief))
+    before = (folder / "sweep.json").read_bytes()
+    assert worker(f"127.0.0.1:{port}") == (f"--worker 127.0.0.1:{port}: cannot reach the chief's oracle there "
+                                           "(Connection refused); is the chief running, and is this its port?")
+    assert worker("chief-without-port") == "--worker chief-without-port: expected HOST:PORT of the chief"
+    assert (folder / "sweep.json").read_bytes() == before  # the refused workers wrote nothing
+    chief["search"]["units"] = [4]
+    save_state(folder, SweepState(name="tiny-sunspots", parent_run_id="", tracking_uri="none", spec=chief))
+    assert worker(f"127.0.0.1:{port}") == ("--worker: the spec differs from the chief's (search.units: [4] -> [4, 8]); "
+                                           "start the worker with the chief's spec and flags")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["runs", "spec.yaml", "sweep.json", "tiny-sunspots"]
 
 
 def _children(pid):

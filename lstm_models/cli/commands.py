@@ -38,6 +38,11 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
         max_trials=args.max_trials, max_epochs=args.max_epochs, kind=args.tuner, seed=args.seed,
         time_budget=args.time_budget)
     folder = Path(args.workdir) / spec.name
+    if args.worker:
+        from lstm_models.search.workers import check_chief, check_same_spec
+
+        check_same_spec(folder, spec.to_dict())
+        check_chief(args.worker)
     output = Path(args.output)
     check_writable(output, f"--output {output}")
     check_writable(folder, f"--workdir {args.workdir}")
@@ -79,10 +84,6 @@ def _check_workers(args: argparse.Namespace) -> None:
     if args.workers and args.resume:
         raise ConfigError("--workers with --resume: resuming a sweep of workers is not supported yet; "
                           "resume without --workers, or start a new sweep with --fresh --workers N")
-    if args.worker:
-        from lstm_models.search.workers import check_chief
-
-        check_chief(args.worker)
 
 
 def _worker_plan(args: argparse.Namespace, argv: list[str]):

@@ -97,6 +97,21 @@ def check_chief(address: str, timeout: float = 10.0) -> None:
             time.sleep(0.5)
 
 
+def check_same_spec(folder: Path, spec: dict) -> None:
+    """A worker trains the chief's sweep: its spec (with its flags) must be the chief's, as recorded
+    in the sweep's folder, or `ConfigError` naming the first differences."""
+    from lstm_models.errors import ConfigError
+    from lstm_models.search.state import has_state, spec_changes
+
+    if not has_state(folder):
+        raise ConfigError(f"--worker: no sweep of {spec['name']} in {folder}; a worker needs the chief's spec, "
+                          "flags and --workdir")
+    changes = spec_changes(load_state(folder).spec, spec)
+    if changes:
+        raise ConfigError(f"--worker: the spec differs from the chief's ({'; '.join(changes[:3])}); "
+                          "start the worker with the chief's spec and flags")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
