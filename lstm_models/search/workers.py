@@ -52,7 +52,8 @@ class WorkerPlan:
         threads = str(max(1, self.cores // self.count))
         env = {**self.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
                "OMP_NUM_THREADS": threads, PARENT_ENV: parent_run_id}
-        env["CUDA_VISIBLE_DEVICES"] = self.gpus[index % len(self.gpus)] if self.gpus else ""
+        if self.gpus:  # none here: the variable is left as it was
+            env["CUDA_VISIBLE_DEVICES"] = self.gpus[index % len(self.gpus)]
         return env
 
     def command(self, index: int, port: int) -> list[str]:
