@@ -77,6 +77,8 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
     Reproducibility: trials are seeded from ``spec.tuner.seed``. Seeded CPU runs repeat bit for
     bit; on a GPU op determinism is turned on here too (Keras then refuses XLA).
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     hooks = hooks or Hooks()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch, ExitStack() as stack:

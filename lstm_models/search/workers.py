@@ -23,6 +23,7 @@ from typing import Callable
 
 from lstm_models.search.recorder import TrialRecorder, TrialResult, fail_runs
 from lstm_models.search.state import STATE_FILE, SweepState, load_state
+from lstm_models.tracking.server import free_port
 
 WORKERS_FOLDER = "workers"
 PARENT_ENV = "LSTM_MODELS_PARENT_RUN"  # how a local worker learns the sweep's parent run
@@ -111,12 +112,6 @@ def check_same_spec(folder: Path, spec: dict) -> None:
     if changes:
         raise ConfigError(f"--worker: the spec differs from the chief's ({'; '.join(changes[:3])}); "
                           "start the worker with the chief's spec and flags")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_workers(plan: WorkerPlan, oracle, recorder: TrialRecorder, model_spec: Callable, folder: Path,
