@@ -7,21 +7,23 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_models.search.workers import PARENT_ENV, WorkerPlan, gpu_ids
+from lstm_models.search.chief import WorkerPlan, gpu_ids
 
 from conftest import CACHE, run_cli, tiny_series_spec, write_spec
 
 
 def test_each_worker_gets_its_share_of_the_cores_and_its_own_gpu():
-    plan = WorkerPlan(3, ("sweep", "spec.yaml"), {"PATH": "/bin"}, cores=8, gpus=("0", "1"))
-    envs = [plan.worker_env(i, "p1") for i in range(3)]
+    plan = WorkerPlan(3, ("sweep", "spec.yaml"), {"PATH": "/bin"}, cores=8, gpus=("0", "1"), port=4321)
+    envs = [plan.worker_env(i) for i in range(3)]
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "0"]  # round-robin
     assert {e["TF_NUM_INTRAOP_THREADS"] for e in envs} == {"2"} and {e["TF_NUM_INTEROP_THREADS"] for e in envs} == {"1"}
-    assert all(e[PARENT_ENV] == "p1" and e["PATH"] == "/bin" for e in envs)
-    assert WorkerPlan(4, (), cores=2).worker_env(0, "")["TF_NUM_INTRAOP_THREADS"] == "1"  # never 0 threads
-    assert "CUDA_VISIBLE_DEVICES" not in WorkerPlan(2, (), cores=2).worker_env(1, "")  # no GPU: nothing to share
-    assert plan.command(1, 4321) == [sys.executable, "-m", "lstm_models", "sweep", "spec.yaml",
-                                     "--worker", "127.0.0.1:4321", "--worker-id", "worker-2"]
+    assert all(e["PATH"] == "/bin" for e in envs)
+    assert WorkerPlan(4, (), cores=2).worker_env(0)["TF_NUM_INTRAOP_THREADS"] == "1"  # never 0 threads
+    assert "CUDA_VISIBLE_DEVICES" not in WorkerPlan(2, (), cores=2).worker_env(1)  # no GPU: nothing to share
+    assert plan.command(1) == [sys.executable, "-m", "lstm_models", "sweep", "spec.yaml",
+                               "--worker", "127.0.0.1:4321", "--worker-id", "worker-2"]
+    wildcard = WorkerPlan(1, ("sweep", "s.yaml"), host="0.0.0.0", port=99)
+    assert wildcard.command(0)[-3:] == ["127.0.0.1:99", "--worker-id", "worker-1"]  # its own workers dial loopback
 
 
 def test_the_gpus_to_share_come_from_cuda_visible_devices():
@@ -32,46 +34,60 @@ def test_the_gpus_to_share_come_from_cuda_visible_devices():
 
 @pytest.mark.parametrize("flags, message", [
     (["--workers", "0"], "--workers must be an int in [1, 64]. Got 0 instead."),
-    (["--workers", "2", "--resume"], "--workers with --resume: resuming a sweep of workers is not supported yet; "
-                                     "resume without --workers, or start a new sweep with --fresh --workers N"),
+    (["--workers", "2", "--tracking-uri", "none"], "--workers with --tracking-uri none: workers report their trials "
+     "through MLflow; give a sqlite:/// URI on one machine, an http:// server across hosts"),
+    (["--worker", "127.0.0.1:1", "--workers", "2"], "--worker with --workers: a process is a chief or a worker, not both"),
+    (["--worker", "127.0.0.1:1", "--worker-id", "a b"],
+     "--worker-id 'a b': expected 1-128 letters, digits, '.', '_' or '-'"),
+    (["--chief", "nowhere"], "--chief nowhere: expected HOST:PORT"),
+    (["--chief", "0.0.0.0:7070"], "--chief 0.0.0.0:7070: not a loopback address; Keras Tuner's oracle service has no "
+     "authentication, so binding it needs --allow-public (on a private network only)"),
+    (["--worker-timeout", "soon"], "command line: worker_timeout must be a duration above 0 and at most 30 days, "
+     "like 90s, 30m or 2h. Got 'soon' instead."),
 ])
 def test_bad_worker_flags_exit_2(tmp_path, flags, message):
     write_spec(tmp_path, tiny_series_spec())
-    done = run_cli("sweep", "spec.yaml", "--tracking-uri", "none", *flags, cwd=tmp_path, timeout=60)
+    uri = ["--tracking-uri", f"sqlite:///{tmp_path}/m.db"] if "--tracking-uri" not in flags else []
+    done = run_cli("sweep", "spec.yaml", *uri, *flags, cwd=tmp_path, timeout=60)
     assert (done.returncode, done.stderr.strip()) == (2, f"lstm-models: error: {message}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
 
 
 def test_a_worker_refuses_a_chief_that_is_not_there_or_runs_another_spec(tmp_path):
     import socket
 
-    from lstm_models.search.state import SweepState, save_state
+    from lstm_models.search.chief import sweep_tags
     from lstm_models.spec.sweep import load_sweep
+    from lstm_models.tracking.mlflow_store import MLflowTracker
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # nobody listens there once the socket is closed
-    spec = write_spec(tmp_path, tiny_series_spec())
-    folder = tmp_path / "runs" / "tiny-sunspots"
+        port = sock.getsockname()[1]
+        sock.listen()  # a chief's port that answers: the worker goes on to find its sweep
+        spec = write_spec(tmp_path, tiny_series_spec())
+        uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
 
-    def worker(address):
-        done = run_cli("sweep", "spec.yaml", "--tracking-uri", "none", "--worker", address, cwd=tmp_path, timeout=120)
-        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-        return done.stderr.strip().removeprefix("lstm-models: error: ")
+        def worker(address):
+            done = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--worker", address, cwd=tmp_path, timeout=120)
+            assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+            return done.stderr.strip().removeprefix("lstm-models: error: ")
 
-    assert worker(f"127.0.0.1:{port}") == ("--worker: no sweep of tiny-sunspots in runs/tiny-sunspots; a worker needs "
-                                           "the chief's spec, flags and --workdir")
-    chief = load_sweep(spec).to_dict()
-    save_state(folder, SweepState(name="tiny-sunspots", parent_run_id="", tracking_uri="none", spec=chief))
-    before = (folder / "sweep.json").read_bytes()
+        assert worker("chief-without-port") == "--worker chief-without-port: expected HOST:PORT"
+        tracker = MLflowTracker(uri)
+        assert worker(f"127.0.0.1:{port}") == (f"--worker 127.0.0.1:{port}: no running sweep of tiny-sunspots in {uri} "
+                                               f"serves its oracle on port {port}; give the chief's --tracking-uri and spec")
+        chief = load_sweep(spec).to_dict()
+        chief["search"]["units"] = [4]
+        from lstm_models.search.chief import WorkerPlan
+
+        tracker.start_sweep("tiny-sunspots", "sweep", {}, sweep_tags(WorkerPlan(0, port=port), chief))
+        assert worker(f"127.0.0.1:{port}") == ("--worker: the spec differs from the chief's (search.units: [4] -> [4, 8]); "
+                                               "start the worker with the chief's spec and flags")
     assert worker(f"127.0.0.1:{port}") == (f"--worker 127.0.0.1:{port}: cannot reach the chief's oracle there "
                                            "(Connection refused); is the chief running, and is this its port?")
-    assert worker("chief-without-port") == "--worker chief-without-port: expected HOST:PORT of the chief"
-    assert (folder / "sweep.json").read_bytes() == before  # the refused workers wrote nothing
-    chief["search"]["units"] = [4]
-    save_state(folder, SweepState(name="tiny-sunspots", parent_run_id="", tracking_uri="none", spec=chief))
-    assert worker(f"127.0.0.1:{port}") == ("--worker: the spec differs from the chief's (search.units: [4] -> [4, 8]); "
-                                           "start the worker with the chief's spec and flags")
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["runs", "spec.yaml", "sweep.json", "tiny-sunspots"]
+    runs = tracker.client.search_runs([tracker.experiment_id])
+    assert len(runs) == 1  # the refused workers opened no run
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow", "spec.yaml"]
 
 
 def _children(pid):
@@ -114,7 +130,7 @@ def test_a_chief_and_two_workers_finish_every_trial_once_though_one_is_killed(tm
     assert chief.wait(timeout=900) == 0, err[-3000:]
     out = "".join(lines)
     assert killed is not None, out[-3000:]
-    assert "chief: worker-1 died (exit code -9) during trial " in out and "a new worker runs it again" in out
+    assert "chief: worker-1 died (exit code -9) during trial " in out and "another worker runs it again" in out
 
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])

@@ -13,6 +13,7 @@ import argparse
 import os
 import shlex
 import signal
+import socket
 import sys
 
 from lstm_models.errors import ConfigError, DataError, Interrupted, LstmModelsError
@@ -48,19 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
     sweep.add_argument("--workers", type=int, metavar="N",
                        help="train in N worker processes on this machine (Keras Tuner's chief/worker engine)")
-    sweep.add_argument("--worker", metavar="HOST:PORT", help=argparse.SUPPRESS)  # a worker process of a chief
-    sweep.add_argument("--worker-id", default="worker-1", help=argparse.SUPPRESS)
-    server = sub.add_parser("tracking-server", help="an MLflow tracking server on PostgreSQL, proxied artifacts")
-    server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    server.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
-    server.add_argument("--artifacts", default="mlflow/server-artifacts",
-                        help="where the server stores artifacts (default mlflow/server-artifacts)")
-    db = server.add_mutually_exclusive_group()
-    db.add_argument("--db-url", help="an existing PostgreSQL database, postgresql://USER@HOST:PORT/DB")
-    db.add_argument("--db-dir", default="mlflow/postgres",
-                    help="a database cluster in this folder, created on the first run (default mlflow/postgres)")
-    server.add_argument("--allow-public", action="store_true",
-                        help="allow --host to be an address other machines reach (a private network only)")
+    sweep.add_argument("--chief", metavar="HOST:PORT",
+                       help="serve the search's oracle there; workers on other hosts join it with --worker")
+    sweep.add_argument("--worker", metavar="HOST:PORT", help="join the chief at HOST:PORT and train its trials")
+    sweep.add_argument("--worker-id", default=f"worker-{socket.gethostname()}-{os.getpid()}",
+                       help="this worker's id, unique in the sweep (default worker-HOSTNAME-PID)")
+    sweep.add_argument("--worker-timeout", metavar="DURATION",
+                       help="a trial unheard of this long goes to another worker (default 2m; spec key tuner.worker_timeout)")
+    sweep.add_argument("--allow-public", action="store_true",
+                       help="allow --chief to be an address other machines reach (a private network only)")
+    _server_parser(sub)
     datasets = sub.add_parser("datasets", help="list the datasets, or show one spec's splits")
     datasets.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
     shows = datasets.add_subparsers(dest="action")
@@ -82,6 +80,20 @@ def _parser() -> argparse.ArgumentParser:
     grads.add_argument("--batch", type=int, default=16, help="random sequences averaged over (default 16)")
     grads.add_argument("--out", default="gradients", help="where gradients.csv and .png go (default gradients/)")
     return parser
+
+
+def _server_parser(sub) -> None:
+    server = sub.add_parser("tracking-server", help="an MLflow tracking server on PostgreSQL, proxied artifacts")
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    server.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
+    server.add_argument("--artifacts", default="mlflow/server-artifacts",
+                        help="where the server stores artifacts (default mlflow/server-artifacts)")
+    db = server.add_mutually_exclusive_group()
+    db.add_argument("--db-url", help="an existing PostgreSQL database, postgresql://USER@HOST:PORT/DB")
+    db.add_argument("--db-dir", default="mlflow/postgres",
+                    help="a database cluster in this folder, created on the first run (default mlflow/postgres)")
+    server.add_argument("--allow-public", action="store_true",
+                        help="allow --host to be an address other machines reach (a private network only)")
 
 
 def _resume_command(argv: list[str]) -> str:

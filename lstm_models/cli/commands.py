@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from lstm_models.errors import ConfigError, check_writable
 from lstm_models.spec.sweep import CELL_NAMES
+from lstm_models.tracking.tracker import NO_TRACKING
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
 
@@ -36,12 +38,11 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
     _check_workers(args)
     spec = load_sweep(args.spec).with_overrides(
         max_trials=args.max_trials, max_epochs=args.max_epochs, kind=args.tuner, seed=args.seed,
-        time_budget=args.time_budget)
+        time_budget=args.time_budget, worker_timeout=args.worker_timeout)
     folder = Path(args.workdir) / spec.name
     if args.worker:
-        from lstm_models.search.workers import check_chief, check_same_spec
+        from lstm_models.search.worker import check_chief
 
-        check_same_spec(folder, spec.to_dict())
         check_chief(args.worker)
     output = Path(args.output)
     check_writable(output, f"--output {output}")
@@ -51,6 +52,10 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
 
     tracker = make_tracker(args.tracking_uri)
     tracker.check()
+    if args.worker:
+        from lstm_models.search.worker import find_sweep
+
+        args.parent_run_id = find_sweep(tracker, spec.to_dict(), args.worker)
 
     from lstm_models.data import load_dataset
 
@@ -79,39 +84,58 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
 
 
 def _check_workers(args: argparse.Namespace) -> None:
+    from lstm_models.search.worker import parse_address
+    from lstm_models.tracking.server import is_public
+
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise ConfigError(f"--workers must be an int in [1, 64]. Got {args.workers} instead.")
-    if args.workers and args.resume:
-        raise ConfigError("--workers with --resume: resuming a sweep of workers is not supported yet; "
-                          "resume without --workers, or start a new sweep with --fresh --workers N")
+    roles = [flag for flag, given in (("--workers", args.workers), ("--chief", args.chief)) if given]
+    if args.worker and roles:
+        raise ConfigError(f"--worker with {roles[0]}: a process is a chief or a worker, not both")
+    if (roles or args.worker) and args.tracking_uri == NO_TRACKING:
+        raise ConfigError(f"{(roles or ['--worker'])[0]} with --tracking-uri none: workers report their trials "
+                          "through MLflow; give a sqlite:/// URI on one machine, an http:// server across hosts")
+    if args.worker and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", args.worker_id):
+        raise ConfigError(f"--worker-id {args.worker_id!r}: expected 1-128 letters, digits, '.', '_' or '-'")
+    if args.chief:
+        host, _ = parse_address("--chief", args.chief)
+        if is_public(host):
+            if not args.allow_public:
+                raise ConfigError(f"--chief {args.chief}: not a loopback address; Keras Tuner's oracle service has "
+                                  "no authentication, so binding it needs --allow-public (on a private network only)")
+            print(f"warning: the oracle listens on {args.chief}; anyone who reaches that port can take or end "
+                  "trials: keep it on a private network", file=sys.stderr, flush=True)
 
 
 def _worker_plan(args: argparse.Namespace, argv: list[str]):
-    """The chief's plan for ``--workers N``: workers get this command line, less --workers/--fresh."""
-    if not args.workers:
+    """The chief's plan (``--workers N``, ``--chief HOST:PORT``): its own workers get this command
+    line, less the chief's flags."""
+    if not args.workers and not args.chief:
         return None
-    from lstm_models.search.workers import WorkerPlan, gpu_ids
+    from lstm_models.search.chief import WorkerPlan, gpu_ids
+    from lstm_models.search.worker import parse_address
 
-    skip, rest = {"--workers", "--fresh", "--resume"}, []
+    skip, rest = {"--workers": 1, "--chief": 1, "--fresh": 0, "--resume": 0, "--allow-public": 0}, []
     it = iter(argv)
     for a in it:
         if a.split("=")[0] in skip:
-            if a == "--workers":
+            if "=" not in a and skip[a]:
                 next(it, None)
             continue
         rest.append(a)
-    return WorkerPlan(args.workers, tuple(rest), dict(os.environ), os.cpu_count() or 1, gpu_ids(dict(os.environ)))
+    host, port = parse_address("--chief", args.chief) if args.chief else ("127.0.0.1", 0)
+    return WorkerPlan(args.workers or 0, tuple(rest), dict(os.environ), os.cpu_count() or 1,
+                      gpu_ids(dict(os.environ)), host, port)
 
 
 def _work(args: argparse.Namespace, spec, data, tracker, folder: Path, hooks) -> int:
     """A worker process: train what the chief's oracle hands out (the chief finishes the sweep)."""
-    from lstm_models.search.workers import PARENT_ENV, run_worker
+    from lstm_models.search.worker import run_worker
 
-    parent = os.environ.get(PARENT_ENV, "")
     wid = args.worker_id
     hooks = dataclasses.replace(hooks, log=lambda text: print("\n".join(f"{wid}: {line}" for line in text.splitlines()),
                                                               flush=True))
-    trained = run_worker(spec, data, tracker, folder, args.worker, wid, parent, hooks)
+    trained = run_worker(spec, data, tracker, folder, args.worker, wid, args.parent_run_id, hooks)
     print(f"{args.worker_id}: {trained} trial(s) trained; the chief finishes the sweep", flush=True)
     return 0
 

@@ -7,6 +7,7 @@ it). It knows nothing of Keras Tuner: it is handed plain values.
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from lstm_models.tracking.tracker import Tracker
 if TYPE_CHECKING:
     from lstm_models.models.build import ModelSpec
 
+CHECKPOINT = "checkpoint"  # where a worker logs a trial's best checkpoint in its run
+RECORD_TAG = "trial_record"  # a trial run's record (`TrialResult.record`), as JSON: how a chief gathers its workers' trials
 INTERRUPTED = "interrupted: the sweep was stopped while this trial ran; --resume runs it again"
 
 
@@ -126,8 +129,11 @@ class TrialRecorder:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch_seconds")
         self.log(f"    epoch {epoch + 1}/{epochs}  {shown}  ({seconds:.1f}s)")
 
-    def end(self, score: float | None, best_step: int | None, message: str = "") -> None:
-        """Close the current trial: FINISHED with a finite ``score``, else FAILED with ``message``."""
+    def end(self, score: float | None, best_step: int | None, message: str = "", checkpoint: str | None = None) -> None:
+        """Close the current trial: FINISHED with a finite ``score``, else FAILED with ``message``.
+
+        ``checkpoint``: the trial's best checkpoint, logged to its run (a worker's: the chief and
+        the other workers may not share its files)."""
         result, self.current = self.current, None
         if result is None:
             return
@@ -136,6 +142,8 @@ class TrialRecorder:
             self.tracker.log_metrics(result.run_id, {
                 f"final_{self.objective}": result.objective, "param_count": result.n_params or 0,
                 "seconds_per_epoch": result.seconds_per_epoch or 0.0, "best_epoch": result.best_epoch})
+            if checkpoint is not None:
+                self.tracker.log_artifact(result.run_id, checkpoint, CHECKPOINT)
             if better(self.direction, result.objective, self.best.objective if self.best else None):
                 self.best = result
             self.failures_in_a_row = 0
@@ -146,7 +154,7 @@ class TrialRecorder:
             if message:
                 self._log_traceback(result, message)
             self.failures_in_a_row += 1
-        self.tracker.set_tags(result.run_id, {"status": result.status})
+        self.tracker.set_tags(result.run_id, {"status": result.status, RECORD_TAG: json.dumps(result.record())})
         self.tracker.end_run(result.run_id, result.status)
         self.save(result)
         best = f"best so far {self.best.objective:.4f} ({self.best.spec.cell})" if self.best else "no finished trial yet"
@@ -167,10 +175,22 @@ class TrialRecorder:
         result.lost = status == "KILLED" if lost is None else lost
         result.error = error or (INTERRUPTED if status == "KILLED"
                                  else "the sweep stopped with an error while this trial ran")
-        self.tracker.set_tags(result.run_id, {"status": status, "error": result.error,
+        self.tracker.set_tags(result.run_id, {"status": status, "error": result.error, RECORD_TAG: json.dumps(result.record()),
                                               **({"lost": "true"} if result.lost else {})})
         self.tracker.end_run(result.run_id, status)
         self.save(result)
+
+    def fetch_checkpoint(self, trial_id: str, path: Path) -> None:
+        """Download a trial's best checkpoint, which a worker logged to its finished run, to ``path``."""
+        from lstm_models.errors import SweepFailed
+
+        runs = [r for r in self.tracker.trial_runs(self.state.parent_run_id)
+                if r["tags"].get("trial_id") == trial_id and r["status"] == "FINISHED"]
+        if not runs:
+            raise SweepFailed(f"trial {int(trial_id) + 1}: its checkpoint is neither in {path.parent} nor in a "
+                              f"finished run of the sweep in {self.tracker.uri}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.tracker.download_artifact(runs[0]["run_id"], f"{CHECKPOINT}/{path.name}", path.parent)
 
     def counted(self) -> int:
         """The trials that count towards ``max_trials``: all but the lost ones."""

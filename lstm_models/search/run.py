@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from lstm_models.errors import SearchDone
+from lstm_models.errors import ConfigError, SearchDone
 from lstm_models.search.interrupt import Deferral
 from lstm_models.search.limits import Limits
 from lstm_models.search.recorder import TrialRecorder, TrialResult
@@ -29,7 +29,7 @@ from lstm_models.spec.rules import format_duration
 from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tracking.tracker import Tracker
 
-from lstm_models.search.workers import WorkerPlan, run_workers
+from lstm_models.search.chief import WorkerPlan, run_chief, sweep_tags
 
 if TYPE_CHECKING:
     from lstm_models.search.finish import SweepResult
@@ -69,7 +69,7 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         mode: ``new``; ``resume`` the sweep recorded in ``paths.workdir``; or ``fresh``: replace
             it by a new one (its runs stay in MLflow, those it left RUNNING are marked FAILED).
         hooks: progress lines, signals, clock, per-trial callback, parent tags.
-        workers: train in worker processes (`lstm_models.search.workers`); None: in this one.
+        workers: train in worker processes (`lstm_models.search.chief`); None: in this one.
 
     Returns:
         A `SweepResult`.
@@ -92,9 +92,15 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         from lstm_models.tasks import task_for
 
         task = task_for(data)
-        parallel = {"workers": str(workers.count)} if workers else {}
-        state = open_state(spec, tracker, folder, previous if mode == "resume" else None,
-                           {**task.tags(), **hooks.tags, **parallel})
+        resumed = previous if mode == "resume" else None
+        _check_same_role(resumed, workers, folder)
+        if workers:
+            workers = workers.bound(resumed.oracle if resumed else "")
+        parallel = sweep_tags(workers, spec.to_dict()) if workers else {}
+        state = open_state(spec, tracker, folder, resumed, {**task.tags(), **hooks.tags, **parallel})
+        if workers:
+            tracker.set_tags(state.parent_run_id, parallel)  # a resumed chief may listen elsewhere
+            state.oracle = workers.address
         recorder = TrialRecorder(spec.objective, spec.direction, spec.tuner.max_trials, tracker, state, folder,
                                  hooks.log, hooks.on_trial)
         try:
@@ -121,15 +127,27 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
     hypermodel = SweepHyperModel(spec, inputs, batches)
     limits = Limits(spec.name, spec.tuner.max_trials, spec.tuner.time_budget, hooks.clock, hooks.log)
     objective = kt.Objective(spec.objective, direction=spec.direction)
-    tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder, bool(workers))
-    if mode == "resume":
+    tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder,
+                       "chief" if workers else "single")
+    if mode == "resume" and workers:
+        running = {r["tags"].get("trial_id") for r in tracker.trial_runs(recorder.state.parent_run_id)
+                   if r["status"] == "RUNNING"}
+        adopted = tuner.oracle.adopt_unended(running)
+        hooks.log(f"resuming sweep {spec.name} as its chief: {len(tuner.oracle.trials)} trials so far, "
+                  f"{len(adopted)} still with their workers")
+    elif mode == "resume":
         restore_trials(recorder, tuner.oracle, hypermodel.model_spec, folder, spec.name)
     budget = f", time budget {format_duration(spec.tuner.time_budget)}" if spec.tuner.time_budget else ""
     hooks.log(f"sweep {spec.name}: {spec.tuner.kind} search over {', '.join(spec.search.cells.values)}, "
               f"objective {spec.objective} ({spec.direction}), at most {spec.tuner.max_trials} trials "
               f"of at most {spec.tuner.max_epochs} epochs{budget}; state in {folder}")
     if workers:
-        run_workers(workers, tuner.oracle, recorder, hypermodel.model_spec, folder, hooks.log)
+        if spec.tuner.time_budget:
+            tuner.oracle.deadline = time.monotonic() + spec.tuner.time_budget
+        run_chief(workers, tuner.oracle, recorder, hypermodel.model_spec, spec.tuner.worker_timeout, hooks.log)
+        if tuner.oracle.deadline and time.monotonic() >= tuner.oracle.deadline and recorder.counted() < spec.tuner.max_trials:
+            limits.stop_reason = (f"time budget {format_duration(spec.tuner.time_budget)} spent after "
+                                  f"{recorder.counted()} of {spec.tuner.max_trials} trials")
     else:
         try:
             tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
@@ -142,6 +160,13 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
     sweep = Sweep(spec, task, inputs, batches, tracker, hooks.log)
     finish(sweep, result, lambda t: tuner.load_model(tuner.oracle.get_trial(t.trial_id)), paths.output)
     return result
+
+
+def _check_same_role(previous, workers: WorkerPlan | None, folder: Path) -> None:
+    """A sweep whose trials workers trained is resumed by a chief, and a single process's by one."""
+    if previous is not None and previous.oracle and workers is None:
+        raise ConfigError(f"--resume: the sweep in {folder} ran with workers (its chief served {previous.oracle}); "
+                          "resume it with --workers N or --chief HOST:PORT")
 
 
 def _abort(exc: BaseException, recorder: TrialRecorder, tracker: Tracker, guard: Deferral) -> None:

@@ -9,10 +9,8 @@ graph go when it ends; the rest serves the oracle to worker processes and requeu
 from __future__ import annotations
 
 import gc
-import os
 import time
 from pathlib import Path
-from typing import Callable
 
 import keras
 import keras_tuner as kt
@@ -73,8 +71,9 @@ class _TrackedTuner:
     """
 
     def __init__(self, oracle, hypermodel: SweepHyperModel, recorder: TrialRecorder, limits: Limits,
-                 guard: Deferral, seed: int, **kwargs):
+                 guard: Deferral, seed: int, heartbeat: float | None = None, **kwargs):
         self._recorder, self._limits, self._guard, self._seed = recorder, limits, guard, seed
+        self._heartbeat, self._beat = heartbeat, None  # a worker's: seconds between beats, the beating thread
         self._held = False
         self._gradients: set[str] = set()
         self._spec = None  # the running trial's ModelSpec, sampled once in on_trial_begin
@@ -83,7 +82,9 @@ class _TrackedTuner:
     def pre_create_trial(self):
         super().pre_create_trial()
         self._limits.before_trial(self._recorder)
-        if not self._held:  # an IDLE answer from Hyperband's oracle loops back here
+        if self._held:  # the oracle answered IDLE (Hyperband's bracket, or a chief waiting on its last trials)
+            time.sleep(1.0)
+        else:
             self._held = True
             self._guard.enter()
 
@@ -94,6 +95,10 @@ class _TrackedTuner:
 
     def on_trial_begin(self, trial):
         self._gradients = custom_gradients()
+        if self._heartbeat:
+            from lstm_models.search.service import Heartbeat
+
+            self._beat = Heartbeat(self.oracle, trial.trial_id, self._heartbeat)
         try:
             super().on_trial_begin(trial)
             keras.backend.clear_session()
@@ -134,12 +139,20 @@ class _TrackedTuner:
                 # Keras Tuner counts best_step from the trial's first epoch; a continued Hyperband
                 # trial starts at tuner/initial_epoch.
                 best = ended.best_step + trial.hyperparameters.values.get("tuner/initial_epoch", 0) if ok else None
-                self._recorder.end(ended.score if ok else None, best, message)
+                shared = self._get_checkpoint_fname(trial.trial_id) if ok and self._heartbeat else None
+                self._recorder.end(ended.score if ok else None, best, message, checkpoint=shared)
                 forget_custom_gradients(self._gradients)
+                self._stop_beat()
         self._limits.after_trial(self._recorder)
+
+    def _stop_beat(self):
+        if self._beat is not None:
+            self._beat.stop()
+            self._beat = None
 
     def on_search_end(self):
         self._release()
+        self._stop_beat()
         super().on_search_end()
 
     def load_model(self, trial):
@@ -154,7 +167,10 @@ def restore(tuner, model, trial_id: str):
     model.optimizer.build(model.trainable_variables)  # so that its saved state loads too
     # Private `_get_checkpoint_fname`: where Keras Tuner saved the trial's best epoch; its
     # public `load_model` rebuilds the model itself and loads weights only.
-    model.load_weights(tuner._get_checkpoint_fname(trial_id))
+    path = Path(tuner._get_checkpoint_fname(trial_id))
+    if not path.exists():  # trained by a worker on another host: its checkpoint is in its run
+        tuner._recorder.fetch_checkpoint(trial_id, path)
+    model.load_weights(str(path))
     return model
 
 
@@ -195,95 +211,23 @@ def requeue_unended(oracle) -> set[str]:
     return unended
 
 
-class _TrialCap:
-    """Mixed into an oracle: no new trial once ``trial_cap`` trials exist (Hyperband has no cap of
-    its own; with workers the cap must be the oracle's, which sees every worker's trials)."""
-
-    trial_cap: int | None = None
-
-    def populate_space(self, trial_id):
-        if self.trial_cap is not None and len(self.trials) >= self.trial_cap:
-            return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
-        return super().populate_space(trial_id)
-
-
-@kt.synchronized
-def requeue_worker_trial(oracle, worker: str) -> str | None:
-    """A worker died: its running trial goes back to the queue for another worker; return its id.
-
-    Keras Tuner has no heartbeat: a dead worker's trial would stay "running" forever.
-    """
-    # Private `_retry_queue` (as in `requeue_unended`); `ongoing_trials` and `tuner_ids` are
-    # the oracle's public attributes. `kt.synchronized` takes the oracle's lock (gRPC threads).
-    oracle.tuner_ids.discard(worker)
-    trial = oracle.ongoing_trials.pop(worker, None)
-    if trial is None:
-        return None
-    oracle._retry_queue.append(trial.trial_id)
-    oracle.save()
-    return trial.trial_id
-
-
-def join_chief(host: str, port: str, worker: str) -> None:
-    """Make this process's tuners workers of the chief at ``host:port`` (Keras Tuner reads that from the environment)."""
-    os.environ.update(KERASTUNER_TUNER_ID=worker, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=str(port))
-    _quiet_conditions()
-
-
-def _quiet_conditions() -> None:
-    """keras-tuner 1.4.8's ``Parent.to_proto`` prints a condition's first value (a stray debug
-    print) each time a conditional hyperparameter crosses gRPC; its output is dropped here."""
-    import contextlib
-    import io
-
-    # Private `keras_tuner.src.engine.conditions`: the class has no public import path.
-    from keras_tuner.src.engine import conditions
-
-    original = conditions.Parent.to_proto
-    if getattr(original, "quiet", False):
-        return
-
-    def to_proto(self):
-        with contextlib.redirect_stdout(io.StringIO()):
-            return original(self)
-
-    to_proto.quiet = True
-    conditions.Parent.to_proto = to_proto
-
-
-def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool], started: Callable[[], None]) -> None:
-    """Serve ``oracle`` to workers over gRPC until ``done()`` (Keras Tuner's own chief loop waits in 20 s
-    steps and never notices a dead worker)."""
-    from concurrent import futures
-
-    import grpc
-    # Private `keras_tuner.src` modules: the oracle's gRPC service has no public import path.
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer
-
-    _quiet_conditions()
-    oracle.verbose = 0  # Keras Tuner's own trial tables: the workers print our progress lines
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
-    server.add_insecure_port(f"{host}:{port}")
-    server.start()
-    try:
-        started()  # the workers: now that the oracle listens
-        while not done():
-            time.sleep(0.5)
-    finally:
-        server.stop(grace=None)
+ROLES = ("single", "chief", "worker")
 
 
 def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperModel, recorder: TrialRecorder,
-               limits: Limits, guard: Deferral, folder: Path, workers: bool = False):
+               limits: Limits, guard: Deferral, folder: Path, role: str = "single"):
     """Keras Tuner on ``folder/tuner``: reloaded only when resuming (`check_start` made sure).
 
-    ``workers``: the oracle is served to worker processes, so it caps the trials itself.
+    ``role``: ``single`` trains in this process; ``chief`` serves its oracle to workers (which
+    caps the trials itself and hears their heartbeats); ``worker`` trains what a chief hands
+    out, sends heartbeats, and logs each trial's best checkpoint to the trial's run, so that no
+    host needs another's files.
     """
+    from lstm_models.search.service import Watched
+
     tuner_base, oracle_base = KERAS_TUNERS[t.kind]
-    bases = (_TrialCap,) + ((_BalancedCells, oracle_base) if t.balance_cells else (oracle_base,))
-    oracle_cls = type(f"Sweep{oracle_base.__name__}", bases, {"trial_cap": t.max_trials if workers else None})
+    bases = ((Watched,) if role == "chief" else ()) + ((_BalancedCells,) if t.balance_cells else ()) + (oracle_base,)
+    oracle_cls = type(f"Sweep{oracle_base.__name__}", bases, {"trial_cap": t.max_trials} if role == "chief" else {})
     # Our own count of failures in a row replaces Keras Tuner's, which counts over the whole
     # history and would stop a resumed sweep at once.
     common = dict(objective=objective, seed=t.seed, max_retries_per_trial=0, max_consecutive_failed_trials=None)
@@ -293,6 +237,7 @@ def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperMode
     else:
         oracle = oracle_cls(max_trials=t.max_trials, **common)
     tuner_cls = type(f"Tracked{tuner_base.__name__}", (_TrackedTuner, tuner_base), {})
+    beat = max(1.0, t.worker_timeout / 4) if role == "worker" else None
     # No overwrite: never a silent delete.
-    return tuner_cls(oracle, hypermodel, recorder=recorder, limits=limits, guard=guard, seed=t.seed,
+    return tuner_cls(oracle, hypermodel, recorder=recorder, limits=limits, guard=guard, seed=t.seed, heartbeat=beat,
                      directory=str(folder), project_name=TUNER_PROJECT, overwrite=False)

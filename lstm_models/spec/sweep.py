@@ -80,6 +80,7 @@ TUNER_RULES: dict[str, Rule] = {
     "balance_cells": Rule(bool, default=True),
     "jit_compile": Rule(bool, default=False),
     "time_budget": Rule(float, default=None, convert=parse_duration),
+    "worker_timeout": Rule(float, default=120.0, convert=parse_duration),
 }
 
 EARLY_STOPPING_RULES: dict[str, Rule] = {
@@ -133,6 +134,7 @@ class TunerSpec:
     balance_cells: bool = True
     jit_compile: bool = False  # XLA: faster epochs, a compile per batch shape and trial
     time_budget: float | None = None  # seconds of wall-clock time after which no trial starts
+    worker_timeout: float = 120.0  # seconds a worker's trial may go unheard before another worker runs it
 
 
 @dataclass(frozen=True)

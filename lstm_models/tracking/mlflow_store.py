@@ -54,24 +54,8 @@ class MLflowTracker:
         return self._client
 
     def check(self, timeout: float = 10.0) -> None:
-        """Reach the store once, before any training, or raise `ConfigError`.
-
-        A server is asked for its ``/health`` with a short timeout first: the MLflow client
-        itself would retry for minutes. A SQLite store that does not exist yet is not created
-        here (a run that stops at a data error leaves nothing behind): its folder must be
-        creatable and writable.
-        """
-        db = sqlite_path(self.uri)
-        if db is not None and not db.exists():
-            check_writable(db.parent, f"tracking URI {self.uri}")
-            return
-        if self.uri.startswith(("http://", "https://")):
-            _check_health(self.uri, timeout)
-        try:
-            self.client.search_experiments(max_results=1)
-        except Exception as exc:  # any transport or store error means: unusable
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"tracking URI {self.uri}: cannot reach the MLflow store ({first[:200]})") from None
+        """Reach the store once, before any training, or raise `ConfigError` (`_check_store`)."""
+        _check_store(self, timeout)
 
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -155,15 +139,33 @@ class MLflowTracker:
 
     def running_trials(self, parent_run_id: str, tags: Mapping[str, str] | None = None) -> list[str]:
         """The ids of a sweep's trial runs still marked RUNNING (and carrying ``tags``)."""
-        where = "".join(f" and tags.`{k}` = '{v}'" for k, v in (tags or {}).items())
-        runs = self.client.search_runs(
-            [self.client.get_run(parent_run_id).info.experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'{where}",
-            max_results=10_000)
-        return [r.info.run_id for r in runs]
+        return [r["run_id"] for r in self.trial_runs(parent_run_id)
+                if r["status"] == "RUNNING" and all(r["tags"].get(k) == v for k, v in (tags or {}).items())]
 
     def run_status(self, run_id: str) -> str:
         return self.client.get_run(run_id).info.status
+
+    def trial_runs(self, parent_run_id: str) -> list[dict]:
+        """A sweep's trial runs, each ``{"run_id", "status", "tags"}``."""
+        return self._runs(self.client.get_run(parent_run_id).info.experiment_id, f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
+
+    def open_sweeps(self, experiment: str) -> list[dict]:
+        """The parent runs of an experiment still RUNNING (none, and no store created, if it has none)."""
+        db = sqlite_path(self.uri)
+        found = None if db is not None and not db.exists() else self.client.get_experiment_by_name(experiment)
+        runs = self._runs(found.experiment_id, "attributes.status = 'RUNNING'") if found else []
+        return [r for r in runs if PARENT_TAG not in r["tags"]]
+
+    def _runs(self, experiment_id: str, where: str) -> list[dict]:
+        runs = self.client.search_runs([experiment_id], filter_string=where, max_results=10_000)
+        return [{"run_id": r.info.run_id, "status": r.info.status, "tags": r.data.tags} for r in runs]
+
+    def download_artifact(self, run_id: str, artifact_path: str, folder: Path) -> Path:
+        """Copy one of a run's artifacts into ``folder`` (through the server, if it proxies them)."""
+        from mlflow.artifacts import download_artifacts
+
+        return Path(download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(folder),
+                                       tracking_uri=self.uri))
 
     def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
         """Register a logged SavedModel folder as a new version of the model ``name``."""
@@ -224,6 +226,27 @@ class _RetryLocked:
                         raise
                     time.sleep(min(0.1 * 2 ** attempt, 3.0))
         return call
+
+
+def _check_store(tracker: MLflowTracker, timeout: float) -> None:
+    """Reach the store once, before any training, or raise `ConfigError`.
+
+    A server is asked for its ``/health`` with a short timeout first: the MLflow client
+    itself would retry for minutes. A SQLite store that does not exist yet is not created
+    here (a run that stops at a data error leaves nothing behind): its folder must be
+    creatable and writable.
+    """
+    db = sqlite_path(tracker.uri)
+    if db is not None and not db.exists():
+        check_writable(db.parent, f"tracking URI {tracker.uri}")
+        return
+    if tracker.uri.startswith(("http://", "https://")):
+        _check_health(tracker.uri, timeout)
+    try:
+        tracker.client.search_experiments(max_results=1)
+    except Exception as exc:  # any transport or store error means: unusable
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"tracking URI {tracker.uri}: cannot reach the MLflow store ({first[:200]})") from None
 
 
 def _check_health(uri: str, timeout: float) -> None:

@@ -54,6 +54,15 @@ class Tracker(Protocol):
 
     def run_status(self, run_id: str) -> str: ...
 
+    def trial_runs(self, parent_run_id: str) -> list[dict]:
+        """A sweep's trial runs, each ``{"run_id", "status", "tags"}``."""
+
+    def open_sweeps(self, experiment: str) -> list[dict]:
+        """The parent runs of an experiment still RUNNING, each ``{"run_id", "status", "tags"}``."""
+
+    def download_artifact(self, run_id: str, artifact_path: str, folder: Path) -> Path:
+        """Copy one of a run's artifacts into ``folder``; return its local path."""
+
 
 class NullTracker:
     """Tracks nothing; every method is a no-op returning what the real one would."""
@@ -97,6 +106,15 @@ class NullTracker:
 
     def run_status(self, run_id: str) -> str:
         return ""
+
+    def trial_runs(self, parent_run_id: str) -> list[dict]:
+        return []
+
+    def open_sweeps(self, experiment: str) -> list[dict]:
+        return []
+
+    def download_artifact(self, run_id: str, artifact_path: str, folder: Path) -> Path:
+        raise FileNotFoundError(f"{artifact_path}: nothing is tracked, so no run has it")
 
 
 def make_tracker(uri: str) -> Tracker:

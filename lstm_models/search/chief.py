@@ -1,0 +1,212 @@
+"""The chief of a sweep with workers: Keras Tuner's oracle served over gRPC, the workers' trials gathered.
+
+The chief serves the oracle (``--chief HOST:PORT``, or 127.0.0.1 and a free port for
+``--workers N``) and may start N worker processes itself (`lstm_models.search.worker` is the
+other side). Nothing travels through a shared folder: each trial is a nested run of the
+sweep's parent run, carrying its record (`RECORD_TAG`) and its best checkpoint; the chief
+gathers the records from the tracking store and loads the checkpoints it has not got from there.
+
+No trial is lost: a trial not heard of for ``worker_timeout`` (`lstm_models.search.service`), or
+whose local worker process died, goes back to the queue with the same hyperparameters, and its
+run is closed FAILED and tagged ``lost``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, TrialResult, fail_runs
+from lstm_models.tracking.server import check_port_free, free_port
+
+LOST = "the worker training this trial died or fell silent (kill -9, crash, power or network loss); another worker ran it again"
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How the chief serves its oracle, and the workers it starts itself.
+
+    Args:
+        count: worker processes the chief starts on this machine (0: they join from other hosts).
+        argv: the chief's ``lstm-models`` command line (spec and flags), to which each of its
+            workers adds ``--worker HOST:PORT --worker-id ID``.
+        environ: the environment the workers start from.
+        cores: the cores this machine has (shared out between the workers).
+        gpus: the GPUs the workers take in turn (``CUDA_VISIBLE_DEVICES``), none on a CPU machine.
+        host, port: where the oracle listens (port 0: a free one, or a resumed sweep's).
+    """
+
+    count: int
+    argv: tuple[str, ...] = ()
+    environ: dict = field(default_factory=dict)
+    cores: int = 1
+    gpus: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def bound(self, previous: str = "") -> "WorkerPlan":
+        """The plan with its port: given, else the resumed sweep's (workers that outlived their chief
+        reconnect there), else a free one. `ConfigError` if it cannot be listened on."""
+        port = self.port or (int(previous.rpartition(":")[2]) if previous else 0) or free_port(self.host)
+        check_port_free(self.host, port, "--chief")
+        return replace(self, port=port)
+
+    def worker_env(self, index: int) -> dict:
+        """The environment of local worker ``index`` (0-based): its threads, its GPU."""
+        threads = str(max(1, self.cores // max(1, self.count)))
+        env = {**self.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
+               "OMP_NUM_THREADS": threads}
+        if self.gpus:  # none here: the variable is left as it was
+            env["CUDA_VISIBLE_DEVICES"] = self.gpus[index % len(self.gpus)]
+        return env
+
+    def command(self, index: int) -> list[str]:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return [sys.executable, "-m", "lstm_models", *self.argv, "--worker", f"{host}:{self.port}",
+                "--worker-id", worker_id(index)]
+
+
+def worker_id(index: int) -> str:
+    return f"worker-{index + 1}"
+
+
+def gpu_ids(environ: dict) -> tuple[str, ...]:
+    """The GPUs to share out: ``CUDA_VISIBLE_DEVICES`` if set, else those ``nvidia-smi -L`` lists."""
+    given = environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return tuple(g.strip() for g in given.split(",") if g.strip() and g.strip() != "-1")
+    if not shutil.which("nvidia-smi"):
+        return ()
+    done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    return tuple(str(i) for i, line in enumerate(done.stdout.splitlines()) if line.startswith("GPU "))
+
+
+def sweep_tags(plan: WorkerPlan, spec: dict) -> dict[str, str]:
+    """The parent run's tags by which workers find the sweep and check that they run its spec."""
+    return {"workers": str(plan.count), "oracle_host": plan.host, "oracle_port": str(plan.port),
+            "sweep_spec": json.dumps(spec, sort_keys=True)}
+
+
+def run_chief(plan: WorkerPlan, oracle, recorder: TrialRecorder, model_spec: Callable, timeout: float,
+              log: Callable[[str], None]) -> None:
+    """Serve ``oracle`` until every trial has ended and no worker is left; then keep their trials.
+
+    Args:
+        plan: where to listen, and the local workers to start.
+        oracle: the chief's oracle (`lstm_models.search.service.Watched`).
+        recorder: the sweep's recorder; the workers' trials are gathered into it.
+        model_spec: ``hp -> ModelSpec``. timeout: the sweep's ``worker_timeout``, in seconds.
+    """
+    from lstm_models.search.service import serve_oracle
+
+    threads = f", {max(1, plan.cores // plan.count)} TensorFlow thread(s) each" if plan.count else ""
+    log(f"chief: oracle on {plan.address}, {plan.count or 'no'} local workers{threads}; "
+        f"a trial unheard of for {timeout:.0f}s goes to another worker")
+    supervisor = _Supervisor(plan, oracle, recorder, timeout, log)
+    try:
+        serve_oracle(oracle, plan.host, plan.port, done=supervisor.done, started=supervisor.start)
+    finally:
+        supervisor.stop()
+    _wait_for_runs(recorder, timeout)
+    recorder.trials, recorder.best, recorder.state.trials = [], None, {}
+    for result in gather(recorder.tracker, recorder.state.parent_run_id):
+        result.spec = model_spec(oracle.trials[result.trial_id].hyperparameters.copy())
+        recorder.keep(result)
+        recorder.save(result)
+    recorder.save()
+
+
+def _wait_for_runs(recorder: TrialRecorder, timeout: float) -> None:
+    """A worker closes a trial's run just after the oracle ends the trial: wait for the last ones.
+
+    A run whose worker died in between is closed here: FINISHED if the worker had recorded it
+    whole (its record, then its checkpoint), else FAILED and ``lost``."""
+    tracker, parent = recorder.tracker, recorder.state.parent_run_id
+    deadline = time.monotonic() + timeout
+    while tracker.running_trials(parent) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    for run in tracker.trial_runs(parent):
+        if run["status"] != "RUNNING":
+            continue
+        if json.loads(run["tags"].get(RECORD_TAG, "{}")).get("status") == "FINISHED":
+            tracker.end_run(run["run_id"], "FINISHED")
+        else:
+            fail_runs(tracker, [run["run_id"]], LOST, {"lost": "true"})
+
+
+def gather(tracker, parent_run_id: str) -> list[TrialResult]:
+    """Every trial run of the sweep, as records in trial order (their specs are filled in by the caller)."""
+    out = []
+    for run in tracker.trial_runs(parent_run_id):
+        tags = run["tags"]
+        record = json.loads(tags.get(RECORD_TAG, "{}"))
+        if record.get("status") == run["status"]:
+            out.append(TrialResult(spec=None, **record))
+        else:  # its worker died before it recorded the trial; the chief closed the run
+            out.append(TrialResult(trial_id=tags["trial_id"], number=int(tags["trial_id"]) + 1, spec=None,
+                                   run_id=run["run_id"], status="FAILED", error=LOST, lost=True))
+    return sorted(out, key=lambda t: (t.number, t.status == "FINISHED"))
+
+
+class _Supervisor:
+    """Starts the local workers, gives up on dead or silent ones, and says when the search is over."""
+
+    def __init__(self, plan: WorkerPlan, oracle, recorder: TrialRecorder, timeout: float, log: Callable[[str], None]):
+        self.plan, self.oracle, self.recorder, self.timeout, self.log = plan, oracle, recorder, timeout, log
+        self.procs: dict[str, subprocess.Popen] = {}
+        known = [int(m[1]) for m in map(re.compile(r"worker-(\d+)").fullmatch, oracle.tuner_ids) if m]
+        self.started = max(known, default=0)  # a resumed chief's workers take new ids
+
+    def start(self) -> None:
+        """Start the local workers (once the oracle listens)."""
+        for _ in range(self.plan.count):
+            self._start()
+
+    def _start(self) -> None:
+        index, self.started = self.started, self.started + 1
+        self.procs[worker_id(index)] = subprocess.Popen(self.plan.command(index), env=self.plan.worker_env(index))
+
+    def _lose(self, wid: str, why: str) -> bool:
+        from lstm_models.search.service import requeue_worker_trial
+
+        trial_id = requeue_worker_trial(self.oracle, wid)
+        if trial_id is None:
+            return False
+        tracker, parent = self.recorder.tracker, self.recorder.state.parent_run_id
+        runs = [r["run_id"] for r in tracker.trial_runs(parent)
+                if r["status"] == "RUNNING" and r["tags"].get("trial_id") == trial_id]
+        fail_runs(tracker, runs, LOST, {"lost": "true"})
+        self.log(f"chief: {wid} {why} during trial {int(trial_id) + 1}; another worker runs it again")
+        return True
+
+    def done(self) -> bool:
+        """Polled by the oracle's server loop: True once no trial runs and no worker is left."""
+        for wid, proc in list(self.procs.items()):
+            if proc.poll() is None or proc.returncode == 0:
+                continue
+            del self.procs[wid]
+            if self._lose(wid, f"died (exit code {proc.returncode})"):
+                self._start()
+            else:
+                self.log(f"chief: {wid} exited with code {proc.returncode} between trials")
+        for wid, _ in self.oracle.silent(self.timeout):
+            self._lose(wid, f"was not heard of for {self.timeout:.0f}s")
+        local = any(proc.poll() is None for proc in self.procs.values())
+        return bool(self.oracle.trials) and not self.oracle.ongoing_trials and not local \
+            and not self.oracle.live_workers(self.timeout)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=60)

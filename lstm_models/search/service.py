@@ -1,0 +1,205 @@
+"""Keras Tuner's oracle as a service: the chief's gRPC server, heartbeats, lost trials.
+
+The second half of the Keras Tuner adapter (with `lstm_models.search.tuner`): the only other
+module that uses private Keras Tuner members, each naming the public gap it fills.
+
+Keras Tuner's distributed engine has no heartbeat: a worker that dies leaves its trial
+"running" forever. Here a worker asks the chief for its running trial every few seconds
+(`Heartbeat`); the chief's oracle (`Watched`) notes when it last heard of each trial and each
+worker, and a trial silent for ``worker_timeout`` goes back to the queue for another worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Callable
+
+import keras_tuner as kt
+
+RUNNING = kt.engine.trial.TrialStatus.RUNNING
+STOPPED = kt.engine.trial.TrialStatus.STOPPED
+IDLE = kt.engine.trial.TrialStatus.IDLE
+
+
+class Watched:
+    """Mixed into the chief's oracle: when each trial and each worker was last heard of.
+
+    A worker is heard of when it asks for a trial; a trial when its worker reports an epoch,
+    ends it, or sends a heartbeat (`Heartbeat` asks for the trial). ``trial_cap`` and
+    ``deadline`` (a ``time.monotonic`` value) stop new trials: Hyperband has no cap of its own,
+    and with workers the cap and the time budget must be the oracle's, which sees every worker.
+    """
+
+    trial_cap: int | None = None
+    deadline: float | None = None
+
+    def _heard(self) -> tuple[dict, dict]:
+        if not hasattr(self, "_trials_heard"):
+            self._trials_heard, self._workers_heard = {}, {}
+        return self._trials_heard, self._workers_heard
+
+    def exhausted(self) -> bool:
+        """No new trial will be handed out (the cap or the time budget is reached)."""
+        capped = self.trial_cap is not None and len(self.trials) >= self.trial_cap
+        return capped or (self.deadline is not None and time.monotonic() >= self.deadline)
+
+    def populate_space(self, trial_id):
+        if self.exhausted():
+            return {"status": STOPPED, "values": None}
+        return super().populate_space(trial_id)
+
+    def create_trial(self, tuner_id):
+        trials, workers = self._heard()
+        workers[tuner_id] = time.monotonic()
+        if tuner_id not in self.ongoing_trials and not self._retry_queue and self.ongoing_trials and self.exhausted():
+            # No new trial, but one still running may be lost and need this worker: it waits (IDLE).
+            # Private `_retry_queue`: see `requeue_worker_trial`.
+            self.tuner_ids.add(tuner_id)
+            return kt.engine.trial.Trial(self.hyperparameters.copy(), trial_id=str(len(self.trials)), status=IDLE)
+        trial = super().create_trial(tuner_id)
+        if trial.status == RUNNING:
+            trials[trial.trial_id] = time.monotonic()
+        return trial
+
+    def update_trial(self, trial_id, metrics, step=0):
+        self._heard()[0][trial_id] = time.monotonic()
+        return super().update_trial(trial_id, metrics, step)
+
+    def get_trial(self, trial_id):
+        self._heard()[0][trial_id] = time.monotonic()
+        return super().get_trial(trial_id)
+
+    def end_trial(self, trial):
+        if trial.trial_id not in {t.trial_id for t in self.ongoing_trials.values()}:
+            return  # a worker given up as dead ended it after all: its trial went to another worker
+        self._heard()[0][trial.trial_id] = time.monotonic()
+        return super().end_trial(trial)
+
+    def silent(self, timeout: float) -> list[tuple[str, str]]:
+        """(worker, trial id) of the running trials not heard of for ``timeout`` seconds."""
+        trials, _ = self._heard()
+        now = time.monotonic()
+        return [(w, t.trial_id) for w, t in list(self.ongoing_trials.items())
+                if now - trials.get(t.trial_id, now) > timeout]
+
+    def live_workers(self, timeout: float) -> set[str]:
+        """Workers that may still ask for a trial: running one, or heard of within ``timeout``.
+
+        Keras Tuner forgets a worker once it has been told to stop (``tuner_ids``)."""
+        _, workers = self._heard()
+        now = time.monotonic()
+        return set(self.ongoing_trials) | {w for w in list(self.tuner_ids) if now - workers.get(w, now) <= timeout}
+
+    def adopt_unended(self, running: set[str]) -> set[str]:
+        """After a chief restarts (``--resume``): its trials whose runs are still ``running`` stay
+        with their workers, which reconnect; each is heard of from now, so a dead worker's trial
+        goes back to the queue after ``worker_timeout``. The others (their workers closed their
+        runs) run again first. Return the adopted ids."""
+        # Private `_get_oracle_fname` and `_retry_queue`: Keras Tuner's reload queues every ongoing
+        # trial again, which would give a trial a surviving worker still trains to a second one.
+        with open(self._get_oracle_fname(), encoding="utf-8") as f:
+            saved = json.load(f).get("ongoing_trials", {})
+        saved = {w: t for w, t in saved.items() if t in running}
+        trials, workers = self._heard()
+        for worker, trial_id in saved.items():
+            if trial_id in self._retry_queue:
+                self._retry_queue.remove(trial_id)
+            self.ongoing_trials[worker] = self.trials[trial_id]
+            self.tuner_ids.add(worker)
+            trials[trial_id] = workers[worker] = time.monotonic()
+        self.save()
+        return set(saved.values())
+
+
+@kt.synchronized
+def requeue_worker_trial(oracle, worker: str) -> str | None:
+    """A worker died or fell silent: its running trial goes back to the queue; return its id."""
+    # Private `_retry_queue` (Keras Tuner's queue of trials to run again; no public API adds to
+    # it); `ongoing_trials` and `tuner_ids` are public. `kt.synchronized` takes the oracle's lock.
+    oracle.tuner_ids.discard(worker)
+    trial = oracle.ongoing_trials.pop(worker, None)
+    if trial is None:
+        return None
+    oracle._retry_queue.append(trial.trial_id)
+    oracle.save()
+    return trial.trial_id
+
+
+class Heartbeat:
+    """A worker's heartbeat: asks the chief for the running trial every ``every`` seconds."""
+
+    def __init__(self, oracle, trial_id: str, every: float):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(oracle, trial_id, every), daemon=True)
+        self._thread.start()
+
+    def _beat(self, oracle, trial_id: str, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                oracle.get_trial(trial_id)
+            except Exception:  # the chief is restarting: the next beat reaches it
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def join_chief(host: str, port: str, worker: str) -> None:
+    """Make this process's tuners workers of the chief at ``host:port`` (Keras Tuner reads that from the environment)."""
+    os.environ.update(KERASTUNER_TUNER_ID=worker, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=str(port))
+    _quiet_conditions()
+
+
+def _quiet_conditions() -> None:
+    """keras-tuner 1.4.8's ``Parent.to_proto`` prints a condition's first value (a stray debug
+    print) each time a conditional hyperparameter crosses gRPC; its output is dropped here."""
+    import contextlib
+    import io
+
+    # Private `keras_tuner.src.engine.conditions`: the class has no public import path.
+    from keras_tuner.src.engine import conditions
+
+    original = conditions.Parent.to_proto
+    if getattr(original, "quiet", False):
+        return
+
+    def to_proto(self):
+        with contextlib.redirect_stdout(io.StringIO()):
+            return original(self)
+
+    to_proto.quiet = True
+    conditions.Parent.to_proto = to_proto
+
+
+def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool], started: Callable[[], None]) -> None:
+    """Serve ``oracle`` to workers over gRPC until ``done()`` (Keras Tuner's own chief loop waits in 20 s
+    steps and never notices a dead worker)."""
+    from concurrent import futures
+
+    import grpc
+    # Private `keras_tuner.src` modules: the oracle's gRPC service has no public import path.
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+    _quiet_conditions()
+    oracle.verbose = 0  # Keras Tuner's own trial tables: the workers print our progress lines
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpcio raises where older releases returned 0
+        bound = 0
+    if not bound:
+        from lstm_models.errors import ConfigError
+
+        raise ConfigError(f"--chief {host}:{port}: cannot listen there (the port is in use, or not this machine's)")
+    server.start()
+    try:
+        started()  # the workers: now that the oracle listens
+        while not done():
+            time.sleep(0.5)
+    finally:
+        server.stop(grace=None)

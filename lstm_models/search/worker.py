@@ -1,0 +1,118 @@
+"""A worker of a sweep: find the chief's sweep, check its spec, train the trials its oracle hands out.
+
+``lstm-models sweep SPEC --worker HOST:PORT`` finds the sweep's parent run on the tracking store
+by the chief's port (`lstm_models.search.chief.sweep_tags`), refuses a spec that is not the
+chief's, then asks the oracle for trials. Each trial is a nested run of that parent, tagged with
+the worker's id, host and process; the worker sends heartbeats while it trains and logs each
+trial's best checkpoint to its run, so that it shares no folder with the chief.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from lstm_models.errors import ConfigError
+from lstm_models.search.recorder import TrialRecorder
+from lstm_models.search.state import SweepState
+
+WORKERS_FOLDER = "workers"
+
+
+def parse_address(flag: str, address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{flag} {address}: expected HOST:PORT")
+    return host, int(port)
+
+
+def check_chief(address: str, timeout: float = 10.0) -> None:
+    """A worker's chief must answer at ``HOST:PORT`` before the worker loads anything.
+
+    Keras Tuner's client would otherwise wait up to an hour for an oracle that is not there.
+    """
+    host, port = parse_address("--worker", address)
+    deadline = time.monotonic() + timeout
+    while True:  # a chief that has just started may take a moment to listen
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"--worker {address}: cannot reach the chief's oracle there "
+                                  f"({exc.strerror or exc}); is the chief running, and is this its port?") from None
+            time.sleep(0.5)
+
+
+def find_sweep(tracker, spec: dict, address: str) -> str:
+    """The parent run a worker joins: the running sweep of its spec's name whose oracle is on
+    ``address``'s port; `ConfigError` if there is none, or if its spec is not this one."""
+    from lstm_models.search.state import spec_changes
+
+    host, port = parse_address("--worker", address)
+    runs = [r for r in tracker.open_sweeps(spec["name"]) if r["tags"].get("oracle_port") == str(port)]
+    if len(runs) > 1:
+        runs = [r for r in runs if r["tags"].get("oracle_host") == host] or runs
+    if not runs:
+        raise ConfigError(f"--worker {address}: no running sweep of {spec['name']} in {tracker.uri} serves its oracle "
+                          f"on port {port}; give the chief's --tracking-uri and spec")
+    if len(runs) > 1:
+        raise ConfigError(f"--worker {address}: {len(runs)} running sweeps of {spec['name']} serve an oracle on port "
+                          f"{port}; stop the stale ones (their parent runs are still RUNNING)")
+    changes = spec_changes(json.loads(runs[0]["tags"]["sweep_spec"]), spec)
+    if changes:
+        raise ConfigError(f"--worker: the spec differs from the chief's ({'; '.join(changes[:3])}); "
+                          "start the worker with the chief's spec and flags")
+    return runs[0]["run_id"]
+
+
+def worker_tags(wid: str) -> dict[str, str]:
+    """The tags of every trial run a worker trains: which worker, on which host, in which process."""
+    return {"worker": wid, "worker_host": socket.gethostname(), "worker_pid": str(os.getpid())}
+
+
+def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_run_id: str, hooks) -> int:
+    """Join the chief at ``chief`` (HOST:PORT) and train the trials its oracle hands out.
+
+    Args:
+        spec: the same sweep spec as the chief's. data: the loaded splits.
+        tracker: the chief's tracking store (an ``http://`` server across hosts).
+        folder: this worker's sweep folder (checkpoints, its own records); need not be shared.
+        wid: this worker's id. parent_run_id: the sweep's (`find_sweep`).
+        hooks: progress lines, signals, clock (`lstm_models.search.run.Hooks`).
+
+    Returns:
+        How many trials this worker trained.
+    """
+    import keras_tuner as kt
+
+    from lstm_models.errors import SearchDone
+    from lstm_models.search.hypermodel import SweepHyperModel
+    from lstm_models.search.limits import Limits
+    from lstm_models.search.service import join_chief
+    from lstm_models.search.tuner import make_tuner
+    from lstm_models.tasks import task_for
+
+    host, port = parse_address("--worker", chief)
+    join_chief(host, str(port), wid)
+    tracker.join_sweep(parent_run_id)
+    task = task_for(data)
+    inputs = task.make_inputs(spec.dataset.options.get("max_tokens"))
+    hypermodel = SweepHyperModel(spec, inputs, task.batches(inputs))
+    state = SweepState(name=spec.name, parent_run_id=parent_run_id, tracking_uri=tracker.uri, spec=spec.to_dict())
+    recorder = TrialRecorder(spec.objective, spec.direction, spec.tuner.max_trials, tracker, state,
+                             Path(folder) / WORKERS_FOLDER / wid, hooks.log, hooks.on_trial,
+                             run_tags=worker_tags(wid), number_from_id=True)
+    # The chief's oracle caps the trials and keeps the time budget; a worker stops on failures only.
+    limits = Limits(spec.name, spec.tuner.max_trials, None, hooks.clock, hooks.log)
+    objective = kt.Objective(spec.objective, direction=spec.direction)
+    tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder, role="worker")
+    try:
+        tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
+    except SearchDone:
+        pass
+    recorder.save()
+    return len(recorder.trials)
