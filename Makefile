@@ -15,7 +15,7 @@ BENCH_ARGS ?= --search-trials 40 --search-seeds 3 --search-limit 3000
 MEMORY_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install postgres data sweep resume soak test ui tracking-server bench bench-memory clean
+.PHONY: help install postgres data sweep resume soak test ui tracking-server bench bench-workers bench-memory clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -69,8 +69,12 @@ ui: $(STAMP) ## open the MLflow UI over mlflow/mlflow.db on http://127.0.0.1:500
 bench-memory: $(STAMP) ## long-range memory: the adding problem at lengths 50-400 per cell (~12 min); table to benchmarks/results/ and README
 	$(BIN)/python benchmarks/memory.py $(MEMORY_ARGS)
 
-bench: $(STAMP) data ## measure speed side by side: benchmarks/results/*.json and the README tables
+bench: $(STAMP) data postgres ## measure speed side by side: benchmarks/results/*.json and the README tables
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/workers.py $(WORKERS_BENCH_ARGS)
+
+bench-workers: $(STAMP) data postgres ## only the workers section (~30 min): 1 vs 2 workers, PostgreSQL vs SQLite, a 16-worker simulation
+	$(BIN)/python benchmarks/workers.py $(WORKERS_BENCH_ARGS)
 
 clean: ## remove the venv, the tracking store, the exports, the sweep state (runs/) and caches (not the downloaded data)
 	rm -rf $(VENV) mlflow exports runs .pytest_cache *.egg-info

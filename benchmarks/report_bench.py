@@ -100,7 +100,41 @@ def tables(results: Path) -> str:
     elif g is not None:
         out += ["**GPU**: none on the machine that ran this; `make bench` measures cuDNN against the generic "
                 "kernel where a GPU is present.", ""]
+    out += _workers(_load(results, "workers"))
     return "\n".join(out).rstrip() + "\n"
+
+
+def _workers(w) -> list[str]:
+    """The workers section (benchmarks/workers.py): 1 vs 2 workers, PostgreSQL vs SQLite, the simulation."""
+    if not w:
+        return []
+    out = []
+    s = w.get("sweeps")
+    if s:
+        out += [f"**Workers** on this machine's {w['cpus']} cores, `{s['spec']}` run three times side by side in one "
+                "run (trials per hour: finished trials over the span from the first trial run opened to the last "
+                "closed)", "", "| run | finished / runs | search span | trials per hour | mean trial | wall |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {r['label']} | {r['finished']} / {r['runs']} | {r['search_seconds']:.0f} s | "
+                f"{r['trials_per_hour']:.0f} | {r['mean_trial_seconds']:.1f} s | {r['wall_seconds']:.0f} s |"
+                for r in s["rows"]]
+        out += ["", f"2 workers / 1 worker: **{s['speedup_2_workers']:.2f}x** trials per hour. The PostgreSQL "
+                f"server costs {s['postgres_seconds_per_trial']:+.1f} s per trial against SQLite (search span per "
+                "run).", ""]
+    m = w["simulation"]
+    out += [f"**Simulation**: {m['workers']} worker processes on 127.0.0.1, trials of trivial size, "
+            f"{m['seconds']:.0f} s each. The chief's oracle (one gRPC thread) handed out "
+            f"**{m['oracle_trials_per_s']:.0f} trials/s** ({m['oracle_calls_per_trial']} calls each: ask, "
+            f"3 epochs, a heartbeat, end). The tracking store took **{m['postgres_server_runs_per_s']:.1f} "
+            f"runs/s** through the MLflow server on PostgreSQL and {m['sqlite_runs_per_s']:.1f} runs/s on SQLite "
+            f"(each run: params, 3 epochs of metrics, a {m['checkpoint_mb']:g} MB checkpoint, its record).", ""]
+    b = w.get("bottleneck_workers")
+    if b:
+        out += [f"With a real trial of the default sentiment sweep lasting {b['trial_seconds']:.0f} s per worker, the "
+                f"chief saturates at about **{b['chief']:.0f} workers**, the PostgreSQL tracking server at about "
+                f"**{b['postgres_server']:.0f}**, SQLite at about {b['sqlite']:.0f} (measured here, with the workers "
+                "on the same 2 cores as the servers: on separate hosts the servers get more).", ""]
+    return out
 
 
 def replace_between(readme: Path, start: str, end: str, body: str) -> bool:

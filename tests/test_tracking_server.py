@@ -57,6 +57,34 @@ def test_bad_flags_exit_2_with_one_line(tmp_path, args, message):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_credentials_come_from_a_file_only_its_owner_reads(tmp_path):
+    path = tmp_path / "creds"
+    path.write_text("admin:s3cret:with-colon\n")
+    path.chmod(0o600)
+    assert server.read_credentials(path) == ("admin", "s3cret:with-colon")
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match=rf"^--credentials {path}: mode 644 lets others read it; chmod 600 {path}$"):
+        server.read_credentials(path)
+    path.write_text("no-colon\n")
+    path.chmod(0o600)
+    with pytest.raises(ConfigError, match=r"expected one line USER:PASSWORD$"):
+        server.read_credentials(path)
+    env = server.auth_env(("admin", "pw"), tmp_path / "auth")
+    config = (tmp_path / "auth" / "basic_auth.ini").read_text()
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == str(tmp_path / "auth" / "basic_auth.ini")
+    assert (env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"]) == ("admin", "pw")
+    assert "pw" not in config and "admin" not in config  # the password never lands in a file
+
+
+def test_auth_without_credentials_exits_2(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    done = subprocess.run([sys.executable, "-m", "lstm_models", "tracking-server", "--auth"], cwd=tmp_path,
+                          env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr.strip()) == (2, "lstm-models: error: --auth: no credentials; give --credentials "
+                                                         "FILE (mode 600, one line USER:PASSWORD), or set "
+                                                         "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+
+
 def test_a_port_in_use_and_an_unreachable_database_exit_2(tmp_path):
     port = _free_port()
     with socket.socket() as busy:
@@ -84,10 +112,10 @@ def pg_home():
     shutil.rmtree(home, ignore_errors=True)
 
 
-def _start(tmp_path, port, pg):
+def _start(tmp_path, port, pg, *extra):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "lstm_models", "tracking-server", "--port", str(port),
-                             "--db-dir", str(pg), "--artifacts", "art"], cwd=tmp_path, env=env,
+                             "--db-dir", str(pg), "--artifacts", "art", *extra], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
     deadline = time.monotonic() + 240

@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="this worker's id, unique in the sweep (default worker-HOSTNAME-PID)")
     sweep.add_argument("--worker-timeout", metavar="DURATION",
                        help="a trial unheard of this long goes to another worker (default 2m; spec key tuner.worker_timeout)")
+    sweep.add_argument("--credentials", metavar="FILE",
+                       help="USER:PASSWORD for a tracking server with authentication, in a file of mode 600 "
+                            "(or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)")
     sweep.add_argument("--allow-public", action="store_true",
                        help="allow --chief to be an address other machines reach (a private network only)")
     _server_parser(sub)
@@ -92,6 +95,10 @@ def _server_parser(sub) -> None:
     db.add_argument("--db-url", help="an existing PostgreSQL database, postgresql://USER@HOST:PORT/DB")
     db.add_argument("--db-dir", default="mlflow/postgres",
                     help="a database cluster in this folder, created on the first run (default mlflow/postgres)")
+    server.add_argument("--auth", action="store_true",
+                        help="MLflow's basic authentication: the admin is the user of --credentials FILE (mode 600) "
+                             "or of MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+    server.add_argument("--credentials", metavar="FILE", help="USER:PASSWORD, in a file of mode 600")
     server.add_argument("--allow-public", action="store_true",
                         help="allow --host to be an address other machines reach (a private network only)")
 

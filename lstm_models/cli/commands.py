@@ -44,6 +44,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
         from lstm_models.search.worker import check_chief
 
         check_chief(args.worker)
+    _use_credentials(args)
     output = Path(args.output)
     check_writable(output, f"--output {output}")
     check_writable(folder, f"--workdir {args.workdir}")
@@ -105,6 +106,18 @@ def _check_workers(args: argparse.Namespace) -> None:
                                   "no authentication, so binding it needs --allow-public (on a private network only)")
             print(f"warning: the oracle listens on {args.chief}; anyone who reaches that port can take or end "
                   "trials: keep it on a private network", file=sys.stderr, flush=True)
+
+
+def _use_credentials(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The tracking server's user: from ``--credentials FILE``, put where MLflow's client reads it
+    (the environment, which local workers inherit), or from that environment."""
+    from lstm_models.tracking.server import read_credentials
+
+    if args.credentials:
+        user, password = read_credentials(Path(args.credentials))
+        os.environ.update(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password)
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    return (user, password) if user and password else None
 
 
 def _worker_plan(args: argparse.Namespace, argv: list[str]):
@@ -224,11 +237,17 @@ def cmd_tracking_server(args: argparse.Namespace) -> int:
         if not args.allow_public:
             raise ConfigError(f"--host {args.host}: not a loopback address; MLflow's server has no authentication "
                               "by default, so binding it needs --allow-public (on a private network only)")
-        print(f"warning: the tracking server listens on {args.host}:{args.port}; anyone who reaches that port can "
-              "read and write every run: keep it on a private network", file=sys.stderr, flush=True)
+        exposed = ("runs need a user and password, but they and the runs cross the network unencrypted (plain HTTP)"
+                   if args.auth else "anyone who reaches that port can read and write every run")
+        print(f"warning: the tracking server listens on {args.host}:{args.port}; {exposed}: keep it on a private "
+              "network", file=sys.stderr, flush=True)
+    auth = _use_credentials(args) if args.auth else None
+    if args.auth and auth is None:
+        raise ConfigError("--auth: no credentials; give --credentials FILE (mode 600, one line USER:PASSWORD), or set "
+                          "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
     try:
-        server.serve(args.host, args.port, Path(args.artifacts), args.db_url,
-                     None if args.db_url else Path(args.db_dir), log=lambda line: print(line, flush=True))
+        server.serve(args.host, args.port, Path(args.artifacts), args.db_url, None if args.db_url else Path(args.db_dir),
+                     log=lambda line: print(line, flush=True), auth=auth)
     except KeyboardInterrupt:
         return 0  # SIGINT or SIGTERM: both servers were stopped on the way out
     return 0

@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 from lstm_models.errors import ConfigError
-from lstm_models.search.recorder import TrialRecorder
+from lstm_models.search.recorder import TrialRecorder, fail_runs
 from lstm_models.search.state import SweepState
 
 WORKERS_FOLDER = "workers"
+RESTARTED = "the worker training this trial was restarted with the same id; it ran the trial again"
 
 
 def parse_address(flag: str, address: str) -> tuple[str, int]:
@@ -99,6 +100,9 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     host, port = parse_address("--worker", chief)
     join_chief(host, str(port), wid)
     tracker.join_sweep(parent_run_id)
+    # Runs this worker id left open were its previous process's (ids are unique in a sweep): the
+    # chief gives this process that trial back (Keras Tuner hands a worker its ongoing trial).
+    fail_runs(tracker, tracker.running_trials(parent_run_id, {"worker": wid}), RESTARTED, {"lost": "true"})
     task = task_for(data)
     inputs = task.make_inputs(spec.dataset.options.get("max_tokens"))
     hypermodel = SweepHyperModel(spec, inputs, task.batches(inputs))

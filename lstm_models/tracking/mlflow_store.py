@@ -246,6 +246,10 @@ def _check_store(tracker: MLflowTracker, timeout: float) -> None:
         tracker.client.search_experiments(max_results=1)
     except Exception as exc:  # any transport or store error means: unusable
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "error code 401" in first or "error code 403" in first:
+            raise ConfigError(f"tracking URI {tracker.uri}: the server refused these credentials (HTTP "
+                              f"{'401' if '401' in first else '403'}); give its user's with --credentials FILE, or "
+                              "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD") from None
         raise ConfigError(f"tracking URI {tracker.uri}: cannot reach the MLflow store ({first[:200]})") from None
 
 

@@ -170,6 +170,42 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = HEALTH_TIMEO
     raise ConfigError(f"tracking server {url}: /health did not answer within {timeout:.0f}s")
 
 
+def read_credentials(path: Path) -> tuple[str, str]:
+    """``USER:PASSWORD`` from the first line of a file only its owner may read (mode 600)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode & 0o777
+        line = path.read_text(encoding="utf-8").splitlines()[0].strip() if mode & 0o077 == 0 else ""
+    except (OSError, IndexError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--credentials {path}: cannot read it ({getattr(exc, 'strerror', None) or 'empty'})") from None
+    if mode & 0o077:
+        raise ConfigError(f"--credentials {path}: mode {mode:o} lets others read it; chmod 600 {path}")
+    user, sep, password = line.partition(":")
+    if not (sep and user and password):
+        raise ConfigError(f"--credentials {path}: expected one line USER:PASSWORD")
+    return user, password
+
+
+def auth_env(credentials: tuple[str, str], folder: Path) -> dict[str, str]:
+    """The environment of an ``mlflow server --app-name basic-auth``: its config in ``folder`` (its
+    user database beside it), the admin's name and password from ``credentials``, never in a file."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config = folder / "basic_auth.ini"
+    config.write_text("[mlflow]\ndefault_permission = READ\n"
+                      f"database_uri = sqlite:///{(folder / 'basic_auth.db').resolve()}\n"
+                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+                      encoding="utf-8")
+    key = folder / "flask_secret_key"  # signs the UI's CSRF tokens; kept so that a restart keeps sessions valid
+    if not key.exists():
+        import secrets
+
+        key.touch(mode=0o600)
+        key.write_text(secrets.token_hex(32), encoding="utf-8")
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_USERNAME": credentials[0],
+            "MLFLOW_AUTH_ADMIN_PASSWORD": credentials[1],
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": key.read_text(encoding="utf-8").strip()}
+
+
 def mlflow_command(backend: str, host: str, port: int, artifacts: Path, auth: bool) -> list[str]:
     """The ``mlflow server`` command line: proxied artifacts in ``artifacts``, one host and port."""
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
@@ -183,7 +219,7 @@ def mlflow_command(backend: str, host: str, port: int, artifacts: Path, auth: bo
 
 
 def serve(host: str, port: int, artifacts: Path, db_url: str | None, db_dir: Path | None,
-          log: Callable[[str], None], auth: bool = False) -> None:
+          log: Callable[[str], None], auth: tuple[str, str] | None = None) -> None:
     """Run PostgreSQL (``db_dir``) and the MLflow server until interrupted (SIGINT, SIGTERM).
 
     Both are stopped on the way out, whatever ends the wait: an interrupt, or the MLflow server
@@ -194,7 +230,8 @@ def serve(host: str, port: int, artifacts: Path, db_url: str | None, db_dir: Pat
         artifacts: where proxied artifacts are stored.
         db_url: an existing PostgreSQL database; or ``db_dir``: a cluster kept in that folder.
         log: where the lines for the user go.
-        auth: MLflow's basic authentication (for more than one host).
+        auth: (user, password) of MLflow's basic authentication (for more than one host); its
+            user database is kept beside ``artifacts``.
     """
     backend = sqlalchemy_url(db_url) if db_url else None
     if backend:
@@ -208,7 +245,9 @@ def serve(host: str, port: int, artifacts: Path, db_url: str | None, db_dir: Pat
             backend = postgres.url
             log(f"PostgreSQL: {postgres.folder / 'data'} on 127.0.0.1:{postgres.port}")
         Path(artifacts).mkdir(parents=True, exist_ok=True)
-        proc = subprocess.Popen(mlflow_command(backend, host, port, Path(artifacts), auth), start_new_session=True)
+        env = {**os.environ, **(auth_env(auth, Path(artifacts).resolve().parent / "auth") if auth else {})}
+        proc = subprocess.Popen(mlflow_command(backend, host, port, Path(artifacts), auth is not None), env=env,
+                                start_new_session=True)
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
         wait_healthy(url, proc)
         log(f"tracking URI: {url}   (lstm-models sweep SPEC --tracking-uri {url})")

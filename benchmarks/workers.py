@@ -1,0 +1,244 @@
+"""`make bench`'s workers section: trials per hour with 1 and 2 workers, PostgreSQL against SQLite,
+and a 16-worker simulation of what the chief and the tracking server can take.
+
+1. The default sentiment sweep, run side by side in this one run: ``--workers 1`` and
+   ``--workers 2`` on a SQLite store, and ``--workers 2`` on `lstm-models tracking-server`
+   (MLflow on PostgreSQL). Trials per hour count the finished trials over the search's span
+   (first trial run opened to last one closed, from the runs' own times).
+2. A simulation past this machine: N worker processes on 127.0.0.1 run trials of trivial size.
+   Against the chief's oracle (our `Watched` random oracle, served by `serve_oracle`, one gRPC
+   thread), each trial is a real worker's calls: ask for a trial, report 3 epochs, one
+   heartbeat, end it. Against the tracking store (our `MLflowTracker`), each trial opens a
+   run, logs 3 epochs of metrics, a checkpoint file, its record, and closes it.
+
+    python benchmarks/workers.py [--workers 16] [--seconds 20] [--checkpoint-mb 4] [--skip-sweeps]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+EPOCHS = 3  # epochs per simulated trial
+
+
+def _free_port() -> int:
+    from lstm_models.tracking.server import free_port
+
+    return free_port()
+
+
+def _trial_runs(uri: str, experiment: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=10_000)
+    parent = max((r for r in runs if "mlflow.parentRunId" not in r.data.tags), key=lambda r: r.info.start_time)
+    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+
+
+def sweep(spec: Path, uri: str, workers: int, folder: Path, label: str) -> dict:
+    """One run of ``spec`` with ``workers``; its trials per hour from the runs' own times."""
+    import yaml
+
+    log = folder / f"{label}.log"
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        code = subprocess.call([sys.executable, "-m", "lstm_models", "sweep", str(spec), "--tracking-uri", uri,
+                                "--workers", str(workers), "--workdir", str(folder / f"runs-{label}"),
+                                "--output", str(folder / f"exports-{label}"), "--cache-dir",
+                                str(ROOT / "datasets" / "cache")], env=ENV, stdout=out, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    if code != 0:
+        raise SystemExit(f"{label}: the sweep exited with {code}; see {log}")
+    runs = _trial_runs(uri, yaml.safe_load(spec.read_text())["name"])
+    done = [r for r in runs if r.info.status == "FINISHED"]
+    span = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
+    return {"label": label, "workers": workers, "finished": len(done), "runs": len(runs),
+            "search_seconds": span, "wall_seconds": wall, "trials_per_hour": len(done) * 3600 / span,
+            "mean_trial_seconds": statistics.mean((r.info.end_time - r.info.start_time) / 1000 for r in done)}
+
+
+def _start_server(folder: Path) -> tuple[subprocess.Popen, str]:
+    pg = Path(tempfile.mkdtemp(prefix="lstm-models-bench-"))
+    pg.chmod(0o711)  # PostgreSQL runs as its own user and must enter it
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "lstm_models", "tracking-server", "--port", str(port), "--db-dir",
+                             str(pg / "pg"), "--artifacts", str(folder / "server-artifacts")], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith("tracking URI: "):
+            return proc, f"http://127.0.0.1:{port}"
+    raise SystemExit("the tracking server did not start")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.communicate(timeout=120)
+
+
+def sweeps(spec: Path, folder: Path) -> dict:
+    rows = [sweep(spec, f"sqlite:///{folder}/one.db", 1, folder, "1 worker, SQLite"),
+            sweep(spec, f"sqlite:///{folder}/two.db", 2, folder, "2 workers, SQLite")]
+    server, uri = _start_server(folder)
+    try:
+        rows.append(sweep(spec, uri, 2, folder, "2 workers, PostgreSQL server"))
+    finally:
+        _stop(server)
+    one, two, pg = rows
+    return {"spec": str(spec.relative_to(ROOT)), "rows": rows,
+            "speedup_2_workers": two["trials_per_hour"] / one["trials_per_hour"],
+            "postgres_seconds_per_trial": pg["search_seconds"] / pg["runs"] - two["search_seconds"] / two["runs"]}
+
+
+# --- the simulation: N processes on 127.0.0.1 ---
+
+def _chief(port: int, folder: str, until: float) -> None:
+    import keras_tuner as kt
+
+    from lstm_models.search.service import Watched, serve_oracle
+
+    oracle = type("O", (Watched, kt.oracles.RandomSearchOracle), {"trial_cap": 10**7})(
+        objective=kt.Objective("val_loss", "min"), max_trials=10**7, seed=1)
+    oracle._set_project_dir(folder, "tuner")
+    hp = kt.HyperParameters()
+    hp.Choice("cell", ["lstm", "gru", "rnn"])
+    hp.Int("units", 1, 10**6)
+    hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")
+    oracle.update_space(hp)
+    serve_oracle(oracle, "127.0.0.1", port, done=lambda: time.time() > until, started=lambda: None)
+
+
+def _oracle_worker(port: int, wid: str, start: float, seconds: float, out: str) -> None:
+    from keras_tuner.src.distribute.oracle_client import OracleClient
+
+    from lstm_models.search.service import join_chief
+
+    join_chief("127.0.0.1", str(port), wid)
+    client = OracleClient(None)
+    time.sleep(max(0.0, start - time.time()))
+    trials = 0
+    while time.time() < start + seconds:
+        trial = client.create_trial(wid)
+        for epoch in range(EPOCHS):
+            client.update_trial(trial.trial_id, {"val_loss": 1.0 / (epoch + 1)}, step=epoch)
+        client.get_trial(trial.trial_id)  # a heartbeat
+        trial.status = "COMPLETED"
+        client.end_trial(trial)
+        trials += 1
+    Path(out).write_text(json.dumps({"trials": trials}))
+
+
+def _tracking_worker(uri: str, parent: str, wid: str, start: float, seconds: float, checkpoint: str, out: str) -> None:
+    from lstm_models.tracking.mlflow_store import MLflowTracker
+
+    tracker = MLflowTracker(uri)
+    tracker.join_sweep(parent)
+    time.sleep(max(0.0, start - time.time()))
+    runs = 0
+    while time.time() < start + seconds:
+        run = tracker.start_trial(f"{wid}-{runs}", {f"p{i}": i for i in range(10)}, {"worker": wid, "trial_id": "0"})
+        for epoch in range(EPOCHS):
+            tracker.log_metrics(run, {f"m{i}": epoch + i for i in range(6)}, step=epoch)
+        tracker.log_artifact(run, checkpoint, "checkpoint")
+        tracker.set_tags(run, {"trial_record": json.dumps({"trial_id": "0", "status": "FINISHED"})})
+        tracker.end_run(run, "FINISHED")
+        runs += 1
+    Path(out).write_text(json.dumps({"runs": runs}))
+
+
+def _fan_out(args_of, n: int, start: float, seconds: float, folder: Path) -> list[dict]:
+    procs = [subprocess.Popen([sys.executable, __file__, *map(str, args_of(i, folder / f"w{i}.json"))], env=ENV)
+             for i in range(n)]
+    for proc in procs:
+        proc.wait(timeout=start + seconds + 600 - time.time())
+    return [json.loads((folder / f"w{i}.json").read_text()) for i in range(n)]
+
+
+def simulate(n: int, seconds: float, checkpoint_mb: float, folder: Path) -> dict:
+    warmup = 20 + 6 * n  # n processes import Keras Tuner / MLflow on this machine's cores first
+    port, start = _free_port(), time.time() + warmup
+    chief = subprocess.Popen([sys.executable, __file__, "_chief", str(port), str(folder / "oracle"),
+                              str(start + seconds + 30)], env=ENV)
+    time.sleep(5)
+    counts = _fan_out(lambda i, out: ("_oracle_worker", port, f"sim-{i}", start, seconds, out), n, start, seconds,
+                      folder)
+    chief.wait(timeout=300)
+    trials = sum(c["trials"] for c in counts)
+    result = {"workers": n, "seconds": seconds, "oracle_trials_per_s": trials / seconds,
+              "oracle_calls_per_trial": EPOCHS + 3}
+    checkpoint = folder / "checkpoint.weights.h5"
+    checkpoint.write_bytes(os.urandom(int(checkpoint_mb * 2**20)))
+    server, http = _start_server(folder)
+    try:
+        for label, uri in (("postgres_server", http), ("sqlite", f"sqlite:///{folder}/sim.db")):
+            from lstm_models.tracking.mlflow_store import MLflowTracker
+
+            parent = MLflowTracker(uri).start_sweep(f"sim-{label}", "sweep", {}, {})
+            start = time.time() + warmup
+            counts = _fan_out(lambda i, out: ("_tracking_worker", uri, parent, f"sim-{i}", start, seconds,
+                                              checkpoint, out), n, start, seconds, folder)
+            result[f"{label}_runs_per_s"] = sum(c["runs"] for c in counts) / seconds
+    finally:
+        _stop(server)
+    result["checkpoint_mb"] = checkpoint_mb
+    return result
+
+
+def bottlenecks(sim: dict, trial_seconds: float) -> dict:
+    """At how many workers of a real sweep (one trial per ``trial_seconds`` each) each part saturates."""
+    return {"trial_seconds": trial_seconds, "chief": sim["oracle_trials_per_s"] * trial_seconds,
+            "postgres_server": sim["postgres_server_runs_per_s"] * trial_seconds,
+            "sqlite": sim["sqlite_runs_per_s"] * trial_seconds}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", default=str(ROOT / "sweeps" / "sentiment.yaml"))
+    parser.add_argument("--workers", type=int, default=16, help="simulated workers (default 16)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="each simulation's measured window")
+    parser.add_argument("--checkpoint-mb", type=float, default=4.0, help="simulated checkpoint size")
+    parser.add_argument("--skip-sweeps", action="store_true", help="the simulation only (keeps the sweeps' figures)")
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "workers.json"
+    result = json.loads(path.read_text()) if path.exists() else {}
+    with tempfile.TemporaryDirectory(prefix="lstm-models-bench-") as tmp:
+        if not args.skip_sweeps:
+            result["sweeps"] = sweeps(Path(args.spec).resolve(), Path(tmp))
+        result["simulation"] = simulate(args.workers, args.seconds, args.checkpoint_mb, Path(tmp))
+    if "sweeps" in result:
+        trial = statistics.mean(r["mean_trial_seconds"] for r in result["sweeps"]["rows"])
+        result["bottleneck_workers"] = bottlenecks(result["simulation"], trial)
+    result["cpus"] = os.cpu_count()
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report_bench import update_readme
+
+    update_readme(RESULTS, ROOT / "README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if len(sys.argv) > 1 and sys.argv[1].startswith("_"):  # one of the simulation's processes
+        role, rest = sys.argv[1], sys.argv[2:]
+        if role == "_chief":
+            _chief(int(rest[0]), rest[1], float(rest[2]))
+        elif role == "_oracle_worker":
+            _oracle_worker(int(rest[0]), rest[1], float(rest[2]), float(rest[3]), rest[4])
+        else:
+            _tracking_worker(rest[0], rest[1], rest[2], float(rest[3]), float(rest[4]), rest[5], rest[6])
+        sys.exit(0)
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""The chief's watched oracle (lstm_models.search.service): silent trials, requeues, the cap, restarts, heartbeats."""
+
+import copy
+import json
+import os
+import threading
+import time
+
+import keras_tuner as kt
+import pytest
+
+from lstm_models.search import service
+from lstm_models.search.service import Heartbeat, Watched, requeue_worker_trial
+
+RUNNING = kt.engine.trial.TrialStatus.RUNNING
+IDLE = kt.engine.trial.TrialStatus.IDLE
+STOPPED = kt.engine.trial.TrialStatus.STOPPED
+COMPLETED = kt.engine.trial.TrialStatus.COMPLETED
+
+# As lstm_models.search.tuner.make_tuner builds the chief's oracle class.
+ChiefOracle = type("SweepRandomSearchOracle", (Watched, kt.oracles.RandomSearchOracle), {"trial_cap": 3})
+
+
+class Clock:
+    """Stands in for the `time` module in lstm_models.search.service: a monotonic clock the test sets."""
+
+    def __init__(self, now: float = 100.0):
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(service, "time", fake)
+    return fake
+
+
+def open_oracle(folder, max_trials=3, trial_cap=None):
+    """A chief's oracle on ``folder/tuner``, set up as BaseTuner sets up its oracle."""
+    oracle = ChiefOracle(objective=kt.Objective("val_loss", "min"), max_trials=max_trials, seed=1,
+                         max_retries_per_trial=0, max_consecutive_failed_trials=None)
+    if trial_cap is not None:
+        oracle.trial_cap = trial_cap
+    oracle.verbose = 0  # no trial tables on stdout
+    oracle._set_project_dir(str(folder), "tuner")
+    hp = kt.HyperParameters()
+    hp.Int("units", 1, 1000)  # a big space: no two trials are duplicates
+    oracle.update_space(hp)
+    return oracle
+
+
+def complete(oracle, trial):
+    """A worker's end of a trial: one epoch reported, then its own copy (as through gRPC) ended COMPLETED."""
+    oracle.update_trial(trial.trial_id, {"val_loss": 1.0}, step=0)
+    sent = copy.deepcopy(trial)
+    sent.status = COMPLETED
+    oracle.end_trial(sent)
+
+
+def saved_state(folder):
+    with open(os.path.join(folder, "tuner", "oracle.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+# --- silence ---
+
+def test_silent_lists_only_running_trials_not_heard_of_for_longer_than_the_timeout(tmp_path, clock):
+    oracle = open_oracle(tmp_path)
+    first = oracle.create_trial("w1")
+    clock.now = 105.0
+    second = oracle.create_trial("w2")
+    assert (first.trial_id, second.trial_id) == ("0", "1")
+
+    clock.now = 110.0
+    assert oracle.silent(10) == []  # w1's trial: exactly 10 s, not longer
+    clock.now = 112.0
+    assert oracle.silent(10) == [("w1", "0")]
+    assert oracle.silent(6) == [("w1", "0"), ("w2", "1")]
+
+
+def test_a_heartbeat_or_an_epoch_report_makes_a_trial_heard_of_again(tmp_path, clock):
+    oracle = open_oracle(tmp_path)
+    oracle.create_trial("w1")
+    oracle.create_trial("w2")
+
+    clock.now = 120.0
+    assert oracle.silent(10) == [("w1", "0"), ("w2", "1")]
+    assert oracle.get_trial("0").trial_id == "0"  # w1's heartbeat
+    assert oracle.silent(10) == [("w2", "1")]
+    oracle.update_trial("1", {"val_loss": 2.0}, step=0)  # w2 reports an epoch
+    assert oracle.silent(10) == []
+    clock.now = 130.5
+    assert oracle.silent(10) == [("w1", "0"), ("w2", "1")]
+
+
+def test_an_ended_trial_is_never_silent(tmp_path, clock):
+    oracle = open_oracle(tmp_path)
+    complete(oracle, oracle.create_trial("w1"))
+    oracle.create_trial("w2")
+    clock.now = 1000.0
+    assert oracle.silent(10) == [("w2", "1")]
+
+
+# --- requeue ---
+
+def test_a_requeued_trial_goes_to_the_next_worker_with_the_same_id_and_values(tmp_path, clock):
+    oracle = open_oracle(tmp_path)
+    lost = oracle.create_trial("w1")
+    values = dict(lost.hyperparameters.values)
+    assert set(values) == {"units"}
+
+    assert requeue_worker_trial(oracle, "w1") == "0"
+    assert "w1" not in oracle.ongoing_trials and "w1" not in oracle.tuner_ids
+    assert oracle._retry_queue == ["0"]
+    assert saved_state(tmp_path)["retry_queue"] == ["0"]  # saved at once
+    assert saved_state(tmp_path)["ongoing_trials"] == {}
+
+    clock.now = 200.0
+    again = oracle.create_trial("w2")
+    assert (again.trial_id, again.status) == ("0", RUNNING)
+    assert again.hyperparameters.values == values
+    assert oracle.ongoing_trials == {"w2": oracle.trials["0"]}
+    assert list(oracle.trials) == ["0"] and oracle._retry_queue == []
+    assert oracle.silent(10) == []  # heard of from its new worker's start
+    clock.now = 211.0
+    assert oracle.silent(10) == [("w2", "0")]
+
+
+def test_requeueing_a_worker_with_no_trial_returns_none(tmp_path, clock):
+    oracle = open_oracle(tmp_path, trial_cap=1)
+    oracle.create_trial("w1")
+    assert oracle.create_trial("w2").status == IDLE  # w2 waits, with no trial
+    assert "w2" in oracle.tuner_ids
+
+    assert requeue_worker_trial(oracle, "w2") is None
+    assert requeue_worker_trial(oracle, "nobody") is None
+    assert "w2" not in oracle.tuner_ids
+    assert oracle._retry_queue == [] and list(oracle.ongoing_trials) == ["w1"]
+
+
+# --- the cap and the deadline ---
+
+def test_at_the_cap_a_worker_waits_while_a_trial_runs_then_is_stopped(tmp_path, clock):
+    oracle = open_oracle(tmp_path)
+    trials = [oracle.create_trial(w) for w in ("w1", "w2", "w3")]
+    assert [t.trial_id for t in trials] == ["0", "1", "2"] and oracle.exhausted()
+    complete(oracle, trials[0])
+
+    waiting = oracle.create_trial("w1")  # trials 1 and 2 still run: one may be lost and need w1
+    assert (waiting.trial_id, waiting.status) == ("3", IDLE)
+    assert list(oracle.trials) == ["0", "1", "2"] and "w1" not in oracle.ongoing_trials
+    assert "w1" in oracle.tuner_ids
+
+    complete(oracle, trials[1])
+    assert oracle.create_trial("w1").status == IDLE  # trial 2 still runs
+    complete(oracle, trials[2])
+    stopped = oracle.create_trial("w1")
+    assert stopped.status == STOPPED
+    assert list(oracle.trials) == ["0", "1", "2"]
+    assert oracle.tuner_ids == {"w2", "w3"}
+
+
+def test_at_the_cap_a_waiting_worker_gets_a_requeued_trial(tmp_path, clock):
+    oracle = open_oracle(tmp_path, trial_cap=2)
+    oracle.create_trial("w1")
+    second = oracle.create_trial("w2")
+    assert oracle.create_trial("w3").status == IDLE
+    assert requeue_worker_trial(oracle, "w2") == "1"
+    again = oracle.create_trial("w3")
+    assert (again.trial_id, again.status) == ("1", RUNNING)
+    assert again.hyperparameters.values == second.hyperparameters.values
+
+
+def test_the_cap_is_the_oracles_own_below_max_trials(tmp_path, clock):
+    oracle = open_oracle(tmp_path, max_trials=10, trial_cap=2)
+    first, second = oracle.create_trial("w1"), oracle.create_trial("w2")
+    assert (first.trial_id, second.trial_id) == ("00", "01")
+    assert oracle.exhausted()
+    complete(oracle, first)
+    complete(oracle, second)
+    assert oracle.create_trial("w1").status == STOPPED
+    assert len(oracle.trials) == 2 and oracle.tuner_ids == {"w2"}
+
+
+def test_exhausted_once_the_cap_is_reached(tmp_path, clock):
+    oracle = open_oracle(tmp_path)
+    seen = []
+    for worker in ("w1", "w2", "w3"):
+        seen.append(oracle.exhausted())
+        oracle.create_trial(worker)
+    seen.append(oracle.exhausted())
+    assert seen == [False, False, False, True]
+
+
+def test_exhausted_once_the_deadline_has_passed_and_no_new_trial_is_handed_out(tmp_path, clock):
+    oracle = open_oracle(tmp_path)
+    oracle.deadline = 150.0
+    clock.now = 149.9
+    assert not oracle.exhausted()
+    clock.now = 150.0
+    assert oracle.exhausted()
+
+    stopped = oracle.create_trial("w1")
+    assert stopped.status == STOPPED
+    assert oracle.trials == {} and oracle.ongoing_trials == {} and oracle.tuner_ids == set()
+
+
+def test_after_the_deadline_a_worker_waits_while_a_trial_runs(tmp_path, clock):
+    oracle = open_oracle(tmp_path)
+    oracle.deadline = 150.0
+    running = oracle.create_trial("w1")
+    clock.now = 151.0
+    assert oracle.create_trial("w2").status == IDLE
+    complete(oracle, running)
+    assert oracle.create_trial("w2").status == STOPPED
+    assert list(oracle.trials) == ["0"]
+
+
+def test_no_cap_and_no_deadline_is_never_exhausted(tmp_path, clock):
+    oracle = open_oracle(tmp_path, max_trials=5)
+    oracle.trial_cap = None
+    for worker in ("w1", "w2", "w3", "w4"):
+        oracle.create_trial(worker)
+    clock.now = 1e9
+    assert not oracle.exhausted()
+
+
+# --- a late end from a worker given up ---
+
+def test_a_late_end_of_a_requeued_trial_is_ignored_and_the_next_worker_runs_it(tmp_path, clock):
+    oracle = open_oracle(tmp_path)
+    lost = oracle.create_trial("w1")
+    values = dict(lost.hyperparameters.values)
+    assert requeue_worker_trial(oracle, "w1") == "0"
+
+    late = copy.deepcopy(lost)  # w1 was only slow: it ends its trial after all
+    late.status = COMPLETED
+    assert oracle.end_trial(late) is None
+
+    kept = oracle.trials["0"]
+    assert kept.status == RUNNING and kept.score is None
+    assert oracle._retry_queue == ["0"] and oracle.end_order == []
+    assert saved_state(tmp_path)["retry_queue"] == ["0"]
+
+    again = oracle.create_trial("w2")
+    assert (again.trial_id, again.status) == ("0", RUNNING)
+    assert again.hyperparameters.values == values
+    complete(oracle, again)
+    assert oracle.trials["0"].status == COMPLETED and oracle.trials["0"].score == 1.0
+    assert oracle.end_order == ["0"] and oracle.ongoing_trials == {}
+
+
+# --- live workers ---
+
+def test_live_workers_are_those_running_a_trial_or_heard_of_within_the_timeout(tmp_path, clock):
+    oracle = open_oracle(tmp_path)
+    clock.now = 0.0
+    trials = [oracle.create_trial(w) for w in ("w1", "w2", "w3")]
+    complete(oracle, trials[1])  # w2 has no trial now
+
+    clock.now = 5.0
+    assert oracle.live_workers(10) == {"w1", "w2", "w3"}
+    clock.now = 20.0
+    assert oracle.live_workers(10) == {"w1", "w3"}  # running, though not heard of lately
+    assert oracle.create_trial("w2").status == IDLE
+    assert oracle.live_workers(10) == {"w1", "w2", "w3"}
+
+    complete(oracle, trials[0])
+    complete(oracle, trials[2])
+    assert oracle.live_workers(10) == {"w2"}  # w1 and w3 heard of last at 0
+    assert oracle.create_trial("w2").status == STOPPED
+    assert oracle.live_workers(10) == set()  # told to stop: heard of just now, yet not live
+
+
+def test_a_requeued_worker_is_not_live(tmp_path, clock):
+    oracle = open_oracle(tmp_path)
+    oracle.create_trial("w1")
+    oracle.create_trial("w2")
+    requeue_worker_trial(oracle, "w1")
+    assert oracle.live_workers(10) == {"w2"}
+
+
+# --- a restarted chief ---
+
+def test_a_restarted_chief_adopts_the_trials_still_running_and_requeues_the_others(tmp_path, clock):
+    before = open_oracle(tmp_path)
+    kept, closed = before.create_trial("w1"), before.create_trial("w2")
+    assert (kept.trial_id, closed.trial_id) == ("0", "1")
+
+    clock.now = 500.0
+    oracle = open_oracle(tmp_path)  # the chief restarts on the same project
+    oracle.reload()
+    assert sorted(oracle._retry_queue) == ["0", "1"] and oracle.ongoing_trials == {}
+
+    assert oracle.adopt_unended({"0"}) == {"0"}
+    assert oracle.ongoing_trials == {"w1": oracle.trials["0"]}
+    assert oracle._retry_queue == ["1"]
+    assert oracle.tuner_ids == {"w1"}
+    assert saved_state(tmp_path)["ongoing_trials"] == {"w1": "0"}
+    assert saved_state(tmp_path)["retry_queue"] == ["1"]
+
+    # w1 reconnects and keeps its trial; heard of from the restart on.
+    assert oracle.create_trial("w1").trial_id == "0"
+    assert oracle.live_workers(10) == {"w1"}
+    clock.now = 510.0
+    assert oracle.silent(10) == []
+    clock.now = 510.5
+    assert oracle.silent(10) == [("w1", "0")]
+
+    again = oracle.create_trial("w3")  # w2 closed its run: its trial runs again first
+    assert (again.trial_id, again.status) == ("1", RUNNING)
+    assert again.hyperparameters.values == closed.hyperparameters.values
+    assert oracle._retry_queue == []
+    assert oracle.create_trial("w4").trial_id == "2"  # then new trials
+
+
+def test_a_restarted_chief_adopts_nothing_when_no_run_is_still_running(tmp_path, clock):
+    before = open_oracle(tmp_path)
+    before.create_trial("w1")
+    oracle = open_oracle(tmp_path)
+    oracle.reload()
+    assert oracle.adopt_unended({"7"}) == set()
+    assert oracle.ongoing_trials == {} and oracle._retry_queue == ["0"]
+
+
+# --- heartbeat ---
+
+class FakeChief:
+    """Stands in for the gRPC client of the chief's oracle: records each get_trial, may fail the first ones."""
+
+    def __init__(self, failures: int = 0, wanted: int = 3):
+        self.calls, self.failures, self.wanted = [], failures, wanted
+        self.enough = threading.Event()
+
+    def get_trial(self, trial_id):
+        self.calls.append(trial_id)
+        if len(self.calls) >= self.wanted:
+            self.enough.set()
+        if len(self.calls) <= self.failures:
+            raise ConnectionError("the chief is restarting")
+        return trial_id
+
+
+def test_a_heartbeat_asks_for_its_trial_until_stopped():
+    chief = FakeChief(wanted=3)
+    beat = Heartbeat(chief, "4", every=0.05)
+    try:
+        assert chief.enough.wait(2.0)
+    finally:
+        beat.stop()
+    time.sleep(0.07)  # a beat under way when stop() came has ended by now
+    count = len(chief.calls)
+    assert count >= 3 and set(chief.calls) == {"4"}
+    time.sleep(0.12)
+    assert len(chief.calls) == count
+
+
+def test_a_heartbeat_keeps_beating_after_the_chief_fails_to_answer():
+    chief = FakeChief(failures=2, wanted=3)
+    beat = Heartbeat(chief, "1", every=0.05)
+    try:
+        assert chief.enough.wait(2.0)  # a third call after two that raised
+    finally:
+        beat.stop()
+    assert chief.calls[:3] == ["1", "1", "1"]
