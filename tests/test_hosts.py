@@ -18,10 +18,26 @@ pytestmark = pytest.mark.slow
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
 
 
+SPAWNED: list = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left():
+    """A failed test must not leave a worker waiting an hour for its chief."""
+    yield
+    for proc in SPAWNED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    SPAWNED.clear()
+
+
 def _spawn(cwd: Path, log: str, *args: str) -> subprocess.Popen:
     out = open(cwd / log, "w")
-    return subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--cache-dir", str(CACHE),
+    proc = subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--cache-dir", str(CACHE),
                              *args], cwd=cwd, env=ENV, stdout=out, stderr=subprocess.STDOUT, text=True)
+    SPAWNED.append(proc)
+    return proc
 
 
 def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -61,13 +77,14 @@ def test_workers_with_their_own_folders_lose_no_trial_to_a_kill_and_the_chief_ex
     oracle = f"127.0.0.1:{_free_port()}"
     common = ("--tracking-uri", uri, "--worker-timeout", "10s", "--credentials", "creds")
     try:
-        wrong = _spawn(tmp_path, "wrong.log", "--tracking-uri", uri, "--credentials", "wrong", "--chief", oracle)
+        chief = _spawn(tmp_path, "chief.log", *common, "--chief", oracle, "--workdir", "chief")
+        _wait_for(tmp_path / "chief.log", "chief: oracle on", chief)
+        wrong = _spawn(tmp_path, "wrong.log", "--tracking-uri", uri, "--credentials", "wrong", "--worker", oracle,
+                       "--workdir", "host-x")
         assert wrong.wait(timeout=120) == 2
         assert (tmp_path / "wrong.log").read_text().strip().splitlines()[-1] == (
             f"lstm-models: error: tracking URI {uri}: the server refused these credentials (HTTP 401); give its "
             "user's with --credentials FILE, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
-        chief = _spawn(tmp_path, "chief.log", *common, "--chief", oracle, "--workdir", "chief")
-        _wait_for(tmp_path / "chief.log", "chief: oracle on", chief)
         a = _spawn(tmp_path, "a.log", *common, "--worker", oracle, "--worker-id", "a", "--workdir", "host-a")
         b = _spawn(tmp_path, "b.log", *common, "--worker", oracle, "--worker-id", "b", "--workdir", "host-b")
         _wait_for(tmp_path / "a.log", "a:     epoch 2/4", a)

@@ -268,11 +268,14 @@ def test_live_workers_are_those_running_a_trial_or_heard_of_within_the_timeout(t
     assert oracle.create_trial("w2").status == IDLE
     assert oracle.live_workers(10) == {"w1", "w2", "w3"}
 
-    complete(oracle, trials[0])
+    complete(oracle, trials[0])  # ending its trial is news of its worker too
     complete(oracle, trials[2])
-    assert oracle.live_workers(10) == {"w2"}  # w1 and w3 heard of last at 0
+    assert oracle.live_workers(10) == {"w1", "w2", "w3"}
     assert oracle.create_trial("w2").status == STOPPED
-    assert oracle.live_workers(10) == set()  # told to stop: heard of just now, yet not live
+    assert oracle.live_workers(10) == {"w1", "w3"}  # w2 was told to stop: heard of just now, yet not live
+    clock.now = 31.0
+    assert oracle.live_workers(10) == set()  # w1 and w3 never asked again: gone
+    assert oracle.finished(10)
 
 
 def test_a_requeued_worker_is_not_live(tmp_path, clock):
@@ -366,3 +369,16 @@ def test_a_heartbeat_keeps_beating_after_the_chief_fails_to_answer():
     finally:
         beat.stop()
     assert chief.calls[:3] == ["1", "1", "1"]
+
+
+def test_the_chief_is_not_finished_while_a_requeued_trial_waits_for_a_worker(tmp_path, clock):
+    oracle = open_oracle(tmp_path)
+    clock.now = 0.0
+    oracle.create_trial("w1")
+    requeue_worker_trial(oracle, "w1")
+    clock.now = 100.0
+    assert not oracle.ongoing_trials and oracle.live_workers(10) == set()
+    assert not oracle.finished(10)  # every worker gone, yet a lost trial still has to run
+    complete(oracle, oracle.create_trial("w2"))
+    clock.now = 200.0
+    assert oracle.finished(10)

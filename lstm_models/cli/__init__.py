@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     from lstm_models.search.interrupt import Deferral
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # MLflow prints "View run ... at URL" for every run it closes on a server: two lines per trial.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     guard = Deferral()

@@ -130,7 +130,7 @@ def _wait_for_runs(recorder: TrialRecorder, timeout: float) -> None:
     """A worker closes a trial's run just after the oracle ends the trial: wait for the last ones.
 
     A run whose worker died in between is closed here: FINISHED if the worker had recorded it
-    whole (its record, then its checkpoint), else FAILED and ``lost``."""
+    whole (its checkpoint, then its record), else FAILED and ``lost``."""
     tracker, parent = recorder.tracker, recorder.state.parent_run_id
     deadline = time.monotonic() + timeout
     while tracker.running_trials(parent) and time.monotonic() < deadline:
@@ -202,8 +202,7 @@ class _Supervisor:
         for wid, _ in self.oracle.silent(self.timeout):
             self._lose(wid, f"was not heard of for {self.timeout:.0f}s")
         local = any(proc.poll() is None for proc in self.procs.values())
-        return bool(self.oracle.trials) and not self.oracle.ongoing_trials and not local \
-            and not self.oracle.live_workers(self.timeout)
+        return not local and self.oracle.finished(self.timeout)
 
     def stop(self) -> None:
         for proc in self.procs.values():

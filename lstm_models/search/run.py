@@ -142,6 +142,9 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
               f"objective {spec.objective} ({spec.direction}), at most {spec.tuner.max_trials} trials "
               f"of at most {spec.tuner.max_epochs} epochs{budget}; state in {folder}")
     if workers:
+        # Keras Tuner reloads a project only if its tuner file exists; a chief, which never trains,
+        # writes it here (after `adopt_unended` read the oracle's saved state).
+        tuner.save()
         if spec.tuner.time_budget:
             tuner.oracle.deadline = time.monotonic() + spec.tuner.time_budget
         run_chief(workers, tuner.oracle, recorder, hypermodel.model_spec, spec.tuner.worker_timeout, hooks.log)

@@ -27,8 +27,8 @@ IDLE = kt.engine.trial.TrialStatus.IDLE
 class Watched:
     """Mixed into the chief's oracle: when each trial and each worker was last heard of.
 
-    A worker is heard of when it asks for a trial; a trial when its worker reports an epoch,
-    ends it, or sends a heartbeat (`Heartbeat` asks for the trial). ``trial_cap`` and
+    A worker is heard of whenever it calls: to ask for a trial, or about its trial (an epoch's
+    report, its end, a heartbeat: `Heartbeat` asks for the trial). ``trial_cap`` and
     ``deadline`` (a ``time.monotonic`` value) stop new trials: Hyperband has no cap of its own,
     and with workers the cap and the time budget must be the oracle's, which sees every worker.
     """
@@ -64,19 +64,33 @@ class Watched:
             trials[trial.trial_id] = time.monotonic()
         return trial
 
+    def _hear(self, trial_id: str) -> None:
+        """A call about a trial: it, and the worker running it, are alive."""
+        trials, workers = self._heard()
+        trials[trial_id] = time.monotonic()
+        for worker, trial in list(self.ongoing_trials.items()):
+            if trial.trial_id == trial_id:
+                workers[worker] = trials[trial_id]
+
     def update_trial(self, trial_id, metrics, step=0):
-        self._heard()[0][trial_id] = time.monotonic()
+        self._hear(trial_id)
         return super().update_trial(trial_id, metrics, step)
 
     def get_trial(self, trial_id):
-        self._heard()[0][trial_id] = time.monotonic()
+        self._hear(trial_id)
         return super().get_trial(trial_id)
 
     def end_trial(self, trial):
         if trial.trial_id not in {t.trial_id for t in self.ongoing_trials.values()}:
             return  # a worker given up as dead ended it after all: its trial went to another worker
-        self._heard()[0][trial.trial_id] = time.monotonic()
+        self._hear(trial.trial_id)
         return super().end_trial(trial)
+
+    def finished(self, timeout: float) -> bool:
+        """Every trial handed out has ended, none waits to run again, and no worker is left."""
+        # Private `_retry_queue`: see `requeue_worker_trial`.
+        return bool(self.trials) and not self.ongoing_trials and not self._retry_queue \
+            and not self.live_workers(timeout)
 
     def silent(self, timeout: float) -> list[tuple[str, str]]:
         """(worker, trial id) of the running trials not heard of for ``timeout`` seconds."""

@@ -239,8 +239,5 @@ def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperMode
     tuner_cls = type(f"Tracked{tuner_base.__name__}", (_TrackedTuner, tuner_base), {})
     beat = max(1.0, t.worker_timeout / 4) if role == "worker" else None
     # No overwrite: never a silent delete.
-    tuner = tuner_cls(oracle, hypermodel, recorder=recorder, limits=limits, guard=guard, seed=t.seed, heartbeat=beat,
-                      directory=str(folder), project_name=TUNER_PROJECT, overwrite=False)
-    if role == "chief":
-        tuner.save()  # Keras Tuner reloads a project only if its tuner file exists; a chief never trains to write it
-    return tuner
+    return tuner_cls(oracle, hypermodel, recorder=recorder, limits=limits, guard=guard, seed=t.seed, heartbeat=beat,
+                     directory=str(folder), project_name=TUNER_PROJECT, overwrite=False)

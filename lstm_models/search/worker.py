@@ -20,6 +20,7 @@ from lstm_models.search.recorder import TrialRecorder, fail_runs
 from lstm_models.search.state import SweepState
 
 WORKERS_FOLDER = "workers"
+UNCAPPED = 10**9  # a worker's own trial limit: none
 RESTARTED = "the worker training this trial was restarted with the same id; it ran the trial again"
 
 
@@ -110,8 +111,9 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     recorder = TrialRecorder(spec.objective, spec.direction, spec.tuner.max_trials, tracker, state,
                              Path(folder) / WORKERS_FOLDER / wid, hooks.log, hooks.on_trial,
                              run_tags=worker_tags(wid), number_from_id=True)
-    # The chief's oracle caps the trials and keeps the time budget; a worker stops on failures only.
-    limits = Limits(spec.name, spec.tuner.max_trials, None, hooks.clock, hooks.log)
+    # The chief's oracle caps the trials and keeps the time budget (it tells a worker to stop, and
+    # so knows it left); a worker stops on its own only after failures in a row.
+    limits = Limits(spec.name, UNCAPPED, None, hooks.clock, hooks.log)
     objective = kt.Objective(spec.objective, direction=spec.direction)
     tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder, role="worker")
     try:
