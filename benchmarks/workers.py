@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 EPOCHS = 3  # epochs per simulated trial
 
 
@@ -73,14 +73,17 @@ def sweep(spec: Path, uri: str, workers: int, folder: Path, label: str) -> dict:
 def _start_server(folder: Path) -> tuple[subprocess.Popen, str]:
     pg = Path(tempfile.mkdtemp(prefix="lstm-models-bench-"))
     pg.chmod(0o711)  # PostgreSQL runs as its own user and must enter it
-    port = _free_port()
+    port, log = _free_port(), folder / f"server-{time.time():.0f}.log"
+    # Its output goes to a file: a pipe nobody reads fills up and stops the server mid-benchmark.
     proc = subprocess.Popen([sys.executable, "-m", "lstm_models", "tracking-server", "--port", str(port), "--db-dir",
                              str(pg / "pg"), "--artifacts", str(folder / "server-artifacts")], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        if line.startswith("tracking URI: "):
-            return proc, f"http://127.0.0.1:{port}"
-    raise SystemExit("the tracking server did not start")
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while "tracking URI: " not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the tracking server did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.5)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -137,7 +140,7 @@ def _oracle_worker(port: int, wid: str, start: float, seconds: float, out: str) 
         trial.status = "COMPLETED"
         client.end_trial(trial)
         trials += 1
-    Path(out).write_text(json.dumps({"trials": trials}))
+    Path(out).write_text(json.dumps({"trials": trials, "end": time.time()}))
 
 
 def _tracking_worker(uri: str, parent: str, wid: str, start: float, seconds: float, checkpoint: str, out: str) -> None:
@@ -155,14 +158,18 @@ def _tracking_worker(uri: str, parent: str, wid: str, start: float, seconds: flo
         tracker.set_tags(run, {"trial_record": json.dumps({"trial_id": "0", "status": "FINISHED"})})
         tracker.end_run(run, "FINISHED")
         runs += 1
-    Path(out).write_text(json.dumps({"runs": runs}))
+    Path(out).write_text(json.dumps({"runs": runs, "end": time.time()}))
 
 
 def _fan_out(args_of, n: int, start: float, seconds: float, folder: Path) -> list[dict]:
     procs = [subprocess.Popen([sys.executable, __file__, *map(str, args_of(i, folder / f"w{i}.json"))], env=ENV)
              for i in range(n)]
     for proc in procs:
-        proc.wait(timeout=start + seconds + 600 - time.time())
+        try:
+            proc.wait(timeout=max(1.0, start + seconds + 600 - time.time()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise SystemExit(f"a simulated worker did not finish within 10 minutes of its window: {proc.args}")
     return [json.loads((folder / f"w{i}.json").read_text()) for i in range(n)]
 
 
@@ -175,8 +182,8 @@ def simulate(n: int, seconds: float, checkpoint_mb: float, folder: Path) -> dict
     counts = _fan_out(lambda i, out: ("_oracle_worker", port, f"sim-{i}", start, seconds, out), n, start, seconds,
                       folder)
     chief.wait(timeout=300)
-    trials = sum(c["trials"] for c in counts)
-    result = {"workers": n, "seconds": seconds, "oracle_trials_per_s": trials / seconds,
+    trials = sum(c["trials"] for c in counts)  # over the window and the trials still running at its end
+    result = {"workers": n, "seconds": seconds, "oracle_trials_per_s": trials / (max(c["end"] for c in counts) - start),
               "oracle_calls_per_trial": EPOCHS + 3}
     checkpoint = folder / "checkpoint.weights.h5"
     checkpoint.write_bytes(os.urandom(int(checkpoint_mb * 2**20)))
@@ -189,7 +196,8 @@ def simulate(n: int, seconds: float, checkpoint_mb: float, folder: Path) -> dict
             start = time.time() + warmup
             counts = _fan_out(lambda i, out: ("_tracking_worker", uri, parent, f"sim-{i}", start, seconds,
                                               checkpoint, out), n, start, seconds, folder)
-            result[f"{label}_runs_per_s"] = sum(c["runs"] for c in counts) / seconds
+            span = max(c["end"] for c in counts) - start  # the window, and the runs still open at its end
+            result[f"{label}_runs_per_s"] = sum(c["runs"] for c in counts) / span
     finally:
         _stop(server)
     result["checkpoint_mb"] = checkpoint_mb
@@ -217,6 +225,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="lstm-models-bench-") as tmp:
         if not args.skip_sweeps:
             result["sweeps"] = sweeps(Path(args.spec).resolve(), Path(tmp))
+            path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")  # kept if the simulation fails
         result["simulation"] = simulate(args.workers, args.seconds, args.checkpoint_mb, Path(tmp))
     if "sweeps" in result:
         trial = statistics.mean(r["mean_trial_seconds"] for r in result["sweeps"]["rows"])

@@ -382,3 +382,16 @@ def test_the_chief_is_not_finished_while_a_requeued_trial_waits_for_a_worker(tmp
     complete(oracle, oracle.create_trial("w2"))
     clock.now = 200.0
     assert oracle.finished(10)
+
+
+def test_a_worker_restarted_with_the_same_id_gets_back_its_own_trial_and_no_other(tmp_path, clock):
+    oracle = open_oracle(tmp_path)
+    clock.now = 0.0
+    mine, theirs = oracle.create_trial("w1"), oracle.create_trial("w2")
+    again = oracle.create_trial("w1")  # w1 died and came back before its trial was given up
+    assert again.trial_id == mine.trial_id and again.hyperparameters.values == mine.hyperparameters.values
+    assert len(oracle.trials) == 2 and oracle.ongoing_trials["w2"].trial_id == theirs.trial_id
+    clock.now = 100.0  # ... or after: its trial went to the queue, and another worker took it
+    assert requeue_worker_trial(oracle, "w1") == mine.trial_id
+    assert oracle.create_trial("w3").trial_id == mine.trial_id
+    assert oracle.create_trial("w1").trial_id not in (mine.trial_id, theirs.trial_id)  # a new one, not a duplicate

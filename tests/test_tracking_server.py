@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -117,20 +118,29 @@ def _start(tmp_path, port, pg, *extra):
     proc = subprocess.Popen([sys.executable, "-m", "lstm_models", "tracking-server", "--port", str(port),
                              "--db-dir", str(pg), "--artifacts", "art", *extra], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
     deadline = time.monotonic() + 240
+    proc.lines, proc.errors = lines, errors = [], []
     for line in proc.stdout:
         lines.append(line)
         if line.startswith("tracking URI: "):
-            return proc, lines
+            # Keep reading both pipes: the server logs every request, and a full pipe would stop it.
+            proc.drains = [threading.Thread(target=kept.extend, args=(pipe,), daemon=True)
+                           for kept, pipe in ((lines, proc.stdout), (errors, proc.stderr))]
+            started = list(lines)  # what it printed up to its URI; the drains add to `lines` from here
+            for drain in proc.drains:
+                drain.start()
+            return proc, started
         assert time.monotonic() < deadline, "".join(lines)
     pytest.fail(f"the server exited: {''.join(lines)}{proc.stderr.read()[-3000:]}")
 
 
 def _stop(proc):
+    """SIGTERM; its exit code and what it printed on stdout."""
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=90)
-    return proc.returncode, out
+    proc.wait(timeout=90)
+    for drain in proc.drains:
+        drain.join(timeout=30)
+    return proc.returncode, "".join(proc.lines)
 
 
 @pytest.mark.slow
