@@ -111,7 +111,7 @@ def _workers(w) -> list[str]:
     out = []
     s = w.get("sweeps")
     if s:
-        out += [f"**Workers** on this machine's {w['cpus']} cores, `{s['spec']}` run three times side by side in one "
+        out += [f"**Workers** on this machine's {w.get('cpus', '?')} cores, `{s['spec']}` run three times side by side in one "
                 "run (trials per hour: finished trials over the span from the first trial run opened to the last "
                 "closed)", "", "| run | finished / runs | search span | trials per hour | mean trial | wall |",
                 "|---|---|---|---|---|---|"]
@@ -121,7 +121,9 @@ def _workers(w) -> list[str]:
         out += ["", f"2 workers / 1 worker: **{s['speedup_2_workers']:.2f}x** trials per hour. The PostgreSQL "
                 f"server costs {s['postgres_seconds_per_trial']:+.1f} s per trial against SQLite (search span per "
                 "run).", ""]
-    m = w["simulation"]
+    m = w.get("simulation")
+    if not m:
+        return out + ["**Simulation** (16 workers on 127.0.0.1): not measured yet; `make bench-workers` runs it.", ""]
     out += [f"**Simulation**: {m['workers']} worker processes on 127.0.0.1, trials of trivial size, "
             f"{m['seconds']:.0f} s each. The chief's oracle (one gRPC thread) handed out "
             f"**{m['oracle_trials_per_s']:.0f} trials/s** ({m['oracle_calls_per_trial']} calls each: ask, "

@@ -29,7 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+       "MLFLOW_DISABLE_TELEMETRY": "true"}  # as the CLI sets it: its thread races requests over os.environ
 EPOCHS = 3  # epochs per simulated trial
 
 
@@ -162,6 +163,8 @@ def _tracking_worker(uri: str, parent: str, wid: str, start: float, seconds: flo
 
 
 def _fan_out(args_of, n: int, start: float, seconds: float, folder: Path) -> list[dict]:
+    for old in folder.glob("w*.json"):  # the previous phase's counts
+        old.unlink()
     procs = [subprocess.Popen([sys.executable, __file__, *map(str, args_of(i, folder / f"w{i}.json"))], env=ENV)
              for i in range(n)]
     for proc in procs:
@@ -222,6 +225,7 @@ def main(argv=None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "workers.json"
     result = json.loads(path.read_text()) if path.exists() else {}
+    result["cpus"] = os.cpu_count()
     with tempfile.TemporaryDirectory(prefix="lstm-models-bench-") as tmp:
         if not args.skip_sweeps:
             result["sweeps"] = sweeps(Path(args.spec).resolve(), Path(tmp))
@@ -230,7 +234,6 @@ def main(argv=None) -> int:
     if "sweeps" in result:
         trial = statistics.mean(r["mean_trial_seconds"] for r in result["sweeps"]["rows"])
         result["bottleneck_workers"] = bottlenecks(result["simulation"], trial)
-    result["cpus"] = os.cpu_count()
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from report_bench import update_readme

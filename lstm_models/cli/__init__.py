@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # MLflow prints "View run ... at URL" for every run it closes on a server: two lines per trial.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # MLflow 3.17's telemetry thread sets and unsets an environment variable while requests reads
+    # the environment in another thread: a KeyError that failed a run's write (benchmarks/workers.py).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     guard = Deferral()
