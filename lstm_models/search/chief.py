@@ -183,9 +183,7 @@ class _Supervisor:
         if trial_id is None:
             return False
         tracker, parent = self.recorder.tracker, self.recorder.state.parent_run_id
-        runs = [r["run_id"] for r in tracker.trial_runs(parent)
-                if r["status"] == "RUNNING" and r["tags"].get("trial_id") == trial_id]
-        fail_runs(tracker, runs, LOST, {"lost": "true"})
+        fail_runs(tracker, tracker.running_trials(parent, {"trial_id": trial_id}), LOST, {"lost": "true"})
         self.log(f"chief: {wid} {why} during trial {int(trial_id) + 1}; another worker runs it again")
         return True
 
