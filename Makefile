@@ -66,10 +66,10 @@ ui: $(STAMP) ## open the MLflow UI over mlflow/mlflow.db on http://127.0.0.1:500
 	mkdir -p mlflow
 	$(BIN)/mlflow ui --backend-store-uri $(TRACKING_URI) --host 127.0.0.1 --port 5000
 
-bench-memory: $(STAMP) ## long-range memory: the adding problem at lengths 50-400 per cell (~12 min); table to benchmarks/results/ and README
+bench-memory: $(STAMP) ## long-range memory: the adding problem at lengths 50-400 per cell (~12 min); table to benchmarks/results/ and docs/inside-the-cell.md
 	$(BIN)/python benchmarks/memory.py $(MEMORY_ARGS)
 
-bench: $(STAMP) data postgres ## measure speed side by side: benchmarks/results/*.json and the README tables
+bench: $(STAMP) data postgres ## measure speed side by side: benchmarks/results/*.json and the tables in docs/benchmarks.md
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/workers.py $(WORKERS_BENCH_ARGS)
 

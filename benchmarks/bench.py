@@ -1,8 +1,8 @@
 """`make bench`: where a sweep's time goes, each figure a ratio measured side by side in one run.
 
 Sections (run all, or name some): throughput, pipeline, hardware, tracking, serving, search,
-gpu. Each writes benchmarks/results/<section>.json; the tables go into the README between the
-`bench` markers. Timings are medians of --repeats runs after a warm-up run.
+gpu. Each writes benchmarks/results/<section>.json; the tables go into docs/benchmarks.md between
+the `bench` markers. Timings are medians of --repeats runs after a warm-up run.
 
     python benchmarks/bench.py [SECTION ...] [--repeats 5] [--search-trials 40 --search-seeds 3]
 """
@@ -35,7 +35,7 @@ from lstm_models.tasks import task_for  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from op_profile import op_profile  # noqa: E402
-from report_bench import update_readme  # noqa: E402
+from report_bench import update_page  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TEXT = dict(vocab=20_000, length=200, embedding=64, units=64, batch=64)
@@ -427,7 +427,7 @@ def main(argv=None) -> int:
             result = globals()[f"bench_{section}"](args.repeats)
         result.update({"machine": machine, "repeats": args.repeats, "wall_seconds": time.perf_counter() - start})
         (RESULTS / f"{section}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    update_readme(RESULTS, ROOT / "README.md")
+    update_page(RESULTS)
     return 0
 
 

@@ -6,8 +6,8 @@ bias (``unit_forget_bias``: 1, or 0 as in the original formulation). After each 
 is scored on validation and test; the table reports the test MSE of the epoch with the best
 validation MSE. Solved = test MSE below 0.01; beats baseline = below 0.167 (always answering 1).
 
-    make bench-memory                      # the full table, written to benchmarks/results/ and README.md
-    python benchmarks/memory.py --lengths 50 --epochs 1 --train-size 500 --out /tmp/m --readme ''
+    make bench-memory                      # the full table, written to benchmarks/results/ and docs/inside-the-cell.md
+    python benchmarks/memory.py --lengths 50 --epochs 1 --train-size 500 --out /tmp/m --page ''
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    p.add_argument("--readme", default=str(ROOT / "README.md"), help="README to update between its markers ('' = none)")
+    p.add_argument("--page", default=str(ROOT / "docs" / "inside-the-cell.md"),
+                   help="page to update between its markers ('' = none)")
     return p
 
 
@@ -144,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "memory.md").write_text(table + "\n", encoding="utf-8")
     print("\n" + table)
     print(f"\nwrote {out / 'memory.json'} and {out / 'memory.md'}")
-    if args.readme and replace_between(Path(args.readme), START, END, table + "\n"):
-        print(f"updated the table in {args.readme}")
+    if args.page and replace_between(Path(args.page), START, END, table + "\n"):
+        print(f"updated the table in {args.page}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Turns benchmarks/results/*.json into the README's benchmark tables (between markers)."""
+"""Turns benchmarks/results/*.json into the benchmark tables of docs/benchmarks.md (between markers)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
 def _load(results: Path, name: str):
@@ -139,20 +140,24 @@ def _workers(w) -> list[str]:
     return out
 
 
-def replace_between(readme: Path, start: str, end: str, body: str) -> bool:
-    """Put ``body`` between the README's ``start`` and ``end`` markers; False when it has none."""
-    text = readme.read_text(encoding="utf-8")
+def replace_between(page: Path, start: str, end: str, body: str) -> bool:
+    """Put ``body`` between the ``start`` and ``end`` markers of ``page``; False when it has none."""
+    text = page.read_text(encoding="utf-8")
     if start not in text or end not in text:
         return False
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{body}{end}{tail}", encoding="utf-8")
+    page.write_text(f"{head}{start}\n{body}{end}{tail}", encoding="utf-8")
     return True
 
 
-def update_readme(results: Path, readme: Path) -> None:
-    """The benchmark tables into the README (a Benchmarks section is added if it has none)."""
-    text = readme.read_text(encoding="utf-8")
+def update_page(results: Path, page: Path = PAGE) -> None:
+    """The benchmark tables into ``page``, docs/benchmarks.md by default.
+
+    A page without the markers gets a "The tables" section at its end; a missing page is created.
+    """
+    text = page.read_text(encoding="utf-8") if page.exists() else "# Speed and benchmarks\n"
     if START not in text:
-        readme.write_text(text.rstrip() + f"\n\n## Benchmarks\n\n{START}\n{END}\n", encoding="utf-8")
-    replace_between(readme, START, END, tables(results))
+        page.write_text(text.rstrip() + f"\n\n## The tables\n\n{START}\n{END}\n", encoding="utf-8")
+    replace_between(page, START, END, tables(results))
+    print(f"updated the benchmark tables in {page}")

@@ -236,9 +236,9 @@ def main(argv=None) -> int:
         result["bottleneck_workers"] = bottlenecks(result["simulation"], trial)
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from report_bench import update_readme
+    from report_bench import update_page
 
-    update_readme(RESULTS, ROOT / "README.md")
+    update_page(RESULTS)
     return 0
 
 

@@ -1,5 +1,5 @@
 """Bad input, one case per row: exit 2, one line naming file, key or value and what was expected,
-no traceback, nothing created (no store, no export, no sweep state). The README lists this table."""
+no traceback, nothing created (no store, no export, no sweep state). docs/spec.md lists this table."""
 
 import pytest
 
