@@ -15,7 +15,7 @@ BENCH_ARGS ?= --search-trials 40 --search-seeds 3 --search-limit 3000
 MEMORY_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install postgres data sweep resume soak test ui tracking-server bench bench-workers bench-memory clean
+.PHONY: help install postgres data sweep resume soak test ui ui-screenshots tracking-server bench bench-workers bench-memory clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -62,9 +62,15 @@ test: $(STAMP) data postgres ## run the test suite (all of it; .venv/bin/python 
 tracking-server: $(STAMP) postgres ## an MLflow tracking server on PostgreSQL (mlflow/postgres) on http://127.0.0.1:5001 (SERVER_PORT)
 	$(BIN)/lstm-models tracking-server --port $(SERVER_PORT) --db-dir mlflow/postgres --artifacts mlflow/server-artifacts
 
-ui: $(STAMP) ## open the MLflow UI over mlflow/mlflow.db on http://127.0.0.1:5000
-	mkdir -p mlflow
-	$(BIN)/mlflow ui --backend-store-uri $(TRACKING_URI) --host 127.0.0.1 --port 5000
+ui: $(STAMP) ## print each experiment's runs-table link, then open the MLflow UI on http://127.0.0.1:5000
+	$(BIN)/lstm-models ui --tracking-uri $(TRACKING_URI) --host 127.0.0.1 --port 5000
+
+ui-screenshots: $(STAMP) ## docs/img/*.png: the runs table, a chart by cell, the registered model, in headless Chromium
+	@test -x /usr/bin/chromium || { echo "installing Chromium (apt-get install chromium)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@$(BIN)/python -c 'import playwright' 2>/dev/null || { echo "installing Playwright (pip install -e '.[ui]')"; \
+	  $(BIN)/python -m pip install --quiet -e '.[ui]'; }
+	$(BIN)/python docs/screenshots.py --tracking-uri $(TRACKING_URI)
 
 bench-memory: $(STAMP) ## long-range memory: the adding problem at lengths 50-400 per cell (~12 min); table to benchmarks/results/ and docs/inside-the-cell.md
 	$(BIN)/python benchmarks/memory.py $(MEMORY_ARGS)

@@ -1,4 +1,4 @@
-"""The command line: ``lstm-models sweep | datasets | gates | gradients``. The only code that reads argv or the environment.
+"""The command line: ``lstm-models sweep | ui | datasets | gates | gradients``. The only code that reads argv or the environment.
 
 ``sweep`` checks everything it can before it trains, in this order: the spec, the output and
 state folders, the tracking store, the data; `run_sweep` then checks the sweep state
@@ -22,6 +22,7 @@ from lstm_models.tracking.tracker import NO_TRACKING
 
 from lstm_models.cli.commands import (DEFAULT_TRACKING_URI, cmd_datasets, cmd_gates, cmd_gradients, cmd_sweep,
                                       cmd_tracking_server)
+from lstm_models.cli.ui import cmd_ui
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--allow-public", action="store_true",
                        help="allow --chief to be an address other machines reach (a private network only)")
     _server_parser(sub)
+    _ui_parser(sub)
     datasets = sub.add_parser("datasets", help="list the datasets, or show one spec's splits")
     datasets.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
     shows = datasets.add_subparsers(dest="action")
@@ -103,6 +105,15 @@ def _server_parser(sub) -> None:
                         help="allow --host to be an address other machines reach (a private network only)")
 
 
+def _ui_parser(sub) -> None:
+    ui = sub.add_parser("ui", help="print the link to each experiment's runs table, then start the MLflow UI")
+    ui.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                    help=f"the store to show, or a tracking server's http:// URI (default {DEFAULT_TRACKING_URI})")
+    ui.add_argument("--host", default="127.0.0.1", help="a loopback address to listen on (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
+    ui.add_argument("--links-only", action="store_true", help="print the links and exit, without starting the UI")
+
+
 def _resume_command(argv: list[str]) -> str:
     """The command line that was run, with ``--resume`` in place of ``--fresh``."""
     program = [sys.executable, "-m", "lstm_models"] if sys.argv[0].endswith("__main__.py") else [sys.argv[0]]
@@ -135,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     _install_signal_handlers(guard)
     try:
         commands = {"sweep": lambda a: cmd_sweep(a, argv, guard), "datasets": cmd_datasets,
-                    "gates": cmd_gates, "gradients": cmd_gradients, "tracking-server": cmd_tracking_server}
+                    "gates": cmd_gates, "gradients": cmd_gradients, "tracking-server": cmd_tracking_server,
+                    "ui": cmd_ui}
         return commands[args.command](args)
     except LstmModelsError as exc:
         print(f"lstm-models: error: {exc}", file=sys.stderr)

@@ -28,7 +28,7 @@ def _git_commit() -> str:
 def _ui_command(uri: str) -> str:
     if uri == DEFAULT_TRACKING_URI:
         return "make ui   (MLflow UI on http://127.0.0.1:5000)"
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+    return f"lstm-models ui --tracking-uri {uri}   (each experiment's runs-table link, then the UI)"
 
 
 def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
