@@ -9,13 +9,15 @@ ARGS   ?=
 TRACKING_URI ?= sqlite:///mlflow/mlflow.db
 WORKERS ?=
 SERVER_PORT ?= 5001
+MODEL ?= sentiment
+SERVE_PORT ?= 5002
 # make bench's search section: the issue's 40-trial random search and 3 seeds, on a 3,000-sentence
 # subset (about an hour on 2 cores); every sentence (--search-limit 0) takes hours.
 BENCH_ARGS ?= --search-trials 40 --search-seeds 3 --search-limit 3000
 MEMORY_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install postgres data sweep resume soak test ui ui-screenshots tracking-server bench bench-workers bench-memory clean
+.PHONY: help install postgres data sweep resume soak test serve ui ui-screenshots tracking-server bench bench-workers bench-memory clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -61,6 +63,10 @@ test: $(STAMP) data postgres ## run the test suite (all of it; .venv/bin/python 
 
 tracking-server: $(STAMP) postgres ## an MLflow tracking server on PostgreSQL (mlflow/postgres) on http://127.0.0.1:5001 (SERVER_PORT)
 	$(BIN)/lstm-models tracking-server --port $(SERVER_PORT) --db-dir mlflow/postgres --artifacts mlflow/server-artifacts
+
+serve: $(STAMP) ## serve models:/$(MODEL)@champion (MODEL=sentiment) with mlflow models serve on 127.0.0.1:5002 (SERVE_PORT)
+	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_TRACKING_URI=$(TRACKING_URI) mlflow models serve -m models:/$(MODEL)@champion --env-manager local \
+	  --host 127.0.0.1 --port $(SERVE_PORT)
 
 ui: $(STAMP) ## print each experiment's runs-table link, then open the MLflow UI on http://127.0.0.1:5000
 	$(BIN)/lstm-models ui --tracking-uri $(TRACKING_URI) --host 127.0.0.1 --port 5000

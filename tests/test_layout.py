@@ -106,8 +106,9 @@ def test_text_or_series_is_decided_in_the_task_registry_only():
     assert {u.rsplit(".", 1)[0] if u != "lstm_models.tasks" else u for u in users} == {"lstm_models.tasks"}
 
 
-def test_only_the_tracking_store_imports_mlflow():
+def test_only_the_tracking_mlflow_modules_import_mlflow():
     users = {name for name, _, tree in _modules() for node in ast.walk(tree)
              if (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mlflow")
              or (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "mlflow" for a in node.names))}
-    assert users == {"lstm_models.tracking.mlflow_store"}
+    assert users == {"lstm_models.tracking.mlflow_store", "lstm_models.tracking.mlflow_registry",
+                     "lstm_models.tracking.mlflow_pyfunc"}

@@ -101,12 +101,12 @@ def test_sweep_records_every_trial(tmp_path, seed):
     assert "Baselines on the same 20 test windows:" in board
     assert board[-1].startswith(f"The best recurrent model ({result.best.spec.cell}, test rmse ")
     artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
-    assert {"leaderboard.csv", "objective_per_trial.png", "spec.yaml", "savedmodel"} <= artifacts
+    assert {"leaderboard.csv", "objective_per_trial.png", "spec.yaml"} <= artifacts
     csv_text = (tmp_path / "dl").mkdir() or client.download_artifacts(result.parent_run_id, "leaderboard.csv", str(tmp_path / "dl"))
     rows = open(csv_text, encoding="utf-8").read().splitlines()
     assert len(rows) == 4 and rows[0].startswith("trial,cell,status,val_rmse")
     versions = client.search_model_versions("name='t-forecasting'")
-    assert len(versions) == 1 and versions[0].run_id == result.parent_run_id
+    assert len(versions) == 1 and versions[0].run_id == result.best.run_id
 
 
 def test_best_per_cell_and_test_evaluated_once_per_cell(tmp_path, seed):

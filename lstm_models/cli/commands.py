@@ -81,7 +81,18 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
     if tracker.enabled:
         print(f"MLflow: experiment {spec.name!r}, parent run {result.parent_run_id} in {args.tracking_uri}")
         print(f"Open the UI: {_ui_command(args.tracking_uri)}")
+    if result.registration:
+        print(_served(result.registration, args.tracking_uri))
     return 0
+
+
+def _served(registration: dict, uri: str) -> str:
+    """The registered version, where the champion went, and the command that serves the champion."""
+    name, version = registration["name"], registration["version"]
+    make = f"make serve MODEL={name}" + ("" if uri == DEFAULT_TRACKING_URI else f" TRACKING_URI={uri}")
+    return (f"Registered: models:/{name}/{version} (now models:/{name}/latest); {registration['message']}\n"
+            f"Serve models:/{name}@champion: {make}   (MLFLOW_TRACKING_URI={uri} mlflow models serve "
+            f"-m models:/{name}@champion --env-manager local --host 127.0.0.1 --port 5002)")
 
 
 def _check_workers(args: argparse.Namespace) -> None:

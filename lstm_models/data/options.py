@@ -7,6 +7,8 @@ loaders share (split fractions, CSV reading, series windows) are defined here on
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -55,6 +57,11 @@ class DataSpec:
     def given(self) -> dict[str, Any]:
         """The options as a spec states them (without the derived ones)."""
         return {k: v for k, v in self.options.items() if k not in self.derived}
+
+    def source(self) -> str:
+        """Where the data comes from, as the spec says it: the kind and its options."""
+        given = self.given()
+        return self.kind + (" " + json.dumps(given, sort_keys=True, default=str) if given else "")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,15 @@ class TextSplits:
 
     def sizes(self) -> dict[str, int]:
         return {p: len(self.labels[p]) for p in PARTS}
+
+    def digest(self, part: str | None = None) -> str:
+        """A fingerprint of one part's texts and labels (every part's when None)."""
+        parts = [part] if part else PARTS
+        return fingerprint(self.class_names, *(x for p in parts for x in (self.texts[p], self.labels[p])))
+
+    def schema(self) -> list[tuple[str, str]]:
+        """The columns of a row: (name, MLflow type)."""
+        return [("text", "string"), ("label", "long")]
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,16 @@ class SeriesSplits:
     def sizes(self) -> dict[str, int]:
         return {p: self.bounds(p)[1] - self.bounds(p)[0] + 1 for p in PARTS}
 
+    def digest(self, part: str | None = None) -> str:
+        """A fingerprint of one part's values (the whole series and its split points when None)."""
+        if part is None:
+            return fingerprint(self.columns, self.values, self.val_start, self.test_start, self.horizon)
+        lo, hi = self.bounds(part)
+        return fingerprint(self.columns, self.values[lo:hi + self.horizon], self.horizon)
+
+    def schema(self) -> list[tuple[str, str]]:
+        return [(str(c), "double") for c in self.columns]
+
     def date_range(self) -> tuple[str, str]:
         """The first and last time label ('' when the series has none)."""
         return (self.index[0], self.index[-1]) if self.index else ("", "")
@@ -132,6 +152,36 @@ class SequenceSplits:
 
     def sizes(self) -> dict[str, int]:
         return {p: len(self.y[p]) for p in PARTS}
+
+    def digest(self, part: str | None = None) -> str:
+        """A fingerprint of one part's sequences and targets (every part's when None)."""
+        return fingerprint(self.columns, *(a[p] for p in ([part] if part else PARTS) for a in (self.x, self.y)))
+
+    def schema(self) -> list[tuple[str, str]]:
+        return [(str(c), "double") for c in self.columns]
+
+
+def dataset_record(data, source: str) -> dict:
+    """What the tracking store records of a sweep's data: name, source, digests, schema, split sizes.
+
+    ``test_digest`` tells whether two sweeps scored their models on the same test examples.
+    """
+    return {"name": data.name, "source": source, "digest": data.digest(), "test_digest": data.digest("test"),
+            "schema": data.schema(), "sizes": data.sizes()}
+
+
+def fingerprint(*items) -> str:
+    """The first 16 hex digits of the sha256 of arrays, strings and numbers, in order."""
+    h = hashlib.sha256()
+    for item in items:
+        if isinstance(item, np.ndarray) and item.dtype.kind not in "OUS":
+            h.update(np.ascontiguousarray(item).tobytes())
+        elif isinstance(item, np.ndarray):  # texts
+            h.update("\n".join(map(str, item.tolist())).encode("utf-8"))
+        else:
+            h.update(repr(item).encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()[:16]
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float,

@@ -1,21 +1,24 @@
 """After the search: score the best model of each cell once on test, export the best, report.
 
-The baselines are scored on the same test data, the parent run gets the leaderboard, the
-plot, the spec and the registered SavedModel, and the views inside the best models. Finishing
-takes the search's outcome and a way to load a trial's best model, nothing of the tuner.
+The baselines are scored on the same test data. The best model of each cell is logged as an
+MLflow model of its trial run; the exported one is also the parent run's and is registered
+under the sweep's name (alias ``champion`` when it beats the holder). The parent run gets the
+leaderboard (also as its description), the plot, the spec, and the views inside the best
+models. Finishing takes the search's outcome and a way to load a trial's best model, nothing of
+the tuner.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import keras
 
 from lstm_models.errors import SweepFailed
-from lstm_models.export import export_model
+from lstm_models.export import export_model, to_tensor
 from lstm_models.inspect.views import log_inside_views
 from lstm_models.models.build import serving_model
 from lstm_models.search.recorder import TrialResult, better
@@ -35,6 +38,7 @@ class Sweep:
     batches: Callable  # (part, ModelSpec) -> tf.data.Dataset
     tracker: Tracker
     log: Callable[[str], None]
+    dataset: dict = field(default_factory=dict)  # `lstm_models.data.splits.dataset_record`
 
 
 @dataclass
@@ -53,6 +57,7 @@ class SweepResult:
     baselines: Baselines | None = None  # baselines and the exported model on the same test data
     stop_reason: str = ""  # why the search ended before max_trials (time budget), else empty
     resumed: bool = False
+    registration: dict = field(default_factory=dict)  # `Tracker.register_model`'s answer, and ``name``
 
 
 def best_per_cell(trials: list[TrialResult], direction: str) -> dict[str, TrialResult]:
@@ -66,7 +71,7 @@ def best_per_cell(trials: list[TrialResult], direction: str) -> dict[str, TrialR
 
 
 def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], keras.Model], output_dir: Path) -> None:
-    """Score, export, compare with the baselines, log to the parent run, and close it.
+    """Score, export, log the models, compare with the baselines, register, and close the parent run.
 
     Args:
         sweep: the sweep's fixed parts.
@@ -77,35 +82,58 @@ def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], kera
     spec, tracker, parent = sweep.spec, sweep.tracker, result.parent_run_id
     if result.best is None:  # run_sweep closes the parent run as FAILED
         raise SweepFailed(f"sweep {spec.name}: no trial finished, nothing to export")
-    best_model = None
-    for cell, trial in sorted(result.best_per_cell.items()):
-        keras.backend.clear_session()
-        model = load(trial)
-        scores = model.evaluate(sweep.batches("test", trial.spec), return_dict=True, verbose=0)
-        trial.test_metrics = {k: float(v) for k, v in scores.items()}
-        tracker.log_metrics(trial.run_id, {f"test_{k}": v for k, v in trial.test_metrics.items()})
-        if trial is result.best:
-            best_model = serving_model(model, sweep.inputs)  # raw input in, as exported
-            _export(sweep, trial, best_model, Path(output_dir), result)
+    best_model, best_id = None, ""
+    with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
+        for cell, trial in sorted(result.best_per_cell.items()):
+            keras.backend.clear_session()
+            model = load(trial)
+            scores = model.evaluate(sweep.batches("test", trial.spec), return_dict=True, verbose=0)
+            trial.test_metrics = {k: float(v) for k, v in scores.items()}
+            tracker.log_metrics(trial.run_id, {f"test_{k}": v for k, v in trial.test_metrics.items()})
+            if trial is not result.best and not tracker.enabled:
+                continue
+            served = serving_model(model, sweep.inputs)  # raw input in, as exported
+            target = Path(output_dir) / spec.name if trial is result.best else Path(scratch) / cell
+            folder, sample = _export(sweep, trial, served, target)
+            model_id = tracker.log_model(trial.run_id, f"{spec.name}-{cell}", folder, sample,
+                                         served(to_tensor(sample), training=False),
+                                         also=(parent,) if trial is result.best else ())
+            if trial is result.best:
+                best_model, best_id, result.export_dir = served, model_id, folder
     result.baselines = sweep.task.baselines(best_model, spec.dataset.options.get("max_tokens"), spec.tuner.seed,
                                             result.best.spec.lookback)
     with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
-        _log_parent(spec, result, tracker, Path(scratch))
+        _log_parent(sweep, result, Path(scratch))
+    if best_id:
+        _register(sweep, result, best_id)
     log_inside_views(result, sweep.task, tracker, load, sweep.log)
     tracker.end_run(parent, "FINISHED")
 
 
-def _export(sweep: Sweep, trial: TrialResult, model, output_dir: Path, result: SweepResult) -> None:
+def _export(sweep: Sweep, trial: TrialResult, model, target: Path) -> tuple[Path, object]:
+    """Export a trial's serving model to ``target``; the folder and the raw sample it was checked on."""
     spec = sweep.spec
     meta, sample = sweep.task.export_meta(trial.spec)
     meta.update({"sweep": spec.name, "trial": trial.name, "cell": trial.spec.cell,
                  "model_spec": trial.spec.params(), "objective": {spec.objective: trial.objective},
                  "test": trial.test_metrics})
-    result.export_dir = export_model(model, output_dir / spec.name, meta, sample)
+    return export_model(model, target, meta, sample), sample
 
 
-def _log_parent(spec: SweepSpec, result: SweepResult, tracker: Tracker, scratch: Path) -> None:
-    parent = result.parent_run_id
+def _register(sweep: Sweep, result: SweepResult, model_id: str) -> None:
+    """The exported model as a new version of the sweep's model; ``champion`` if it beats the holder."""
+    metric = result.test_metric
+    score = {"task": sweep.task.name, "metric": metric, "value": result.best.test_metrics[metric],
+             "direction": "max" if "accuracy" in metric else "min",
+             "test_digest": sweep.dataset.get("test_digest", "")}
+    answer = sweep.tracker.register_model(sweep.spec.name, model_id, result.best.run_id, score)
+    result.registration = {**answer, "name": sweep.spec.name}
+    sweep.tracker.set_tags(result.parent_run_id, {"registered_version": answer["version"],
+                                                  "champion_version": answer["champion"]})
+
+
+def _log_parent(sweep: Sweep, result: SweepResult, scratch: Path) -> None:
+    spec, tracker, parent = sweep.spec, sweep.tracker, result.parent_run_id
     metrics = {}
     base = spec.objective.removeprefix("val_")
     for cell, trial in result.best_per_cell.items():
@@ -124,7 +152,4 @@ def _log_parent(spec: SweepSpec, result: SweepResult, tracker: Tracker, scratch:
     (files / "spec.yaml").write_text(report.spec_yaml(spec), encoding="utf-8")
     for name in ("leaderboard.csv", "objective_per_trial.png", "spec.yaml"):
         tracker.log_artifact(parent, files / name)
-    if result.export_dir is not None:
-        tracker.log_artifact(parent, result.export_dir, "savedmodel")
-        version = tracker.register_model(parent, "savedmodel", spec.name)
-        tracker.set_tags(parent, {"best_trial": result.best.name, "registered_version": version})
+    tracker.set_tags(parent, {"best_trial": result.best.name, "mlflow.note.content": report.leaderboard_markdown(result)})

@@ -75,15 +75,20 @@ class TrialRecorder:
         max_trials: shown in progress lines (``[trial 2/6]``).
         tracker: where runs go. state, folder: the sweep state and where it is saved.
         log: where progress lines go. on_trial: called with each trial's result as it ends.
+        run_tags: on every trial run. number_from_id: a worker numbers trials by the oracle's ids.
+        dataset: the sweep's data (`lstm_models.data.splits.dataset_record`), every trial run's input.
+        system_metrics: sample CPU and memory into every trial run.
     """
 
     def __init__(self, objective: str, direction: str, max_trials: int, tracker: Tracker, state: SweepState,
                  folder: Path, log: Callable[[str], None], on_trial: Callable[[TrialResult], None] | None = None,
-                 run_tags: dict | None = None, number_from_id: bool = False):
+                 run_tags: dict | None = None, number_from_id: bool = False, dataset: dict | None = None,
+                 system_metrics: bool = False):
         self.objective, self.direction, self.max_trials = objective, direction, max_trials
         self.tracker, self.state, self.folder, self.log, self.on_trial = tracker, state, folder, log, on_trial
         self.run_tags = run_tags or {}  # on every trial run (a worker's id, host, process)
         self.number_from_id = number_from_id  # a worker: trial numbers follow the oracle's trial ids
+        self.dataset, self.system_metrics = dataset, system_metrics
         self.trials: list[TrialResult] = []
         self.current: TrialResult | None = None
         self.best: TrialResult | None = None
@@ -110,7 +115,10 @@ class TrialRecorder:
         note += f" (runs {again[-1]} again: it was lost with its process)" if again else ""
         result.run_id = self.tracker.start_trial(
             result.name, {**spec.params(), **tuner_values}, {"cell": spec.cell, "trial_id": trial_id,
-                                                              "status": "RUNNING", **self.run_tags})
+                                                              "status": "RUNNING", **self.run_tags},
+            self.system_metrics)
+        if self.dataset:
+            self.tracker.log_dataset(result.run_id, self.dataset)
         self.trials.append(result)
         self.current = result
         self.save(result)

@@ -89,6 +89,7 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         if mode == "fresh" and previous is not None:
             close_abandoned(previous, tracker, hooks.log)
             discard(folder)  # keeps the lock this process holds
+        from lstm_models.data.splits import dataset_record
         from lstm_models.tasks import task_for
 
         task = task_for(data)
@@ -101,8 +102,12 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         if workers:
             tracker.set_tags(state.parent_run_id, parallel)  # a resumed chief may listen elsewhere
             state.oracle = workers.address
+        dataset = dataset_record(data, spec.dataset.source())
+        if resumed is None:
+            tracker.log_dataset(state.parent_run_id, dataset)
         recorder = TrialRecorder(spec.objective, spec.direction, spec.tuner.max_trials, tracker, state, folder,
-                                 hooks.log, hooks.on_trial)
+                                 hooks.log, hooks.on_trial, dataset=dataset,
+                                 system_metrics=spec.tracking.system_metrics)
         try:
             result = _search_and_finish(spec, task, tracker, recorder, folder, paths, mode, hooks, workers)
             state.status = FINISHED
@@ -160,7 +165,7 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
                          best_per_cell=best_per_cell(recorder.trials, spec.direction), test_metric=task.test_metric,
                          parent_run_id=recorder.state.parent_run_id, test_size=task.data.sizes()["test"],
                          stop_reason=limits.stop_reason, resumed=mode == "resume")
-    sweep = Sweep(spec, task, inputs, batches, tracker, hooks.log)
+    sweep = Sweep(spec, task, inputs, batches, tracker, hooks.log, recorder.dataset or {})
     finish(sweep, result, lambda t: tuner.load_model(tuner.oracle.get_trial(t.trial_id)), paths.output)
     return result
 

@@ -91,6 +91,7 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     """
     import keras_tuner as kt
 
+    from lstm_models.data.splits import dataset_record
     from lstm_models.errors import SearchDone
     from lstm_models.search.hypermodel import SweepHyperModel
     from lstm_models.search.limits import Limits
@@ -110,7 +111,9 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     state = SweepState(name=spec.name, parent_run_id=parent_run_id, tracking_uri=tracker.uri, spec=spec.to_dict())
     recorder = TrialRecorder(spec.objective, spec.direction, spec.tuner.max_trials, tracker, state,
                              Path(folder) / WORKERS_FOLDER / wid, hooks.log, hooks.on_trial,
-                             run_tags=worker_tags(wid), number_from_id=True)
+                             run_tags=worker_tags(wid), number_from_id=True,
+                             dataset=dataset_record(data, spec.dataset.source()),
+                             system_metrics=spec.tracking.system_metrics)
     # The chief's oracle caps the trials and keeps the time budget (it tells a worker to stop, and
     # so knows it left); a worker stops on its own only after failures in a row.
     limits = Limits(spec.name, UNCAPPED, None, hooks.clock, hooks.log)

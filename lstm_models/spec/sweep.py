@@ -88,6 +88,8 @@ EARLY_STOPPING_RULES: dict[str, Rule] = {
     "min_delta": Rule(float, default=0.0, min=0.0, max=1e9),
 }
 
+TRACKING_RULES: dict[str, Rule] = {"system_metrics": Rule(bool, default=True)}
+
 TOP_RULES: dict[str, Rule] = {
     "name": Rule(str, required=True),
     "task": Rule(str, required=True, choices=TASKS),
@@ -96,6 +98,7 @@ TOP_RULES: dict[str, Rule] = {
     "search": Rule(dict, default={}),
     "tuner": Rule(dict, default={}),
     "early_stopping": Rule(dict, default={}),
+    "tracking": Rule(dict, default={}),
     "objective": Rule(str, default=None),
 }
 
@@ -144,6 +147,11 @@ class EarlyStopping:
 
 
 @dataclass(frozen=True)
+class TrackingSpec:
+    system_metrics: bool = True  # each trial run samples CPU and memory (GPUs where present)
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A whole sweep: what data, what to search, how to search, what to optimise."""
 
@@ -156,6 +164,7 @@ class SweepSpec:
     objective: str
     description: str = ""
     source: str = ""
+    tracking: TrackingSpec = TrackingSpec()
 
     @property
     def direction(self) -> str:
@@ -184,6 +193,7 @@ class SweepSpec:
             "early_stopping": {
                 f.name: getattr(self.early_stopping, f.name) for f in fields(EarlyStopping)
             },
+            "tracking": {f.name: getattr(self.tracking, f.name) for f in fields(TrackingSpec)},
             "objective": self.objective,
         }
 
@@ -233,6 +243,8 @@ def parse_sweep(raw: Any, source: str = "<spec>") -> SweepSpec:
             _mapping(top["early_stopping"], source, "early_stopping"), EARLY_STOPPING_RULES, source, "early_stopping."
         )
     )
+    tracking = TrackingSpec(**check_section(_mapping(top["tracking"], source, "tracking"), TRACKING_RULES, source,
+                                            "tracking."))
     objective = top["objective"] or DEFAULT_OBJECTIVE[task]
     if objective not in OBJECTIVES[task]:
         raise ConfigError(
@@ -249,6 +261,7 @@ def parse_sweep(raw: Any, source: str = "<spec>") -> SweepSpec:
         objective=objective,
         description=top["description"],
         source=source,
+        tracking=tracking,
     )
 
 

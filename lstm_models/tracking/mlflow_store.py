@@ -7,6 +7,7 @@ store, do not mix).
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,6 +17,7 @@ from lstm_models.errors import ConfigError, check_writable
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 MAX_PARAM_LENGTH = 6000
+SYSTEM_METRICS_SECONDS = 2  # a trial's CPU, memory (and GPU) sample interval
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -45,6 +47,7 @@ class MLflowTracker:
         self._client = None
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
+        self._monitors: dict[str, Any] = {}  # run id -> its system metrics monitor
 
     @property
     def client(self):
@@ -57,38 +60,36 @@ class MLflowTracker:
         """Reach the store once, before any training, or raise `ConfigError` (`_check_store`)."""
         _check_store(self, timeout)
 
-    def _experiment(self, name: str) -> str:
-        found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        try:
-            return self.client.create_experiment(name, artifact_location=self._location(name))
-        except Exception:
-            found = self.client.get_experiment_by_name(name)  # created meanwhile by another sweep
-            if found is None:
-                raise
-            return found.experiment_id
-
-    def _location(self, name: str) -> str | None:
-        return f"{self.artifact_root}/{name}" if self.artifact_root else None
-
     def start_sweep(self, experiment: str, run_name: str, params: Mapping[str, Any],
                     tags: Mapping[str, str]) -> str:
         """Open the parent run of a sweep in the experiment named after the sweep."""
-        self.experiment_id = self._experiment(experiment)
+        self.experiment_id = _experiment(self.client, experiment, self.artifact_root)
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
         self.parent_run_id = run.info.run_id
         self._log_params(self.parent_run_id, params)
         return self.parent_run_id
 
-    def start_trial(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        """Open a nested run under the sweep's parent run."""
+    def start_trial(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str],
+                    system_metrics: bool = False) -> str:
+        """Open a nested run under the sweep's parent run (``system_metrics``: sample CPU, memory, GPUs)."""
         assert self.parent_run_id is not None, "start_sweep first"
         run = self.client.create_run(
             self.experiment_id, run_name=name, tags={**tags, PARENT_TAG: self.parent_run_id}
         )
         self._log_params(run.info.run_id, params)
+        if system_metrics:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # 4 INFO lines a trial
+
+            monitor = self._monitors[run.info.run_id] = SystemMetricsMonitor(
+                run.info.run_id, sampling_interval=SYSTEM_METRICS_SECONDS, tracking_uri=self.uri)
+            monitor.start()
         return run.info.run_id
+
+    def log_dataset(self, run_id: str, dataset: Mapping[str, Any]) -> None:
+        """The sweep's data as the run's dataset input (name, source, digest, schema; split sizes as tags)."""
+        self.client.log_inputs(run_id, datasets=[_dataset_input(dataset)])
 
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -121,7 +122,10 @@ class MLflowTracker:
             self.client.log_artifact(run_id, str(path), artifact_path)
 
     def end_run(self, run_id: str, status: str) -> None:
-        """Close a run as FINISHED, FAILED or KILLED."""
+        """Close a run as FINISHED, FAILED or KILLED (its system metrics first)."""
+        monitor = self._monitors.pop(run_id, None)
+        if monitor is not None:
+            monitor.finish()
         self.client.set_terminated(run_id, status=status)
 
     def reopen_sweep(self, run_id: str) -> None:
@@ -167,17 +171,45 @@ class MLflowTracker:
         return Path(download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(folder),
                                        tracking_uri=self.uri))
 
-    def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
-        """Register a logged SavedModel folder as a new version of the model ``name``."""
-        from mlflow.exceptions import MlflowException
+    def log_model(self, run_id: str, name: str, export_dir: Path, sample: Any, outputs: Any,
+                  also: tuple[str, ...] = ()) -> str:
+        """Log an export folder as a pyfunc model of ``run_id`` (`lstm_models.tracking.mlflow_registry`)."""
+        from lstm_models.tracking.mlflow_registry import log_export
 
-        try:
-            self.client.create_registered_model(name)
-        except MlflowException:
-            pass  # it exists already: add a version
-        source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
-        version = self.client.create_model_version(name, source=source, run_id=run_id)
-        return version.version
+        return log_export(self.uri, run_id, name, export_dir, sample, outputs, also)
+
+    def register_model(self, name: str, model_id: str, run_id: str, score: Mapping[str, Any]) -> dict:
+        """A new version of ``name``; the alias ``champion`` if it wins."""
+        from lstm_models.tracking.mlflow_registry import register
+
+        return register(self.uri, self.client, name, model_id, run_id, score)
+
+def _experiment(client, name: str, artifact_root: str | None) -> str:
+    """The id of the experiment ``name``, created (its artifacts under ``artifact_root``) if missing."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=f"{artifact_root}/{name}" if artifact_root else None)
+    except Exception:
+        found = client.get_experiment_by_name(name)  # created meanwhile by another sweep
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def _dataset_input(dataset: Mapping[str, Any]):
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    sizes = dict(dataset["sizes"])
+    schema = {"mlflow_colspec": [{"name": n, "type": t} for n, t in dataset["schema"]]}
+    found = Dataset(name=dataset["name"], digest=dataset["digest"], source_type="lstm-models",
+                    source=dataset["source"], schema=json.dumps(schema),
+                    profile=json.dumps({"num_rows": sum(sizes.values()), **sizes}))
+    tags = [InputTag("mlflow.data.context", "training"), InputTag("test_digest", dataset["test_digest"])]
+    return DatasetInput(found, tags + [InputTag(f"{part}_size", str(n)) for part, n in sizes.items()])
 
 
 def _make_client(uri: str):

@@ -78,6 +78,27 @@ def format_baselines(baselines, cell: str) -> list[str]:
     return lines
 
 
+def leaderboard_markdown(result) -> str:
+    """The parent run's description: the best trial of each cell, the baselines and the verdict."""
+    spec, metric = result.spec, result.test_metric
+    lines = [f"**{spec.name}**: {spec.tuner.kind} search over {', '.join(sorted(result.best_per_cell))}, "
+             f"{len(result.trials)} trials; {spec.objective} on val, test {metric} on {result.test_size} "
+             "held-out examples.", "", f"| cell | trial | {spec.objective} | test {metric} | params | config |",
+             "|---|---|---:|---:|---:|---|"]
+    ranked = sorted(result.best_per_cell.values(), key=lambda t: t.objective, reverse=spec.direction == "max")
+    for t in ranked:
+        star = " (exported)" if t is result.best else ""
+        lines.append(f"| {t.spec.cell}{star} | {t.name} | {t.objective:.4f} | "
+                     f"{t.test_metrics.get(metric, float('nan')):.4f} | {t.n_params or 0:,} | {_config(t)} |")
+    if result.baselines is not None and result.best is not None:
+        b = result.baselines
+        lines += ["", f"| method | test {b.metric} | note |", "|---|---:|---|"]
+        lines += [f"| {'best (' + result.best.spec.cell + ')' if m == 'best' else m} | {row[b.metric]:.4f} | "
+                  f"{'the exported model' if m == 'best' else b.notes.get(m, '')} |" for m, row in b.scores.items()]
+        lines += ["", b.verdict(result.best.spec.cell)]
+    return "\n".join(lines)
+
+
 def _config(trial) -> str:
     p = trial.spec.params()
     skip = {"task", "cell", "units", "depth", "dropout", "lookback", "bidirectional"}

@@ -33,8 +33,13 @@ class Tracker(Protocol):
     def join_sweep(self, run_id: str) -> None:
         """Nest this process's trial runs under a parent run another process opened (a worker)."""
 
-    def start_trial(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        """Open a trial's run under the parent; return its id."""
+    def start_trial(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str],
+                    system_metrics: bool = False) -> str:
+        """Open a trial's run under the parent; return its id. ``system_metrics``: sample CPU and
+        memory (and GPUs) into the run until it ends."""
+
+    def log_dataset(self, run_id: str, dataset: Mapping[str, Any]) -> None:
+        """Record the sweep's data (`lstm_models.data.splits.dataset_record`) as the run's input."""
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log finite metrics at one step."""
@@ -46,8 +51,17 @@ class Tracker(Protocol):
     def end_run(self, run_id: str, status: str) -> None:
         """Close a run as FINISHED, FAILED or KILLED."""
 
-    def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
-        """Register a logged model folder as a new version of ``name``; return the version."""
+    def log_model(self, run_id: str, name: str, export_dir: Path, sample: Any, outputs: Any,
+                  also: tuple[str, ...] = ()) -> str:
+        """Log an export folder as the MLflow model ``name`` made by run ``run_id`` (and listed by the
+        runs ``also``); ``sample`` and ``outputs`` are raw inputs and the model's answers. Return its id."""
+
+    def register_model(self, name: str, model_id: str, run_id: str, score: Mapping[str, Any]) -> dict:
+        """Register a logged model as a new version of ``name`` and move its aliases.
+
+        ``score``: ``task``, ``metric``, ``value``, ``direction``, ``test_digest``. Returns
+        ``{"version", "champion", "message"}`` (see `lstm_models.tracking.mlflow_registry.register`).
+        """
 
     def running_trials(self, parent_run_id: str, tags: Mapping[str, str] | None = None) -> list[str]:
         """The ids of a sweep's trial runs still marked RUNNING (and carrying ``tags``)."""
@@ -83,8 +97,12 @@ class NullTracker:
     def join_sweep(self, run_id: str) -> None:
         pass
 
-    def start_trial(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    def start_trial(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str],
+                    system_metrics: bool = False) -> str:
         return ""
+
+    def log_dataset(self, run_id: str, dataset: Mapping[str, Any]) -> None:
+        pass
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
         pass
@@ -98,8 +116,12 @@ class NullTracker:
     def end_run(self, run_id: str, status: str) -> None:
         pass
 
-    def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
+    def log_model(self, run_id: str, name: str, export_dir: Path, sample: Any, outputs: Any,
+                  also: tuple[str, ...] = ()) -> str:
         return ""
+
+    def register_model(self, name: str, model_id: str, run_id: str, score: Mapping[str, Any]) -> dict:
+        return {}
 
     def running_trials(self, parent_run_id: str, tags: Mapping[str, str] | None = None) -> list[str]:
         return []
