@@ -119,5 +119,5 @@ def test_best_per_cell_and_test_evaluated_once_per_cell(tmp_path, seed):
     assert [bool(t.test_metrics) for t in result.trials].count(True) == 1
     assert 0.0 <= result.best.test_metrics["accuracy"] <= 1.0
     scores = result.baselines.scores
-    assert set(scores) == {"best", "bow", "majority"} and scores["majority"] == {"accuracy": 0.5}
+    assert set(scores) == {"best", "nbsvm", "bow", "majority"} and scores["majority"] == {"accuracy": 0.5}
     assert scores["best"]["accuracy"] == pytest.approx(result.best.test_metrics["accuracy"])

@@ -3,13 +3,20 @@
 Each task scores its own baselines (`lstm_models.tasks.text`, `lstm_models.tasks.series`) on
 the test data the models are scored on; `Baselines` holds every method's scores, the exported
 model's (``best``) among them, and compares the model with the best baseline on the sweep's
-test metric (RMSE or accuracy).
+test metric (RMSE or accuracy) by a paired test on the same test examples
+(`lstm_models.tasks.paired`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+import numpy as np
+
+from lstm_models.tasks.paired import paired_p
+
+LEVEL_P = 0.05  # a difference with a larger p-value is called level
 
 
 @dataclass
@@ -21,6 +28,8 @@ class Baselines:
     scores: dict[str, dict[str, float]]
     notes: dict[str, str] = field(default_factory=dict)
     windows: int = 0
+    losses: dict[str, np.ndarray] = field(default_factory=dict)  # per test example: 0/1 errors or squared errors
+    horizon: int = 1
 
     @property
     def higher_is_better(self) -> bool:
@@ -45,23 +54,18 @@ class Baselines:
         model, base = self.scores["best"][self.metric], self.scores[self.best_baseline()][self.metric]
         return model > base if self.higher_is_better else model < base
 
-    def accuracy_noise(self) -> float | None:
-        """Half-width of a 95% interval on the difference of two accuracies measured on the same
-        ``windows`` test examples (normal approximation, unpaired: on the safe side)."""
-        if self.metric != "accuracy" or not self.windows:
-            return None
-        p = (self.scores["best"]["accuracy"] + self.scores[self.best_baseline()]["accuracy"]) / 2
-        return 1.96 * math.sqrt(2 * p * (1 - p) / self.windows)
+    def paired(self, method: str) -> tuple[float, str]:
+        """The paired test of the model against ``method`` on the same test examples: (p, test name)."""
+        return paired_p(self.task, self.losses["best"], self.losses[method], self.horizon)
 
     def verdict(self, cell: str) -> str:
-        """One plain sentence: does the best recurrent model beat the best baseline?"""
+        """One plain sentence: does the best recurrent model beat the best baseline, beyond chance?"""
         base = self.best_baseline()
         model, other = self.scores["best"][self.metric], self.scores[base][self.metric]
         head = f"The best recurrent model ({cell}, test {self.metric} {model:.4f})"
-        noise = self.accuracy_noise()
-        if noise is not None and abs(model - other) < noise:
-            return (f"{head} is level with the best baseline ({base}, test {self.metric} {other:.4f}): the "
-                    f"difference, {model - other:+.4f}, is within the sampling error of {self.windows} test "
-                    f"examples (+/-{noise:.4f} at 95%).")
+        p, test = self.paired(base)
+        evidence = f"the difference, {model - other:+.4f}, on the same {self.windows} test {self.unit}: {test}, p = {p:.2g}"
+        if p >= LEVEL_P:
+            return f"{head} is level with the best baseline ({base}, test {self.metric} {other:.4f}): {evidence}."
         word = "beats" if self.model_wins() else "does NOT beat"
-        return f"{head} {word} the best baseline ({base}, test {self.metric} {other:.4f})."
+        return f"{head} {word} the best baseline ({base}, test {self.metric} {other:.4f}): {evidence}."

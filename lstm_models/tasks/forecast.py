@@ -1,7 +1,7 @@
 """Forecasting's simple methods and its metrics, on exactly the test windows the models are scored on.
 
-Naive (last value), seasonal naive, drift, and ARIMA (no season) or ETS (with a season) from
-statsmodels, chosen by AIC on the training split; each forecasts the ``horizon`` steps of every
+Naive (last value), seasonal naive, drift, ARIMA (no season) or ETS (with a season) from
+statsmodels, chosen by AIC on the training split, and Theta (statsmodels); each forecasts the ``horizon`` steps of every
 test window from the values before it. Metrics: RMSE, MAE, sMAPE (in percent, the M4
 definition) and MASE (scaled by the in-sample seasonal naive error of the training split).
 """
@@ -87,6 +87,21 @@ def ets(y: np.ndarray, train_end: int, starts: np.ndarray, horizon: int, season:
             out.append(np.asarray(model.fit(optimized=False, **fixed).forecast(horizon)))
     name = {(None, False): "no trend", ("add", False): "additive trend", ("add", True): "damped trend"}[shape]
     return np.stack(out), f"ETS(A,{'Ad' if damped else 'A' if trend else 'N'},A) season {season}, {name}, by AIC {best_aic:.1f}"
+
+
+def theta(y: np.ndarray, starts: np.ndarray, horizon: int, season: int) -> tuple[np.ndarray, str]:
+    """The Theta method (statsmodels' ThetaModel: simple exponential smoothing plus half the linear
+    trend's slope), deseasonalised where the series has a season (multiplicatively when every
+    value is positive, else additively); fitted on the values before each window."""
+    from statsmodels.tsa.forecasting.theta import ThetaModel
+
+    kind = "multiplicative" if np.all(y > 0) else "additive"
+    out = []
+    for t in starts:
+        with warnings.catch_warnings(record=True):
+            model = ThetaModel(y[:t], period=season if season > 1 else None, deseasonalize=season > 1, method=kind)
+            out.append(np.asarray(model.fit().forecast(horizon)))
+    return np.stack(out), f"Theta, {f'{kind} season {season}' if season > 1 else 'no season'}"
 
 
 # ---- forecasting: the metrics ----

@@ -14,7 +14,8 @@ import numpy as np
 from lstm_models.data.splits import PARTS, SequenceSplits, SeriesSplits
 from lstm_models.models.build import ModelSpec, SeriesInputs
 from lstm_models.tasks.baselines import Baselines
-from lstm_models.tasks.forecast import drift, ets, arima, forecast_scores, mase_scale, naive, seasonal_naive
+from lstm_models.tasks.forecast import (arima, drift, ets, forecast_scores, mase_scale, naive, seasonal_naive,
+                                        theta)
 
 
 class SeriesTask:
@@ -116,17 +117,24 @@ def sequence_baselines(data: SequenceSplits, model) -> Baselines:
     training targets' mean (for the adding problem about 1, test MSE about 0.167). No MASE."""
     x, y_test = data.windows("test", data.length)
     mean = data.y["train"].astype("float64").mean(axis=0)
-    scores = {}
+    forecasts = {"mean": np.broadcast_to(mean, y_test.shape)}
     if model is not None:
-        predicted = np.asarray(model.predict(x, verbose=0), dtype="float64").reshape(y_test.shape)
-        scores["best"] = forecast_scores(y_test, predicted, math.nan)
-    scores["mean"] = forecast_scores(y_test, np.broadcast_to(mean, y_test.shape), math.nan)
+        forecasts = {"best": np.asarray(model.predict(x, verbose=0), dtype="float64").reshape(y_test.shape),
+                     **forecasts}
     notes = {"mean": f"always the training mean {float(mean.mean()):.4g}"}
-    return Baselines(task="forecasting", metric="rmse", scores=scores, notes=notes, windows=len(y_test))
+    return _scored(y_test, forecasts, math.nan, notes, data.horizon)
+
+
+def _scored(y_test: np.ndarray, forecasts: dict, scale: float, notes: dict, horizon: int) -> Baselines:
+    """Every method's scores, and its squared error per window (the paired test's losses)."""
+    scores = {m: forecast_scores(y_test, f, scale) for m, f in forecasts.items()}
+    losses = {m: np.mean((np.asarray(f, "float64") - y_test) ** 2, axis=1) for m, f in forecasts.items()}
+    return Baselines(task="forecasting", metric="rmse", scores=scores, notes=notes, windows=len(y_test),
+                     losses=losses, horizon=horizon)
 
 
 def forecasting_baselines(data: SeriesSplits, model, lookback: int) -> Baselines:
-    """Naive, seasonal naive, drift and ARIMA/ETS, and the model, on the model's test windows."""
+    """Naive, seasonal naive, drift, ARIMA/ETS and Theta, and the model, on the model's test windows."""
     x, y_test = data.windows("test", lookback)
     starts = data.starts("test", lookback)
     y = data.values[:, 0].astype("float64")
@@ -141,10 +149,8 @@ def forecasting_baselines(data: SeriesSplits, model, lookback: int) -> Baselines
         forecasts["arima"], note = arima(y, data.val_start, starts, h)
         notes = {"arima": note}
     notes["seasonal_naive"] = f"season {m}"
-    scores = {}
+    forecasts["theta"], notes["theta"] = theta(y, starts, h, m)
     if model is not None:
-        predicted = np.asarray(model.predict(x, verbose=0), dtype="float64").reshape(y_test.shape)
-        scores["best"] = forecast_scores(y_test, predicted, scale)
-    for method, f in forecasts.items():
-        scores[method] = forecast_scores(y_test, f, scale)
-    return Baselines(task="forecasting", metric="rmse", scores=scores, notes=notes, windows=len(starts))
+        forecasts = {"best": np.asarray(model.predict(x, verbose=0), dtype="float64").reshape(y_test.shape),
+                     **forecasts}
+    return _scored(y_test.astype("float64"), forecasts, scale, notes, h)
