@@ -100,6 +100,7 @@ def register(uri: str, client, name: str, model_id: str, run_id: str, score: Map
     with contextlib.suppress(MlflowException):  # it exists already: add a version
         client.create_registered_model(name, description=f"The best model of the sweep {name} (lstm-models)")
     tags = {k: str(score[k]) for k in SCORE_TAGS}
+    logging.getLogger("mlflow.store.model_registry.abstract_store").setLevel(logging.WARNING)  # "Waiting up to 300 s"
     with _tracking_uri(uri):  # the registry looks the logged model up through the global URI
         version = client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id, tags=tags,
                                               model_id=model_id).version
