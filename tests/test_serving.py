@@ -1,8 +1,9 @@
-"""The best model as a real MLflow model: registered, loaded with pyfunc, served over HTTP.
+"""Sweeps through the CLI as a user runs them, and their best model as a real MLflow model.
 
-One tiny text sweep and one tiny forecasting sweep run through the CLI into a real SQLite store;
-the registered champion is loaded with ``mlflow.pyfunc`` and served by ``mlflow models serve``
-(``make serve``), and each answers what ``tf.saved_model.load(export).serve`` answers.
+One tiny text sweep and one tiny forecasting sweep (with the override flags) run through the CLI
+into a real SQLite store; the exports are reloaded, the registered champion is loaded with
+``mlflow.pyfunc`` and served by ``mlflow models serve`` (``make serve``), and each answers what
+``tf.saved_model.load(export).serve`` answers.
 """
 
 import json
@@ -40,15 +41,15 @@ def swept(tmp_path_factory):
     done = {}
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")  # tiny trials last a few seconds
-        for spec in (tiny_sentiment_spec(), tiny_series_spec(max_trials=3)):
-            done[spec["name"]] = _sweep(tmp, uri, spec)
+        done["tiny-sentiment"] = _sweep(tmp, uri, tiny_sentiment_spec())
+        done["tiny-sunspots"] = _sweep(tmp, uri, tiny_series_spec(), "--max-trials", "1", "--tuner", "bayesian",
+                                       "--seed", "5")
     return done, uri, tmp
 
 
-def _sweep(tmp: Path, uri: str, spec: dict):
-    spec["tuner"]["max_epochs"] = 2
+def _sweep(tmp: Path, uri: str, spec: dict, *flags: str):
     run = run_cli("sweep", str(write_spec(tmp, spec, f"{spec['name']}.yaml")), "--tracking-uri", uri,
-                  "--output", str(tmp / "exports"), "--cache-dir", str(CACHE), cwd=tmp)
+                  "--output", str(tmp / "exports"), "--cache-dir", str(CACHE), *flags, cwd=tmp)
     assert run.returncode == 0, run.stderr[-3000:]
     return run, tmp / "exports" / spec["name"]
 
@@ -61,6 +62,35 @@ def _saved_model(export: Path, batch) -> np.ndarray:
 def _windows(export: Path, n: int = 3) -> np.ndarray:
     lookback = read_meta(export)["lookback"]
     return (40 + 30 * np.sin(np.arange(n * lookback) / 3)).reshape(n, lookback, 1).astype("float32")
+
+
+def test_sentiment_sweep_end_to_end(swept):
+    done, uri, tmp = swept
+    run, export = done["tiny-sentiment"]
+    out = run.stdout
+    assert "[trial 1/2]" in out and "[trial 2/2]" in out and "epoch 1/1" in out
+    assert "Leaderboard tiny-sentiment" in out and "test_accuracy" in out
+    assert f"SavedModel: {export}" in out
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny-sentiment").experiment_id])
+    assert len(runs) == 3 and sum("mlflow.parentRunId" in r.data.tags for r in runs) == 2
+    probs = _saved_model(export, ["a wonderful, moving film", "dull and lifeless"])
+    assert probs.shape == (2, 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert read_meta(export)["class_names"] == ["negative", "positive"]
+
+
+def test_forecast_sweep_override_flags(swept):
+    done, uri, _ = swept
+    run, export = done["tiny-sunspots"]
+    assert "bayesian search" in run.stdout and "[trial 1/1]" in run.stdout
+    client = MlflowClient(uri)
+    parent = [r for r in client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
+              if "mlflow.parentRunId" not in r.data.tags][0]
+    assert parent.data.params["tuner.max_trials"] == "1" and parent.data.tags["seed"] == "5"
+    window = np.full((1, read_meta(export)["lookback"], 1), 50.0, dtype="float32")
+    forecast = _saved_model(export, window)
+    assert forecast.shape == (1, 1) and np.isfinite(forecast).all()
 
 
 def test_the_sweep_prints_the_model_uri_and_the_serving_command(swept):
