@@ -15,15 +15,17 @@ SERVE_PORT ?= 5002
 # subset (about an hour on 2 cores); every sentence (--search-limit 0) takes hours.
 BENCH_ARGS ?= --search-trials 40 --search-seeds 3 --search-limit 3000
 MEMORY_ARGS ?=
+SERVING_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install postgres data sweep resume soak test serve ui ui-screenshots tracking-server bench bench-workers bench-memory clean
+.PHONY: help install postgres data sweep resume soak test serve ui ui-screenshots tracking-server bench bench-workers bench-serving bench-memory clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  variables: SPEC=sweeps/x.yaml (one spec), ARGS='--max-trials 4' (extra sweep flags), WORKERS=2 (worker"
 	@echo "             processes), TRACKING_URI=http://127.0.0.1:5001 (a tracking server), SERVER_PORT=5001,"
-	@echo "             BENCH_ARGS='--search-limit 0' (bench.py flags), MEMORY_ARGS='--lengths 50,100' (memory.py flags)"
+	@echo "             BENCH_ARGS='--search-limit 0' (bench.py flags), MEMORY_ARGS='--lengths 50,100' (memory.py flags),"
+	@echo "             SERVING_ARGS='--models sentiment --requests 100' (serving.py flags)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"' \
@@ -84,9 +86,13 @@ bench-memory: $(STAMP) ## long-range memory: the adding problem at lengths 50-40
 bench: $(STAMP) data postgres ## measure speed side by side: benchmarks/results/*.json and the tables in docs/benchmarks.md
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/workers.py $(WORKERS_BENCH_ARGS)
+	$(BIN)/python benchmarks/serving.py --tracking-uri $(TRACKING_URI) $(SERVING_ARGS)
 
 bench-workers: $(STAMP) data postgres ## only the workers section (~30 min): 1 vs 2 workers, PostgreSQL vs SQLite, a 16-worker simulation
 	$(BIN)/python benchmarks/workers.py $(WORKERS_BENCH_ARGS)
+
+bench-serving: $(STAMP) data ## latency of the champions (make sweep first): SavedModel vs pyfunc vs mlflow models serve, at batch 1
+	$(BIN)/python benchmarks/serving.py --tracking-uri $(TRACKING_URI) $(SERVING_ARGS)
 
 clean: ## remove the venv, the tracking store, the exports, the sweep state (runs/) and caches (not the downloaded data)
 	rm -rf $(VENV) mlflow exports runs .pytest_cache *.egg-info

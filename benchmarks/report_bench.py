@@ -79,6 +79,7 @@ def tables(results: Path) -> str:
     if s:
         out += [f"**Serving** the exported SavedModel ({s['model']}): batch 1 p50 {s['p50_ms_batch1']:.2f} ms, "
                 f"p99 {s['p99_ms_batch1']:.2f} ms; batch 256: {s['samples_s_batch256']:.0f} samples/s.", ""]
+    out += _served(s.get("served") if s else None)
     se = _load(results, "search")
     if se:
         out += [f"**Search efficiency** on the sentiment default ({se['limit']} sentences): seconds until the best "
@@ -103,6 +104,27 @@ def tables(results: Path) -> str:
                 "kernel where a GPU is present.", ""]
     out += _workers(_load(results, "workers"))
     return "\n".join(out).rstrip() + "\n"
+
+
+def _served(s) -> list[str]:
+    """The champion served three ways (benchmarks/serving.py): SavedModel, pyfunc, mlflow models serve."""
+    if not s:
+        return []
+    m = s["machine"]
+    out = [f"**Serving a registered champion** (`models:/<name>@champion`) at batch 1: milliseconds per request, "
+           f"p50 / p99 / mean of {s['requests']} sequential requests after {s['warmup']} warm-up calls, the three "
+           f"taking turns in 10 rounds (store `{s['tracking_uri']}`); TensorFlow "
+           f"{m['tensorflow']}, MLflow {m['mlflow']}, one uvicorn worker, client and server on the same "
+           f"{m['cpus']} cores. Over HTTP: one persistent connection to 127.0.0.1, the client builds the JSON "
+           "request and parses the answer.", "",
+           "| model | input | SavedModel `serve` in-process | pyfunc `predict` in-process | `mlflow models serve` over "
+           "HTTP | pyfunc / SavedModel (p50) | HTTP / SavedModel (p50, p99) |", "|---|---|---|---|---|---|---|"]
+    for r in s["rows"]:
+        ways = " | ".join(f"{r[w]['p50_ms']:.2f} / {r[w]['p99_ms']:.2f} / {r[w]['mean_ms']:.2f}"
+                          for w in ("bare", "pyfunc", "http"))
+        out.append(f"| {r['model']} v{r['version']} ({r['trial'].split(' ', 1)[-1]}) | {r['input']} | {ways} | "
+                   f"{r['pyfunc_vs_bare_p50']:.1f}x | {r['http_vs_bare_p50']:.1f}x, {r['http_vs_bare_p99']:.1f}x |")
+    return out + [""]
 
 
 def _workers(w) -> list[str]:
