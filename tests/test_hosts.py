@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lstm_models.tracking.server import free_port
+
 from conftest import CACHE, ROOT, tiny_series_spec, write_spec
-from test_tracking_server import _free_port, _start, _stop, pg_home  # noqa: F401 (a fixture)
+from test_tracking_server import _start, _stop, pg_home  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
@@ -71,10 +73,10 @@ def test_workers_with_their_own_folders_lose_no_trial_to_a_kill_and_the_chief_ex
     for name, line in (("creds", "admin:s3cret-Pass1"), ("wrong", "admin:not-it")):
         (tmp_path / name).write_text(line + "\n")
         (tmp_path / name).chmod(0o600)
-    port = _free_port()
+    port = free_port()
     server, _ = _start(tmp_path, port, pg_home / "pg", "--auth", "--credentials", "creds")
     uri = f"http://127.0.0.1:{port}"
-    oracle = f"127.0.0.1:{_free_port()}"
+    oracle = f"127.0.0.1:{free_port()}"
     common = ("--tracking-uri", uri, "--worker-timeout", "10s", "--credentials", "creds")
     try:
         chief = _spawn(tmp_path, "chief.log", *common, "--chief", oracle, "--workdir", "chief")
@@ -129,7 +131,7 @@ def test_workers_with_their_own_folders_lose_no_trial_to_a_kill_and_the_chief_ex
 def test_a_killed_chief_resumes_and_its_worker_reconnects_without_losing_its_trial(tmp_path):
     _spec(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    oracle = f"127.0.0.1:{_free_port()}"
+    oracle = f"127.0.0.1:{free_port()}"
     chief = _spawn(tmp_path, "chief.log", "--tracking-uri", uri, "--chief", oracle)
     _wait_for(tmp_path / "chief.log", "chief: oracle on", chief)
     worker = _spawn(tmp_path, "w.log", "--tracking-uri", uri, "--worker", oracle, "--worker-id", "w",

@@ -9,7 +9,6 @@ into a real SQLite store; the exports are reloaded, the registered champion is l
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from lstm_models.export import read_meta
 from lstm_models.tracking import mlflow_pyfunc, mlflow_registry
+from lstm_models.tracking.server import free_port
 
 from conftest import CACHE, ROOT, run_cli, tiny_sentiment_spec, tiny_series_spec, write_spec
 
@@ -122,12 +122,6 @@ def test_pyfunc_from_the_champion_answers_like_the_saved_model(swept, monkeypatc
     assert forecast.shape == (3, 1) and forecast.min() > 1.0  # sunspot counts in their own units, not z-scores
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _serve(command: list[str], env: dict, cwd: Path, port: int):
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -165,7 +159,7 @@ def test_make_serve_and_mlflow_models_serve_answer_http_like_the_saved_model(swe
     bin_dir = str(Path(sys.executable).parent)  # mlflow runs uvicorn from PATH, as in an activated venv
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TF_CPP_MIN_LOG_LEVEL": "2",
            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    port = _free_port()
+    port = free_port()
     proc = _serve(["make", "-s", "-C", str(ROOT), "serve", "MODEL=tiny-sentiment", f"TRACKING_URI={uri}",
                    f"SERVE_PORT={port}"], env, tmp, port)
     try:
@@ -177,7 +171,7 @@ def test_make_serve_and_mlflow_models_serve_answer_http_like_the_saved_model(swe
 
     series_export = done["tiny-sunspots"][1]
     windows = _windows(series_export, 2)
-    port = _free_port()
+    port = free_port()
     proc = _serve(["mlflow", "models", "serve", "-m",
                    "models:/tiny-sunspots@champion", "--env-manager", "local", "--host", "127.0.0.1", "--port",
                    str(port)], env, tmp, port)

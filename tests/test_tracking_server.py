@@ -20,12 +20,6 @@ from lstm_models.tracking import server
 from conftest import CACHE, ROOT, run_cli, tiny_series_spec, write_spec
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_db_url_must_be_postgresql_with_host_and_database():
     assert server.sqlalchemy_url("postgresql://u:pw@db.example:5433/runs") == \
         "postgresql+psycopg2://u:pw@db.example:5433/runs"
@@ -87,7 +81,7 @@ def test_auth_without_credentials_exits_2(tmp_path):
 
 
 def test_a_port_in_use_and_an_unreachable_database_exit_2(tmp_path):
-    port = _free_port()
+    port = server.free_port()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", port))
         busy.listen()
@@ -95,8 +89,8 @@ def test_a_port_in_use_and_an_unreachable_database_exit_2(tmp_path):
                        cwd=tmp_path, timeout=60)
         assert done.returncode == 2
         assert done.stderr.strip().startswith(f"lstm-models: error: --host/--port 127.0.0.1:{port}: cannot listen")
-    closed = _free_port()
-    done = run_cli("tracking-server", "--port", str(_free_port()), "--db-url", f"postgresql://u@127.0.0.1:{closed}/db",
+    closed = server.free_port()
+    done = run_cli("tracking-server", "--port", str(server.free_port()), "--db-url", f"postgresql://u@127.0.0.1:{closed}/db",
                    cwd=tmp_path, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().startswith(f"lstm-models: error: --db-url postgresql://u@127.0.0.1:{closed}/db: "
@@ -145,7 +139,7 @@ def _stop(proc):
 
 @pytest.mark.slow
 def test_a_sweep_tracks_to_the_server_which_stops_cleanly_and_keeps_its_database(tmp_path, pg_home):
-    port, pg = _free_port(), pg_home / "pg"
+    port, pg = server.free_port(), pg_home / "pg"
     uri = f"http://127.0.0.1:{port}"
     proc, lines = _start(tmp_path, port, pg)
     try:
