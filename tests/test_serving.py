@@ -258,3 +258,17 @@ def test_a_second_sweep_takes_the_champion_only_if_it_scores_better(swept):
 def test_the_code_stored_with_each_model_names_its_artifacts_as_the_logger_does():
     assert (mlflow_pyfunc.SAVEDMODEL, mlflow_pyfunc.TEXT_COLUMN) == (mlflow_registry.SAVEDMODEL,
                                                                     mlflow_registry.TEXT_COLUMN)
+
+
+def test_logging_a_model_leaves_mlflows_global_tracking_uri_as_it_found_it(monkeypatch, tmp_path):
+    from mlflow.tracking._tracking_service import utils
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-the-environment.db")
+    with mlflow_registry.tracking_uri(f"sqlite:///{tmp_path}/store.db"):
+        assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path}/store.db"
+    assert utils._tracking_uri is None and os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///from-the-environment.db"
+    assert mlflow.get_tracking_uri() == "sqlite:///from-the-environment.db"  # the variable rules again
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with mlflow_registry.tracking_uri(f"sqlite:///{tmp_path}/store.db"):
+        pass
+    assert utils._tracking_uri is None and "MLFLOW_TRACKING_URI" not in os.environ

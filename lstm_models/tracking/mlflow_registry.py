@@ -45,7 +45,7 @@ def log_export(uri: str, run_id: str, name: str, export_dir: Path, sample, outpu
     model = client.create_logged_model(run.info.experiment_id, name=name, source_run_id=run_id,
                                        params=dict(run.data.params), model_type="lstm-models export")
     logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)  # "Validating input example", per model
-    with _tracking_uri(uri):
+    with tracking_uri(uri):
         mlflow.models.Model.log(
             None, name=name, flavor=mlflow.pyfunc, run_id=run_id, model_id=model.model_id,
             python_model=str(PYFUNC_CODE), artifacts={SAVEDMODEL: str(export_dir)},
@@ -76,16 +76,23 @@ def _signature(export_dir: Path, sample: np.ndarray, outputs: np.ndarray, text: 
 
 
 @contextlib.contextmanager
-def _tracking_uri(uri: str):
-    """MLflow's model logging reads the global tracking URI; set it for the call only."""
-    import mlflow
+def tracking_uri(uri: str):
+    """MLflow's model logging and registry read the global tracking URI: set it for the call only,
+    then put back exactly what was there (``set_tracking_uri`` also writes MLFLOW_TRACKING_URI, and a
+    URI set explicitly, even to the default, would outrank that variable from then on)."""
+    import os
 
-    before = mlflow.get_tracking_uri()
+    import mlflow
+    from mlflow.tracking._tracking_service import utils  # the URI as set, None when never set
+
+    saved, variable = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(before)
+        mlflow.set_tracking_uri(saved)  # None: unset, so the variable and the default apply again
+        if variable is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = variable
 
 
 def register(uri: str, client, name: str, model_id: str, run_id: str, score: Mapping[str, Any]) -> dict:
@@ -101,7 +108,7 @@ def register(uri: str, client, name: str, model_id: str, run_id: str, score: Map
         client.create_registered_model(name, description=f"The best model of the sweep {name} (lstm-models)")
     tags = {k: str(score[k]) for k in SCORE_TAGS}
     logging.getLogger("mlflow.store.model_registry.abstract_store").setLevel(logging.WARNING)  # "Waiting up to 300 s"
-    with _tracking_uri(uri):  # the registry looks the logged model up through the global URI
+    with tracking_uri(uri):  # the registry looks the logged model up through the global URI
         version = client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id, tags=tags,
                                               model_id=model_id).version
     try:
