@@ -27,7 +27,7 @@ CASES = [
      "spec.yaml: YAML syntax error at line 3, column 1: expected ',' or ']', but got '<stream end>'"),
     ("unknown key", _spec(**{"search.unitz": 4}), [],
      "spec.yaml: unknown key search.unitz. Did you mean 'units'? Allowed: cells, units, depth, dropout, "
-     "recurrent_dropout, learning_rate, bidirectional, batch_size, embedding_dim, pooling, clipnorm, unit_forget_bias."),
+     "recurrent_dropout, learning_rate, bidirectional, batch_size, embedding_dim, pooling, clipnorm, unit_forget_bias, residual."),
     ("wrong type", _spec(**{"tuner.max_trials": "ten"}), [],
      "spec.yaml: tuner.max_trials must be an int. Got 'ten' instead."),
     ("value out of range", _spec(**{"search.units": {"min": 8, "max": 2048}}), [],

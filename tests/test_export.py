@@ -106,3 +106,22 @@ def test_model_keras_is_loaded_in_safe_mode(tmp_path, seed, monkeypatch):
     again = load_keras(target)
     assert calls == [{"safe_mode": True}]
     np.testing.assert_allclose(again(windows).numpy(), model(windows).numpy(), atol=1e-6)
+
+
+def test_residual_head_forecasts_the_change_and_survives_export_and_safe_mode(tmp_path, seed):
+    from lstm_models.export import load_keras
+
+    inputs = SeriesInputs(num_features=2, horizon=2, mean=(100.0, 0.0), variance=(25.0, 1.0), step_std=0.5)
+    model = build_model(ModelSpec(task="forecasting", cell="lstm", units=(4,), lookback=3, residual=True), inputs)
+    windows = np.array([[[98.0, 1.0], [101.0, 0.0], [1003.0, 2.0]], [[5.0, 0.0], [6.0, 0.0], [7.0, 1.0]]],
+                       dtype="float32")
+    dense = model.get_layer("forecast_scaled")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([np.zeros_like(kernel), np.array([2.0, -4.0], dtype="float32")])
+    # A zero change network forecasts the last value; its bias moves it in units of step_std.
+    np.testing.assert_allclose(model(windows).numpy(), [[1004.0, 1001.0], [8.0, 5.0]], atol=1e-4)
+    out = export_model(model, tmp_path / "co2", {"task": "forecasting", "lookback": 3}, windows)
+    np.testing.assert_allclose(serve(out, windows), [[1004.0, 1001.0], [8.0, 5.0]], atol=1e-4)
+    again = load_keras(out)  # safe_mode: the registered LastValue layer, no code from the file
+    np.testing.assert_allclose(again(windows).numpy(), model(windows).numpy(), atol=1e-5)
+    assert type(again.get_layer("last_value")).__name__ == "LastValue"

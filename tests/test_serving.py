@@ -41,7 +41,9 @@ def swept(tmp_path_factory):
     done = {}
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")  # tiny trials last a few seconds
-        done["tiny-sentiment"] = _sweep(tmp, uri, tiny_sentiment_spec())
+        # The cell verdict: the spec asks for matched sizes, the flag for 2 seeds.
+        done["tiny-sentiment"] = _sweep(tmp, uri, {**tiny_sentiment_spec(), "verdict": {"match": "params"}},
+                                        "--verdict-seeds", "2")
         done["tiny-sunspots"] = _sweep(tmp, uri, tiny_series_spec(), "--max-trials", "1", "--tuner", "bayesian",
                                        "--seed", "5")
     return done, uri, tmp
@@ -73,6 +75,7 @@ def test_sentiment_sweep_end_to_end(swept):
     assert f"SavedModel: {export}" in out
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("tiny-sentiment").experiment_id])
+    runs = [r for r in runs if r.data.tags.get("verdict") != "true"]  # the verdict's seed runs: see below
     assert len(runs) == 3 and sum("mlflow.parentRunId" in r.data.tags for r in runs) == 2
     probs = _saved_model(export, ["a wonderful, moving film", "dull and lifeless"])
     assert probs.shape == (2, 2)
@@ -188,8 +191,9 @@ def test_runs_describe_their_data_their_models_and_their_leaderboard(swept):
     exp = client.get_experiment_by_name("tiny-sentiment")
     runs = client.search_runs([exp.experiment_id])
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
-    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    for run in [parent, *trials]:
+    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags and "verdict" not in r.data.tags]
+    seeded = [r for r in runs if r.data.tags.get("verdict") == "true"]
+    for run in [parent, *trials, *seeded]:
         (found,) = run.inputs.dataset_inputs
         tags = {t.key: t.value for t in found.tags}
         assert found.dataset.name == "sentiment" and found.dataset.source.startswith("sentiment ")
@@ -200,7 +204,8 @@ def test_runs_describe_their_data_their_models_and_their_leaderboard(swept):
     assert len({r.inputs.dataset_inputs[0].dataset.digest for r in [parent, *trials]}) == 1
     note = parent.data.tags["mlflow.note.content"]
     assert note.startswith("**tiny-sentiment**: random search over ") and "| cell | trial | val_accuracy |" in note
-    assert "| majority |" in note and "The best recurrent model (" in note.splitlines()[-1]
+    assert "| majority |" in note and "\nThe best recurrent model (" in note
+    assert note.splitlines()[-1] == parent.data.tags["cell_verdict_matched"]
     # One logged model per cell, each made by that cell's best trial; the exported one is the parent's too.
     models = client.search_logged_models(experiment_ids=[exp.experiment_id])
     cells = {t.data.tags["cell"] for t in trials if t.info.status == "FINISHED"}
@@ -214,6 +219,48 @@ def test_runs_describe_their_data_their_models_and_their_leaderboard(swept):
     # System metrics: every trial that trained for a couple of seconds has CPU and memory samples.
     sampled = [t for t in trials if any(k.startswith("system/cpu_utilization") for k in t.data.metrics)]
     assert sampled and all("system/system_memory_usage_megabytes" in t.data.metrics for t in sampled)
+
+
+def test_the_cell_verdict_of_a_cli_sweep(swept, tmp_path):
+    done, uri, _ = swept
+    out = done["tiny-sentiment"][0].stdout
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny-sentiment").experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    cells = sorted({r.data.tags["cell"] for r in runs if "trial_id" in r.data.tags and r.info.status == "FINISHED"})
+    assert len(cells) == 2  # two trials, one per cell (balanced)
+    winner = next(r for r in runs if r.info.run_name == parent.data.tags["best_trial"]).data.tags["cell"]
+    # Each cell's best configuration with 2 seeds, then the other cell at the winner's size.
+    seeded = [r for r in runs if r.data.tags.get("verdict") == "true"]
+    assert sorted((r.data.tags["verdict_kind"], r.data.tags["cell"], r.data.tags["seed"]) for r in seeded) == sorted(
+        [("seeds", c, s) for c in cells for s in ("10007", "10008")]
+        + [("matched", c, s) for c in cells if c != winner for s in ("10007", "10008")])
+    assert all(r.info.status == "FINISHED" and r.data.tags["mlflow.parentRunId"] == parent.info.run_id
+               and 0.0 <= r.data.metrics["test_accuracy"] <= 1.0 for r in seeded)
+    m = parent.data.metrics
+    for cell in cells:
+        scores = [r.data.metrics["test_accuracy"] for r in seeded
+                  if r.data.tags["cell"] == cell and r.data.tags["verdict_kind"] == "seeds"]
+        assert m[f"test_accuracy_{cell}_mean"] == pytest.approx(np.mean(scores))
+        assert m[f"test_accuracy_{cell}_ci_low"] <= m[f"test_accuracy_{cell}_mean"] <= m[f"test_accuracy_{cell}_ci_high"]
+        assert abs(m[f"params_{cell}_matched"] - m[f"params_{winner}"]) <= 0.10 * m[f"params_{winner}"]
+    assert m["verdict_seconds"] > 0
+    # Printed: both tables, their sentences (also the parent's tags), and the cost.
+    lines = out.splitlines()
+    first = lines.index(next(l for l in lines if l.startswith("Verdict (each cell's best configuration, trained "
+                                                                    "with seeds 10007, 10008, early-stopped on val")))
+    assert lines[first + 1].split() == ["cell", "configuration", "params", "test_accuracy", "mean", "95%", "CI",
+                                        "vs", "best", "95%", "CI", "p"]
+    assert lines[first + 2].split()[0] in cells and "(best)" in lines[first + 2]
+    assert lines[first + 4].strip() == parent.data.tags["cell_verdict"]
+    assert lines[first + 5].startswith("Verdict (every cell at the winner's size, about ")
+    assert lines[first + 9].strip() == parent.data.tags["cell_verdict_matched"]
+    assert parent.data.tags["cell_verdict"].endswith("paired bootstrap over the test examples and seeds, "
+                                                     f"2 seeds x {int(parent.data.tags['test_size'])} test examples.")
+    assert lines[first + 10] == f"The verdict took {m['verdict_seconds']:.0f}s."
+    csv_path = client.download_artifacts(parent.info.run_id, "verdict.csv", str(tmp_path))
+    assert len(Path(csv_path).read_text().splitlines()) == 1 + 2 * len(cells) * 2
+    assert Path(client.download_artifacts(parent.info.run_id, "verdict.png", str(tmp_path))).stat().st_size > 10_000
 
 
 def test_the_champion_moves_only_for_a_better_score_on_the_same_split(swept):

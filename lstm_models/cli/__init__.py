@@ -17,7 +17,7 @@ import socket
 import sys
 
 from lstm_models.errors import ConfigError, DataError, Interrupted, LstmModelsError
-from lstm_models.spec.sweep import TUNERS
+from lstm_models.spec.sections import TUNERS
 from lstm_models.tracking.tracker import NO_TRACKING
 
 from lstm_models.cli.commands import (DEFAULT_TRACKING_URI, cmd_datasets, cmd_gates, cmd_gradients, cmd_sweep,
@@ -28,6 +28,33 @@ from lstm_models.cli.ui import cmd_ui
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lstm-models", description="Sweeps over LSTM, GRU and SimpleRNN models.")
     sub = parser.add_subparsers(dest="command", required=True)
+    _sweep_parser(sub)
+    _server_parser(sub)
+    _ui_parser(sub)
+    datasets = sub.add_parser("datasets", help="list the datasets, or show one spec's splits")
+    datasets.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
+    shows = datasets.add_subparsers(dest="action")
+    show = shows.add_parser("show", help="load a spec's dataset and print its splits")
+    show.add_argument("spec", help="a sweep spec, e.g. sweeps/co2.yaml")
+    show.add_argument("--cache-dir", default=argparse.SUPPRESS, help="download cache (default datasets/cache)")
+    gates = sub.add_parser("gates", help="every gate of an exported model's recurrent layers for one input")
+    gates.add_argument("export", help="an export folder, e.g. exports/sentiment")
+    given = gates.add_mutually_exclusive_group(required=True)
+    given.add_argument("--text", help="a sentence (text models)")
+    given.add_argument("--values", help="lookback comma-separated values, a:b per step for several channels (forecasting)")
+    gates.add_argument("--out", default="gates", help="where gates.csv and gates.png go (default gates/)")
+    grads = sub.add_parser("gradients", help="||dh_T/dx_t|| per step for fresh cells or a trained model")
+    grads.add_argument("--cells", help="fresh cells to probe, e.g. lstm,gru,rnn (default: all three, "
+                                       "none when --trained is given)")
+    grads.add_argument("--length", type=int, default=100, help="sequence length T (default 100)")
+    grads.add_argument("--units", type=int, default=32, help="units of the fresh cells (default 32)")
+    grads.add_argument("--trained", help="an export folder: probe its trained recurrent stack")
+    grads.add_argument("--batch", type=int, default=16, help="random sequences averaged over (default 16)")
+    grads.add_argument("--out", default="gradients", help="where gradients.csv and .png go (default gradients/)")
+    return parser
+
+
+def _sweep_parser(sub) -> None:
     sweep = sub.add_parser("sweep", help="run the sweep a spec describes")
     sweep.add_argument("spec", help="a sweep spec, e.g. sweeps/sentiment.yaml")
     sweep.add_argument("--max-trials", type=int)
@@ -36,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seed", type=int)
     sweep.add_argument("--time-budget", metavar="DURATION",
                        help="start no trial after this much wall-clock time, e.g. 90s, 30m, 2h")
+    sweep.add_argument("--verdict-seeds", type=int, metavar="K",
+                       help="train each cell's best configuration again with K seeds for the cell verdict "
+                            "(0: no verdict; default: the spec's verdict.seeds)")
     start = sweep.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true",
                        help="continue the interrupted sweep of this spec (finished trials are kept; "
@@ -62,29 +92,6 @@ def _parser() -> argparse.ArgumentParser:
                             "(or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)")
     sweep.add_argument("--allow-public", action="store_true",
                        help="allow --chief to be an address other machines reach (a private network only)")
-    _server_parser(sub)
-    _ui_parser(sub)
-    datasets = sub.add_parser("datasets", help="list the datasets, or show one spec's splits")
-    datasets.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
-    shows = datasets.add_subparsers(dest="action")
-    show = shows.add_parser("show", help="load a spec's dataset and print its splits")
-    show.add_argument("spec", help="a sweep spec, e.g. sweeps/co2.yaml")
-    show.add_argument("--cache-dir", default=argparse.SUPPRESS, help="download cache (default datasets/cache)")
-    gates = sub.add_parser("gates", help="every gate of an exported model's recurrent layers for one input")
-    gates.add_argument("export", help="an export folder, e.g. exports/sentiment")
-    given = gates.add_mutually_exclusive_group(required=True)
-    given.add_argument("--text", help="a sentence (text models)")
-    given.add_argument("--values", help="lookback comma-separated values, a:b per step for several channels (forecasting)")
-    gates.add_argument("--out", default="gates", help="where gates.csv and gates.png go (default gates/)")
-    grads = sub.add_parser("gradients", help="||dh_T/dx_t|| per step for fresh cells or a trained model")
-    grads.add_argument("--cells", help="fresh cells to probe, e.g. lstm,gru,rnn (default: all three, "
-                                       "none when --trained is given)")
-    grads.add_argument("--length", type=int, default=100, help="sequence length T (default 100)")
-    grads.add_argument("--units", type=int, default=32, help="units of the fresh cells (default 32)")
-    grads.add_argument("--trained", help="an export folder: probe its trained recurrent stack")
-    grads.add_argument("--batch", type=int, default=16, help="random sequences averaged over (default 16)")
-    grads.add_argument("--out", default="gradients", help="where gradients.csv and .png go (default gradients/)")
-    return parser
 
 
 def _server_parser(sub) -> None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from lstm_models.errors import ConfigError, check_writable
-from lstm_models.spec.sweep import CELL_NAMES
+from lstm_models.spec.sections import CELL_NAMES
 from lstm_models.tracking.tracker import NO_TRACKING
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
@@ -38,7 +38,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
     _check_workers(args)
     spec = load_sweep(args.spec).with_overrides(
         max_trials=args.max_trials, max_epochs=args.max_epochs, kind=args.tuner, seed=args.seed,
-        time_budget=args.time_budget, worker_timeout=args.worker_timeout)
+        time_budget=args.time_budget, worker_timeout=args.worker_timeout, verdict_seeds=args.verdict_seeds)
     folder = Path(args.workdir) / spec.name
     if args.worker:
         from lstm_models.search.worker import check_chief

@@ -96,6 +96,10 @@ class SeriesSplits:
         train = self.values[: self.val_start]
         return train.mean(axis=0), np.maximum(train.var(axis=0), 1e-12)
 
+    def step_std(self) -> float:
+        """The standard deviation of the target's one-step changes, from the training part only."""
+        return max(float(np.diff(self.values[: self.val_start, 0].astype("float64")).std()), 1e-6)
+
     def sizes(self) -> dict[str, int]:
         return {p: self.bounds(p)[1] - self.bounds(p)[0] + 1 for p in PARTS}
 
@@ -149,6 +153,10 @@ class SequenceSplits:
     def train_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance per feature, from the training part only."""
         return self.values.mean(axis=0), np.maximum(self.values.var(axis=0), 1e-12)
+
+    def step_std(self) -> float:
+        """The standard deviation of the target's one-step changes within the training sequences."""
+        return max(float(np.diff(self.x["train"][:, :, 0].astype("float64"), axis=1).std()), 1e-6)
 
     def sizes(self) -> dict[str, int]:
         return {p: len(self.y[p]) for p in PARTS}

@@ -33,7 +33,7 @@ UNROLL_MAX_STEPS = 32
 
 # Hyperparameters that exist only for one task or one cell: not searched, not logged elsewhere.
 TASK_ONLY = {"bidirectional": "classification", "embedding_dim": "classification", "pooling": "classification",
-             "lookback": "forecasting"}  # in the order they are declared on ``hp``
+             "lookback": "forecasting", "residual": "forecasting"}  # in the order they are declared on ``hp``
 CELL_ONLY = {"unit_forget_bias": "lstm"}
 
 
@@ -54,6 +54,7 @@ class ModelSpec:
     pooling: str = "last"
     lookback: int = 16
     unit_forget_bias: bool = True
+    residual: bool = False  # forecasting: the network forecasts the change from the last value
 
     @property
     def depth(self) -> int:
@@ -83,6 +84,8 @@ class ModelSpec:
             bits.append("bi")
         if "lookback" in active:
             bits.append(f"lb{self.lookback}")
+        if active.get("residual"):
+            bits.append("res")
         bits.append(f"do{self.dropout:g}")
         return " ".join(bits)
 
@@ -118,6 +121,7 @@ class SeriesInputs:
     horizon: int
     mean: tuple[float, ...]
     variance: tuple[float, ...]
+    step_std: float = 1.0  # the target's one-step changes on the training split (residual head)
 
     def network(self, spec: ModelSpec) -> keras.Model:
         return _series_model(spec, self)
@@ -214,6 +218,32 @@ def _series_model(spec: ModelSpec, inputs: SeriesInputs) -> keras.Model:
     x = _recurrent_stack(x, spec, last_sequences=False,
                          unroll=spec.lookback <= UNROLL_MAX_STEPS and not _has_gpu())
     x = layers.Dense(inputs.horizon, name="forecast_scaled")(x)
-    # Back to the target's original units (the target is feature 0).
-    forecast = layers.Rescaling(scale=float(np.sqrt(var[0])), offset=float(mean[0]), name="forecast")(x)
+    if not spec.residual:  # back to the target's original units (the target is feature 0)
+        forecast = layers.Rescaling(scale=float(np.sqrt(var[0])), offset=float(mean[0]), name="forecast")(x)
+        return keras.Model(window, forecast, name=f"{spec.cell}_forecaster")
+    # Residual head: the last observed value plus a change, in units of the training split's
+    # one-step changes. Like naive and drift, it carries the level past anything training saw.
+    change = layers.Rescaling(scale=float(inputs.step_std), name="change")(x)
+    forecast = layers.Add(name="forecast")([LastValue(inputs.horizon, name="last_value")(window), change])
     return keras.Model(window, forecast, name=f"{spec.cell}_forecaster")
+
+
+@keras.saving.register_keras_serializable(package="lstm_models")
+class LastValue(layers.Layer):
+    """The window's last value of the target (feature 0), repeated ``horizon`` times: the naive
+    forecast the residual head adds its change to. Registered, so ``safe_mode`` loading knows it."""
+
+    def __init__(self, horizon: int, **kwargs):
+        super().__init__(**kwargs)
+        self.horizon = int(horizon)
+
+    def call(self, window):
+        import keras.ops as ops
+
+        return ops.repeat(window[:, -1:, 0], self.horizon, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.horizon)
+
+    def get_config(self):
+        return {**super().get_config(), "horizon": self.horizon}

@@ -22,9 +22,10 @@ from lstm_models.export import export_model, to_tensor
 from lstm_models.inspect.views import log_inside_views
 from lstm_models.models.build import serving_model
 from lstm_models.search.recorder import TrialResult, better
+from lstm_models.search.verdict import run_verdict
 from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tasks.baselines import Baselines
-from lstm_models.tracking import report
+from lstm_models.tracking import report, verdict_report
 from lstm_models.tracking.tracker import Tracker
 
 
@@ -39,6 +40,7 @@ class Sweep:
     tracker: Tracker
     log: Callable[[str], None]
     dataset: dict = field(default_factory=dict)  # `lstm_models.data.splits.dataset_record`
+    hypermodel: Any = None  # builds and trains a ModelSpec: the verdict's seed runs
 
 
 @dataclass
@@ -58,6 +60,7 @@ class SweepResult:
     stop_reason: str = ""  # why the search ended before max_trials (time budget), else empty
     resumed: bool = False
     registration: dict = field(default_factory=dict)  # `Tracker.register_model`'s answer, and ``name``
+    verdict: Any = None  # `lstm_models.search.verdict.Verdict`: the cells trained again with K seeds
 
 
 def best_per_cell(trials: list[TrialResult], direction: str) -> dict[str, TrialResult]:
@@ -102,6 +105,7 @@ def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], kera
                 best_model, best_id, result.export_dir = served, model_id, folder
     result.baselines = sweep.task.baselines(best_model, spec.dataset.options.get("max_tokens"), spec.tuner.seed,
                                             result.best.spec.lookback)
+    result.verdict = run_verdict(sweep, result, sweep.hypermodel)
     with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
         _log_parent(sweep, result, Path(scratch))
     if best_id:
@@ -144,12 +148,19 @@ def _log_parent(sweep: Sweep, result: SweepResult, scratch: Path) -> None:
         metrics[f"test_{key}_best"] = value
     if result.baselines is not None:  # test_<metric>_<method>; Keras already gave some of the best's
         metrics.update({k: v for k, v in result.baselines.metrics().items() if k not in metrics})
+    verdict = result.verdict.tables if result.verdict else []
+    metrics.update(verdict_report.metrics(result.verdict) if verdict else {})
     tracker.log_metrics(parent, metrics)
     files = scratch / "report"
     files.mkdir(exist_ok=True)
     report.write_leaderboard_csv(result, files / "leaderboard.csv")
     report.plot_objective(result, files / "objective_per_trial.png")
     (files / "spec.yaml").write_text(report.spec_yaml(spec), encoding="utf-8")
-    for name in ("leaderboard.csv", "objective_per_trial.png", "spec.yaml"):
+    names = ["leaderboard.csv", "objective_per_trial.png", "spec.yaml"]
+    if verdict:
+        names += [verdict_report.write_csv(result.verdict, files / "verdict.csv").name,
+                  verdict_report.plot(result.verdict, result.baselines, files / "verdict.png").name]
+    for name in names:
         tracker.log_artifact(parent, files / name)
-    tracker.set_tags(parent, {"best_trial": result.best.name, "mlflow.note.content": report.leaderboard_markdown(result)})
+    tracker.set_tags(parent, {"best_trial": result.best.name, "mlflow.note.content": report.leaderboard_markdown(result),
+                              **verdict_report.tags(result.verdict)})

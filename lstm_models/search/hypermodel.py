@@ -47,21 +47,23 @@ class SweepHyperModel(kt.HyperModel):
         return build_model(model_spec, self.inputs, jit_compile=self.spec.tuner.jit_compile)
 
     def fit(self, hp, model, *args, model_spec: ModelSpec | None = None, shuffle_seed: int | None = None,
-            extra_callbacks=(), epochs=1, initial_epoch=0, callbacks=(), **kwargs):
-        """Train on the train part, validate on val; stop on a NaN loss or when val stops improving."""
+            extra_callbacks=(), epochs=1, initial_epoch=0, callbacks=(), restore_best: bool = False, **kwargs):
+        """Train on the train part, validate on val; stop on a NaN loss or when val stops improving
+        (``restore_best``: and go back to the best epoch's weights, as the verdict's seed runs do)."""
         model_spec = model_spec or self.model_spec(hp)
         train = self.batches("train", model_spec, shuffle_seed=shuffle_seed)
         val = self.batches("val", model_spec)
-        callbacks = list(callbacks) + list(extra_callbacks) + self._callbacks()
+        callbacks = list(callbacks) + list(extra_callbacks) + self._callbacks(restore_best)
         return model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
                          callbacks=callbacks, verbose=0, shuffle=False)  # the pipeline shuffles
 
-    def _callbacks(self) -> list:
+    def _callbacks(self, restore_best: bool = False) -> list:
         es = self.spec.early_stopping
         out = [StopOnNaN()]
-        if es.patience > 0:
+        if es.patience > 0 or restore_best:
             out.append(keras.callbacks.EarlyStopping(monitor=self.spec.objective, mode=self.spec.direction,
-                                                     patience=es.patience, min_delta=es.min_delta))
+                                                     patience=es.patience if es.patience > 0 else self.spec.tuner.max_epochs,
+                                                     min_delta=es.min_delta, restore_best_weights=restore_best))
         return out
 
 

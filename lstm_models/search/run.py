@@ -165,7 +165,7 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
                          best_per_cell=best_per_cell(recorder.trials, spec.direction), test_metric=task.test_metric,
                          parent_run_id=recorder.state.parent_run_id, test_size=task.data.sizes()["test"],
                          stop_reason=limits.stop_reason, resumed=mode == "resume")
-    sweep = Sweep(spec, task, inputs, batches, tracker, hooks.log, recorder.dataset or {})
+    sweep = Sweep(spec, task, inputs, batches, tracker, hooks.log, recorder.dataset or {}, hypermodel)
     finish(sweep, result, lambda t: tuner.load_model(tuner.oracle.get_trial(t.trial_id)), paths.output)
     return result
 

@@ -14,7 +14,7 @@ from lstm_models.spec.rules import Param
 from lstm_models.spec.sweep import SearchSpace
 
 
-_CAST = {"bidirectional": bool, "embedding_dim": int, "lookback": int}
+_CAST = {"bidirectional": bool, "embedding_dim": int, "lookback": int, "residual": bool}
 
 
 def sample_spec(hp, space: SearchSpace, task: str, lookback: Param | None = None) -> ModelSpec:

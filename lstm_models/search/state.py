@@ -27,7 +27,8 @@ TUNER_PROJECT = "tuner"
 LOCK_FILE = "lock"
 SEARCHING, FINISHED = "searching", "finished"
 # Settings that may change between an interrupted sweep and its resume.
-RESUMABLE_CHANGES = ("tuner.max_trials", "tuner.time_budget")
+# Changes that leave every trial as it was: a resumed sweep or a joining worker may differ in them.
+RESUMABLE_CHANGES = ("tuner.max_trials", "tuner.time_budget", "verdict.seeds", "verdict.match")
 
 
 @dataclass

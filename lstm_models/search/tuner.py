@@ -20,7 +20,8 @@ from lstm_models.search.interrupt import Deferral
 from lstm_models.search.limits import Limits
 from lstm_models.search.recorder import TrialRecorder
 from lstm_models.search.state import TUNER_PROJECT
-from lstm_models.spec.sweep import TUNERS, TunerSpec
+from lstm_models.spec.sections import TUNERS
+from lstm_models.spec.sweep import TunerSpec
 
 KERAS_TUNERS = {"random": (kt.RandomSearch, kt.oracles.RandomSearchOracle),
                 "bayesian": (kt.BayesianOptimization, kt.oracles.BayesianOptimizationOracle),

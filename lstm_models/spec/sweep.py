@@ -1,7 +1,7 @@
-"""Sweep specs: the rules of every section, frozen dataclasses, and `load_sweep`.
+"""Sweep specs: frozen dataclasses, and `load_sweep`.
 
-The spec is validated once when the YAML is loaded (the checking itself is
-`lstm_models.spec.rules`; the ``dataset:`` block is checked by its loader's own rules, see
+The spec is validated once when the YAML is loaded, against the rules of its sections
+(`lstm_models.spec.sections`; the checking itself is `lstm_models.spec.rules`; the ``dataset:`` block is checked by its loader's own rules, see
 `lstm_models.data`): every message names the file, the key and the value, and what was expected.
 """
 
@@ -14,99 +14,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from lstm_models.errors import ConfigError
-from lstm_models.spec.rules import Param, Rule, check_section, parse_duration
+from lstm_models.spec.rules import Param, check_section
+from lstm_models.spec.sections import (DEFAULT_OBJECTIVE, DEFAULT_SEARCH, EARLY_STOPPING_RULES, OBJECTIVES,
+                                       SEARCH_RULES, TOP_RULES, TRACKING_RULES, TUNER_RULES, VERDICT_RULES)
 
 if TYPE_CHECKING:
     from lstm_models.data.options import DataSpec
-
-TASKS = ("classification", "forecasting")
-CELL_NAMES = ("lstm", "gru", "rnn")
-TUNERS = ("random", "bayesian", "hyperband")
-
-
-# Search space of the models, per key. A task-specific default follows below.
-SEARCH_RULES: dict[str, Rule] = {
-    "cells": Rule(str, choices=CELL_NAMES, searchable=True),
-    "units": Rule(int, min=1, max=1024, searchable=True),
-    "depth": Rule(int, min=1, max=3, searchable=True),
-    "dropout": Rule(float, min=0.0, max=0.9, searchable=True),
-    "recurrent_dropout": Rule(float, min=0.0, max=0.9, searchable=True),
-    "learning_rate": Rule(float, min=1e-6, max=1.0, searchable=True),
-    "bidirectional": Rule(bool, searchable=True),
-    "batch_size": Rule(int, min=1, max=8192, searchable=True),
-    "embedding_dim": Rule(int, min=2, max=1024, searchable=True),
-    "pooling": Rule(str, choices=("last", "mean"), searchable=True),
-    "clipnorm": Rule(float, min=0.0, max=100.0, searchable=True),
-    "unit_forget_bias": Rule(bool, searchable=True),
-}
-
-DEFAULT_SEARCH: dict[str, dict[str, Any]] = {
-    "classification": {
-        "cells": ["lstm", "gru", "rnn"],
-        "units": [32, 64, 128],
-        "depth": {"min": 1, "max": 2},
-        "dropout": {"min": 0.0, "max": 0.5, "step": 0.1},
-        "recurrent_dropout": 0.0,
-        "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"},
-        "bidirectional": [False, True],
-        "batch_size": 64,
-        "embedding_dim": [32, 64, 128],
-        "pooling": ["last", "mean"],
-        "clipnorm": 1.0,
-        "unit_forget_bias": True,
-    },
-    "forecasting": {
-        "cells": ["lstm", "gru", "rnn"],
-        "units": [16, 32, 64],
-        "depth": {"min": 1, "max": 2},
-        "dropout": {"min": 0.0, "max": 0.3, "step": 0.1},
-        "recurrent_dropout": 0.0,
-        "learning_rate": {"min": 1e-3, "max": 3e-2, "sampling": "log"},
-        "bidirectional": False,
-        "batch_size": 16,
-        "embedding_dim": 32,
-        "pooling": "last",
-        "clipnorm": 1.0,
-        "unit_forget_bias": True,
-    },
-}
-
-TUNER_RULES: dict[str, Rule] = {
-    "kind": Rule(str, default="hyperband", choices=TUNERS),
-    "max_trials": Rule(int, default=10, min=1, max=10_000),
-    "max_epochs": Rule(int, default=10, min=1, max=10_000),
-    "seed": Rule(int, default=42, min=0, max=2**31 - 1),
-    "factor": Rule(int, default=3, min=2, max=10),
-    "balance_cells": Rule(bool, default=True),
-    "jit_compile": Rule(bool, default=False),
-    "time_budget": Rule(float, default=None, convert=parse_duration),
-    "worker_timeout": Rule(float, default=120.0, convert=parse_duration),
-}
-
-EARLY_STOPPING_RULES: dict[str, Rule] = {
-    "patience": Rule(int, default=3, min=0, max=1000),
-    "min_delta": Rule(float, default=0.0, min=0.0, max=1e9),
-}
-
-TRACKING_RULES: dict[str, Rule] = {"system_metrics": Rule(bool, default=True)}
-
-TOP_RULES: dict[str, Rule] = {
-    "name": Rule(str, required=True),
-    "task": Rule(str, required=True, choices=TASKS),
-    "description": Rule(str, default=""),
-    "dataset": Rule(dict, required=True),
-    "search": Rule(dict, default={}),
-    "tuner": Rule(dict, default={}),
-    "early_stopping": Rule(dict, default={}),
-    "tracking": Rule(dict, default={}),
-    "objective": Rule(str, default=None),
-}
-
-DEFAULT_OBJECTIVE = {"classification": "val_accuracy", "forecasting": "val_rmse"}
-OBJECTIVES = {
-    "classification": ("val_accuracy", "val_loss"),
-    "forecasting": ("val_rmse", "val_mae", "val_loss"),
-}
 
 
 @dataclass(frozen=True)
@@ -125,6 +38,7 @@ class SearchSpace:
     pooling: Param
     clipnorm: Param
     unit_forget_bias: Param
+    residual: Param
 
 
 @dataclass(frozen=True)
@@ -152,6 +66,15 @@ class TrackingSpec:
 
 
 @dataclass(frozen=True)
+class VerdictSpec:
+    """After the search: each cell's best configuration trained again with ``seeds`` seeds (0: no
+    verdict); ``match: params`` also trains every cell at the winner's parameter count."""
+
+    seeds: int = 0
+    match: str = "none"
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A whole sweep: what data, what to search, how to search, what to optimise."""
 
@@ -165,21 +88,26 @@ class SweepSpec:
     description: str = ""
     source: str = ""
     tracking: TrackingSpec = TrackingSpec()
+    verdict: VerdictSpec = VerdictSpec()
 
     @property
     def direction(self) -> str:
         """``max`` for accuracies, ``min`` for losses and errors."""
         return "max" if "accuracy" in self.objective else "min"
 
-    def with_overrides(self, **overrides: Any) -> "SweepSpec":
-        """Return a copy with tuner settings replaced (command-line flags); None is ignored."""
+    def with_overrides(self, verdict_seeds: int | None = None, **overrides: Any) -> "SweepSpec":
+        """Return a copy with tuner settings and the verdict's seeds replaced (command-line flags);
+        None is ignored."""
         given = {k: v for k, v in overrides.items() if v is not None}
-        if not given:
-            return self
-        raw = {f.name: getattr(self.tuner, f.name) for f in fields(TunerSpec)}
-        raw.update(given)
-        checked = check_section(raw, TUNER_RULES, "command line", "")
-        return replace(self, tuner=TunerSpec(**checked))
+        spec = self
+        if given:
+            raw = {f.name: getattr(self.tuner, f.name) for f in fields(TunerSpec)}
+            raw.update(given)
+            spec = replace(spec, tuner=TunerSpec(**check_section(raw, TUNER_RULES, "command line", "")))
+        if verdict_seeds is not None:
+            raw = {"seeds": verdict_seeds, "match": self.verdict.match}
+            spec = replace(spec, verdict=VerdictSpec(**check_section(raw, VERDICT_RULES, "command line", "--verdict-")))
+        return spec
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved spec, as it would be written in YAML."""
@@ -194,6 +122,7 @@ class SweepSpec:
                 f.name: getattr(self.early_stopping, f.name) for f in fields(EarlyStopping)
             },
             "tracking": {f.name: getattr(self.tracking, f.name) for f in fields(TrackingSpec)},
+            "verdict": {f.name: getattr(self.verdict, f.name) for f in fields(VerdictSpec)},
             "objective": self.objective,
         }
 
@@ -245,6 +174,8 @@ def parse_sweep(raw: Any, source: str = "<spec>") -> SweepSpec:
     )
     tracking = TrackingSpec(**check_section(_mapping(top["tracking"], source, "tracking"), TRACKING_RULES, source,
                                             "tracking."))
+    verdict = VerdictSpec(**check_section(_mapping(top["verdict"], source, "verdict"), VERDICT_RULES, source,
+                                          "verdict."))
     objective = top["objective"] or DEFAULT_OBJECTIVE[task]
     if objective not in OBJECTIVES[task]:
         raise ConfigError(
@@ -262,6 +193,7 @@ def parse_sweep(raw: Any, source: str = "<spec>") -> SweepSpec:
         description=top["description"],
         source=source,
         tracking=tracking,
+        verdict=verdict,
     )
 
 

@@ -54,3 +54,51 @@ def paired_p(task: str, loss_a: np.ndarray, loss_b: np.ndarray, horizon: int = 1
     if task == "classification":
         return mcnemar(loss_a, loss_b), "McNemar's exact test"
     return diebold_mariano(loss_a, loss_b, horizon), "Diebold-Mariano test"
+
+
+BOOTSTRAP_DRAWS = 2000
+
+
+def metric_of(task: str, mean_loss):
+    """The task's test metric from a mean per-example loss: accuracy from 0/1 errors, RMSE from
+    squared errors (works on arrays)."""
+    return 1.0 - mean_loss if task == "classification" else np.sqrt(mean_loss)
+
+
+def seed_bootstrap(task: str, losses: dict[str, np.ndarray], draws: int = BOOTSTRAP_DRAWS,
+                   seed: int = 0) -> dict[str, np.ndarray]:
+    """Paired bootstrap replicates of each model's test metric, averaged over its seeds.
+
+    Args:
+        task: ``classification`` or ``forecasting``.
+        losses: model -> per-example losses, shape ``(seeds, examples)``; the same examples, and
+            the same number of seeds, for every model.
+        draws: bootstrap replicates.
+        seed: the resampling's seed.
+
+    Returns:
+        model -> ``draws`` replicates. Every replicate resamples the test examples and the seeds
+        once, and applies that same resample to every model, so differences stay paired.
+    """
+    first = next(iter(losses.values()))
+    k, n = first.shape
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=draws).T / n  # (examples, draws)
+    picks = rng.integers(0, k, size=(draws, k))
+    return {name: metric_of(task, np.asarray(loss, "float64") @ weights)[picks, np.arange(draws)[:, None]].mean(axis=1)
+            for name, loss in losses.items()}
+
+
+def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap replicates."""
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(replicates, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_p(differences: np.ndarray) -> float:
+    """Two-sided p-value of a paired bootstrap: how often the difference's replicates fall on
+    either side of zero (1 for identical models, about 2 / draws for one always better)."""
+    d, draws = np.asarray(differences), len(differences)
+    below, above = (np.sum(d <= 0) + 1) / (draws + 1), (np.sum(d >= 0) + 1) / (draws + 1)
+    return float(min(1.0, 2 * min(below, above)))

@@ -32,13 +32,20 @@ class SeriesTask:
         """Feature count, horizon and normalisation statistics, from the training split only."""
         mean, var = self.data.train_stats()
         return SeriesInputs(num_features=self.data.values.shape[1], horizon=self.data.horizon,
-                            mean=tuple(float(m) for m in mean), variance=tuple(float(v) for v in var))
+                            mean=tuple(float(m) for m in mean), variance=tuple(float(v) for v in var),
+                            step_std=self.data.step_std())
 
     def batches(self, inputs: SeriesInputs, bucketing: bool = True) -> "WindowBatches":
         return WindowBatches(self.data)
 
     def baselines(self, model, max_tokens: int | None, seed: int, lookback: int | None = None) -> Baselines:
         return forecasting_baselines(self.data, model, lookback)
+
+    def test_losses(self, model, lookback: int | None = None) -> np.ndarray:
+        """A model's squared error on each test window, averaged over the horizon."""
+        x, y = self.data.windows("test", lookback)
+        forecast = np.asarray(model.predict(x, verbose=0), dtype="float64").reshape(y.shape)
+        return np.mean((forecast - y.astype("float64")) ** 2, axis=1)
 
     def export_meta(self, spec: ModelSpec) -> tuple[dict, np.ndarray]:
         """What the export records about its input and output, and a sample of raw windows."""

@@ -49,6 +49,10 @@ class TextTask:
     def baselines(self, model, max_tokens: int | None, seed: int, lookback: int | None = None) -> Baselines:
         return classification_baselines(self.data, model, max_tokens, seed)
 
+    def test_losses(self, model, lookback: int | None = None) -> np.ndarray:
+        """A served model's 0/1 error on each test text (the paired tests' losses)."""
+        return model_errors(self.data, model)
+
     def export_meta(self, spec: ModelSpec) -> tuple[dict, np.ndarray]:
         """What the export records about its input and output, and a sample of raw inputs."""
         sample = self.data.part("test")[0][:8].astype(str)
@@ -176,22 +180,28 @@ def bow_predictions(data: TextSplits, max_tokens: int | None, seed: int) -> np.n
     return np.argmax(bow.predict(part("test").map(lambda x, y: x), verbose=0), axis=1)
 
 
-def classification_baselines(data: TextSplits, model, max_tokens: int | None, seed: int) -> Baselines:
-    """Majority class, bag of words and NBSVM, and the model, on the test texts (with each one's 0/1 errors)."""
+def model_errors(data: TextSplits, model) -> np.ndarray:
+    """A served model's (strings in) 0/1 error on each test text."""
     import tensorflow as tf
 
+    texts, labels = data.part("test")
+    probs = model.predict(tf.data.Dataset.from_tensor_slices(texts.astype(str)).batch(256), verbose=0)
+    return (np.argmax(probs, axis=1) != labels).astype("float64")
+
+
+def classification_baselines(data: TextSplits, model, max_tokens: int | None, seed: int) -> Baselines:
+    """Majority class, bag of words and NBSVM, and the model, on the test texts (with each one's 0/1 errors)."""
     from lstm_models.tasks.nbsvm import nbsvm_predictions
 
-    texts, labels = data.part("test")
+    labels = data.part("test")[1]
     predicted, notes = {}, {"bow": f"tf-idf over {max_tokens or 'all'} tokens + softmax"}
-    if model is not None:
-        probs = model.predict(tf.data.Dataset.from_tensor_slices(texts.astype(str)).batch(256), verbose=0)
-        predicted["best"] = np.argmax(probs, axis=1)
     predicted["nbsvm"], notes["nbsvm"] = nbsvm_predictions(data, seed)
     predicted["bow"] = bow_predictions(data, max_tokens, seed)
     cls = majority_class(data.part("train")[1])
     predicted["majority"], notes["majority"] = np.full(len(labels), cls), f"always {data.class_names[cls]!r}"
     losses = {m: (p != labels).astype("float64") for m, p in predicted.items()}
+    if model is not None:
+        losses = {"best": model_errors(data, model), **losses}
     scores = {m: {"accuracy": float(1.0 - e.mean())} for m, e in losses.items()}
     return Baselines(task="classification", metric="accuracy", scores=scores, notes=notes, windows=len(labels),
                      losses=losses)

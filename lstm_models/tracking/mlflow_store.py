@@ -150,8 +150,9 @@ class MLflowTracker:
         return self.client.get_run(run_id).info.status
 
     def trial_runs(self, parent_run_id: str) -> list[dict]:
-        """A sweep's trial runs, each ``{"run_id", "status", "tags"}``."""
-        return self._runs(self.client.get_run(parent_run_id).info.experiment_id, f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
+        """A sweep's trial runs, each ``{"run_id", "status", "tags"}`` (not the verdict's seed runs)."""
+        runs = self._runs(self.client.get_run(parent_run_id).info.experiment_id, f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
+        return [r for r in runs if r["tags"].get("verdict") != "true"]
 
     def open_sweeps(self, experiment: str) -> list[dict]:
         """The parent runs of an experiment still RUNNING (none, and no store created, if it has none)."""

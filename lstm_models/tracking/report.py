@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from lstm_models.tracking.plots import CELL_COLOURS, figure
+from lstm_models.tracking.verdict_report import format_verdict, verdict_markdown
 
 
 def leaderboard_rows(result) -> list[dict]:
@@ -62,6 +63,7 @@ def format_leaderboard(result) -> str:
     lines.append(f"  {len(result.trials)} trials ({failed} failed{stopped}) in {result.wall_seconds:.0f}s; * = exported")
     if result.baselines is not None and result.best is not None:
         lines += format_baselines(result.baselines, result.best.spec.cell)
+    lines += format_verdict(result.verdict)
     return "\n".join(lines)
 
 
@@ -96,6 +98,7 @@ def leaderboard_markdown(result) -> str:
         lines += [f"| {'best (' + result.best.spec.cell + ')' if m == 'best' else m} | {row[b.metric]:.4f} | "
                   f"{'the exported model' if m == 'best' else b.notes.get(m, '')} |" for m, row in b.scores.items()]
         lines += ["", b.verdict(result.best.spec.cell)]
+    lines += verdict_markdown(result.verdict)
     return "\n".join(lines)
 
 

@@ -1,0 +1,121 @@
+"""The cell verdict: intervals, paired bootstrap, the sentence, matched sizes, the spec keys.
+
+The statistics run on made-up per-example losses; matched sizes build real Keras models.
+The whole verdict inside a CLI sweep is checked in tests/test_serving.py.
+"""
+
+import numpy as np
+import pytest
+
+from lstm_models.errors import ConfigError
+from lstm_models.models.build import ModelSpec, SeriesInputs, TextInputs
+from lstm_models.search.state import spec_changes
+from lstm_models.search.verdict import count_params, matched_spec
+from lstm_models.spec.sweep import parse_sweep
+from lstm_models.tasks.paired import bootstrap_p, seed_bootstrap
+from lstm_models.tasks.verdict import CellRuns, compare
+
+from conftest import tiny_series_spec
+
+
+def _errors(rng, accuracy: float, seeds: int = 3, n: int = 400) -> np.ndarray:
+    return (rng.random((seeds, n)) > accuracy).astype("float64")
+
+
+def _runs(cell: str, losses: np.ndarray, task: str = "classification") -> CellRuns:
+    scores = list(1 - losses.mean(axis=1)) if task == "classification" else list(np.sqrt(losses.mean(axis=1)))
+    return CellRuns(cell, f"{cell} 1x8", 100, scores, losses)
+
+
+@pytest.mark.parametrize("task", ["classification", "forecasting"])
+def test_each_interval_contains_its_mean(task):
+    rng = np.random.default_rng(1)
+    if task == "classification":
+        runs = [_runs(c, _errors(rng, a)) for c, a in (("lstm", 0.85), ("gru", 0.75), ("rnn", 0.6))]
+    else:
+        runs = [_runs(c, rng.gamma(2.0, s, size=(3, 60)), task) for c, s in (("lstm", 1.0), ("gru", 1.1), ("rnn", 2.0))]
+    table = compare(task, "accuracy" if task == "classification" else "rmse", runs, [1, 2, 3])
+    for row in table.rows:
+        assert row.low <= row.mean <= row.high
+        assert row.mean == pytest.approx(np.mean(row.runs.scores))
+    assert [r.runs.cell for r in table.rows] == ["lstm", "gru", "rnn"]  # best first, whichever the direction
+    for row in table.rows[1:]:
+        assert row.diff_low <= row.diff <= row.diff_high
+
+
+def test_identical_models_are_level_with_p_one():
+    losses = _errors(np.random.default_rng(2), 0.75)
+    table = compare("classification", "accuracy", [_runs("lstm", losses), _runs("gru", losses.copy())], [1, 2, 3])
+    assert table.rows[1].p == 1.0 and table.rows[1].diff == 0.0
+    assert table.sentence().startswith("LSTM and GRU are level (GRU - LSTM +0.0000")
+
+
+def test_a_model_beats_a_constant_predictor_with_a_small_p():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=80)
+    model = (rng.normal(0, 0.3, size=(2, 80)) + y - y) ** 2  # forecasts close to the truth
+    constant = np.broadcast_to((y - 0.0) ** 2 + 1.0, (2, 80))  # always the mean 0, and worse
+    table = compare("forecasting", "rmse", [_runs("rnn", constant, "forecasting"), _runs("gru", model, "forecasting")],
+                    [5, 6])
+    assert [r.runs.cell for r in table.rows] == ["gru", "rnn"]
+    assert table.rows[1].p < 0.01 and table.rows[1].diff > 0
+    assert table.sentence().startswith("GRU beats RNN (RNN - GRU +")
+    assert table.sentence().endswith("paired bootstrap over the test examples and seeds, 2 seeds x 80 test windows.")
+
+
+def test_level_pair_then_both_beat_the_third():
+    rng = np.random.default_rng(4)
+    base = _errors(rng, 0.8, n=2000)
+    close = base.copy()
+    close[:, :10] = 1 - close[:, :10]  # a few answers differ either way
+    table = compare("classification", "accuracy",
+                    [_runs("lstm", base), _runs("gru", close), _runs("rnn", _errors(rng, 0.6, n=2000))], [1, 2, 3])
+    said = table.sentence()
+    assert said.startswith(f"{table.best.runs.cell.upper()} and ") and " are level (" in said
+    assert "; both beat RNN (RNN - " in said and "p < 0.001" in said
+
+
+def test_bootstrap_is_paired_and_repeatable():
+    rng = np.random.default_rng(5)
+    a, b = _errors(rng, 0.8), _errors(rng, 0.7)
+    first = seed_bootstrap("classification", {"a": a, "b": b}, draws=500, seed=9)
+    again = seed_bootstrap("classification", {"a": a, "b": b}, draws=500, seed=9)
+    np.testing.assert_array_equal(first["a"], again["a"])
+    assert first["a"].shape == (500,)
+    assert bootstrap_p(first["a"] - first["a"]) == 1.0
+    assert bootstrap_p(np.ones(999)) == pytest.approx(2 / 1000)
+
+
+@pytest.mark.parametrize("winner,cells", [
+    (ModelSpec("forecasting", "lstm", (32,), lookback=8), ("gru", "rnn")),
+    (ModelSpec("forecasting", "gru", (16, 24), lookback=8), ("lstm", "rnn")),
+    (ModelSpec("classification", "lstm", (32,), bidirectional=True, embedding_dim=16), ("gru", "rnn")),
+])
+def test_matched_sizes_are_within_ten_percent_of_the_winner(winner, cells):
+    inputs = (SeriesInputs(num_features=2, horizon=1, mean=(0.0, 0.0), variance=(1.0, 1.0))
+              if winner.task == "forecasting" else TextInputs(vocabulary=tuple(f"w{i}" for i in range(300)), num_classes=2))
+    target = count_params(winner, inputs)
+    for cell in cells:
+        matched = matched_spec(winner, cell, target, inputs)
+        assert matched.cell == cell and matched.depth == winner.depth
+        assert abs(count_params(matched, inputs) - target) <= 0.10 * target
+        assert matched.lookback == winner.lookback and matched.bidirectional == winner.bidirectional
+    rnn = matched_spec(winner, "rnn", target, inputs)
+    assert rnn.units[0] > winner.units[0]  # a SimpleRNN needs more units for the same size
+
+
+def test_verdict_keys_in_the_spec_and_on_the_command_line():
+    spec = parse_sweep({**tiny_series_spec(), "verdict": {"seeds": 3, "match": "params"}})
+    assert (spec.verdict.seeds, spec.verdict.match) == (3, "params")
+    assert spec.to_dict()["verdict"] == {"seeds": 3, "match": "params"}
+    assert parse_sweep(tiny_series_spec()).verdict.seeds == 0  # no verdict unless asked for
+    assert spec.with_overrides(verdict_seeds=0).verdict.seeds == 0
+    assert spec.with_overrides(verdict_seeds=0).verdict.match == "params"
+    with pytest.raises(ConfigError, match=r"--verdict-seeds must be .*\[0, 100\]\. Got -1 instead"):
+        spec.with_overrides(verdict_seeds=-1)
+    with pytest.raises(ConfigError, match=r"<spec>: verdict.match must be one of none, params\. Got 'size' instead"):
+        parse_sweep({**tiny_series_spec(), "verdict": {"match": "size"}})
+    with pytest.raises(ConfigError, match=r"unknown key verdict.seed\. Did you mean 'seeds'\?"):
+        parse_sweep({**tiny_series_spec(), "verdict": {"seed": 3}})
+    # The verdict runs after the search: a resumed sweep or a worker may ask for other seeds.
+    assert spec_changes(spec.to_dict(), spec.with_overrides(verdict_seeds=1).to_dict()) == []
