@@ -111,7 +111,7 @@ def test_model_keras_is_loaded_in_safe_mode(tmp_path, seed, monkeypatch):
 def test_residual_head_forecasts_the_change_and_survives_export_and_safe_mode(tmp_path, seed):
     from lstm_models.export import load_keras
 
-    inputs = SeriesInputs(num_features=2, horizon=2, mean=(100.0, 0.0), variance=(25.0, 1.0), step_std=0.5)
+    inputs = SeriesInputs(num_features=2, horizon=2, mean=(100.0, 0.0), variance=(25.0, 1.0), step_std=(0.5, 1.0))
     model = build_model(ModelSpec(task="forecasting", cell="lstm", units=(4,), lookback=3, residual=True), inputs)
     windows = np.array([[[98.0, 1.0], [101.0, 0.0], [1003.0, 2.0]], [[5.0, 0.0], [6.0, 0.0], [7.0, 1.0]]],
                        dtype="float32")

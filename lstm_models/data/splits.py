@@ -96,9 +96,9 @@ class SeriesSplits:
         train = self.values[: self.val_start]
         return train.mean(axis=0), np.maximum(train.var(axis=0), 1e-12)
 
-    def step_std(self) -> float:
-        """The standard deviation of the target's one-step changes, from the training part only."""
-        return max(float(np.diff(self.values[: self.val_start, 0].astype("float64")).std()), 1e-6)
+    def step_std(self) -> np.ndarray:
+        """The standard deviation of each feature's one-step changes, from the training part only."""
+        return np.maximum(np.diff(self.values[: self.val_start].astype("float64"), axis=0).std(axis=0), 1e-6)
 
     def sizes(self) -> dict[str, int]:
         return {p: self.bounds(p)[1] - self.bounds(p)[0] + 1 for p in PARTS}
@@ -154,9 +154,10 @@ class SequenceSplits:
         """Mean and variance per feature, from the training part only."""
         return self.values.mean(axis=0), np.maximum(self.values.var(axis=0), 1e-12)
 
-    def step_std(self) -> float:
-        """The standard deviation of the target's one-step changes within the training sequences."""
-        return max(float(np.diff(self.x["train"][:, :, 0].astype("float64"), axis=1).std()), 1e-6)
+    def step_std(self) -> np.ndarray:
+        """The standard deviation of each feature's one-step changes within the training sequences."""
+        changes = np.diff(self.x["train"].astype("float64"), axis=1)
+        return np.maximum(changes.reshape(-1, changes.shape[-1]).std(axis=0), 1e-6)
 
     def sizes(self) -> dict[str, int]:
         return {p: len(self.y[p]) for p in PARTS}

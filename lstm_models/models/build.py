@@ -121,7 +121,7 @@ class SeriesInputs:
     horizon: int
     mean: tuple[float, ...]
     variance: tuple[float, ...]
-    step_std: float = 1.0  # the target's one-step changes on the training split (residual head)
+    step_std: tuple[float, ...] = (1.0,)  # each feature's one-step changes on the training split (residual head)
 
     def network(self, spec: ModelSpec) -> keras.Model:
         return _series_model(spec, self)
@@ -215,6 +215,11 @@ def _series_model(spec: ModelSpec, inputs: SeriesInputs) -> keras.Model:
     mean = np.asarray(inputs.mean, dtype="float32")
     var = np.asarray(inputs.variance, dtype="float32")
     x = layers.Normalization(mean=mean, variance=var, name="normalize")(window)
+    if spec.residual:  # the network also sees each step's changes, in units of their own spread
+        steps = np.square(np.asarray(inputs.step_std, dtype="float32"))
+        changes = layers.Normalization(mean=np.zeros_like(steps), variance=steps, name="normalize_changes")(
+            Changes(name="changes")(window))
+        x = layers.Concatenate(name="levels_and_changes")([x, changes])
     x = _recurrent_stack(x, spec, last_sequences=False,
                          unroll=spec.lookback <= UNROLL_MAX_STEPS and not _has_gpu())
     x = layers.Dense(inputs.horizon, name="forecast_scaled")(x)
@@ -223,9 +228,20 @@ def _series_model(spec: ModelSpec, inputs: SeriesInputs) -> keras.Model:
         return keras.Model(window, forecast, name=f"{spec.cell}_forecaster")
     # Residual head: the last observed value plus a change, in units of the training split's
     # one-step changes. Like naive and drift, it carries the level past anything training saw.
-    change = layers.Rescaling(scale=float(inputs.step_std), name="change")(x)
+    change = layers.Rescaling(scale=float(inputs.step_std[0]), name="change")(x)
     forecast = layers.Add(name="forecast")([LastValue(inputs.horizon, name="last_value")(window), change])
     return keras.Model(window, forecast, name=f"{spec.cell}_forecaster")
+
+
+@keras.saving.register_keras_serializable(package="lstm_models")
+class Changes(layers.Layer):
+    """Each step's change from the step before, per feature (zero at the first step): what a
+    residual network reads beside the levels, so that small seasonal changes stay visible."""
+
+    def call(self, window):
+        import keras.ops as ops
+
+        return ops.concatenate([ops.zeros_like(window[:, :1]), window[:, 1:] - window[:, :-1]], axis=1)
 
 
 @keras.saving.register_keras_serializable(package="lstm_models")

@@ -33,7 +33,7 @@ class SeriesTask:
         mean, var = self.data.train_stats()
         return SeriesInputs(num_features=self.data.values.shape[1], horizon=self.data.horizon,
                             mean=tuple(float(m) for m in mean), variance=tuple(float(v) for v in var),
-                            step_std=self.data.step_std())
+                            step_std=tuple(float(s) for s in self.data.step_std()))
 
     def batches(self, inputs: SeriesInputs, bucketing: bool = True) -> "WindowBatches":
         return WindowBatches(self.data)
@@ -44,7 +44,8 @@ class SeriesTask:
     def test_losses(self, model, lookback: int | None = None) -> np.ndarray:
         """A model's squared error on each test window, averaged over the horizon."""
         x, y = self.data.windows("test", lookback)
-        forecast = np.asarray(model.predict(x, verbose=0), dtype="float64").reshape(y.shape)
+        # One eager call: `predict` would trace the (unrolled) network once per batch shape.
+        forecast = np.asarray(model(x, training=False), dtype="float64").reshape(y.shape)
         return np.mean((forecast - y.astype("float64")) ** 2, axis=1)
 
     def export_meta(self, spec: ModelSpec) -> tuple[dict, np.ndarray]:
