@@ -86,6 +86,7 @@ def test_bootstrap_is_paired_and_repeatable():
     assert bootstrap_p(np.ones(999)) == pytest.approx(2 / 1000)
 
 
+@pytest.mark.slow  # builds about 50 Keras models
 @pytest.mark.parametrize("winner,cells", [
     (ModelSpec("forecasting", "lstm", (32,), lookback=8), ("gru", "rnn")),
     (ModelSpec("forecasting", "gru", (16, 24), lookback=8), ("lstm", "rnn")),
