@@ -7,7 +7,7 @@ through an `MLflowTracker`'s client (its SQLite retries included); nothing here 
 
 from __future__ import annotations
 
-from lstm_models.tracking.mlflow_store import MLflowTracker, sqlite_path
+from lstm_models.tracking.mlflow_store import MLflowTracker, store_missing
 
 
 def experiments(tracker: MLflowTracker) -> list[tuple[str, str]]:
@@ -16,8 +16,7 @@ def experiments(tracker: MLflowTracker) -> list[tuple[str, str]]:
     "Default" is left out while it holds no run. A SQLite file that does not exist yet has
     none, and is not created.
     """
-    db = sqlite_path(tracker.uri)
-    if db is not None and not db.exists():
+    if store_missing(tracker.uri):
         return []
     client = tracker.client
     found = [(e.experiment_id, e.name) for e in client.search_experiments()

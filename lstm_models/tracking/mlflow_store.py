@@ -15,7 +15,6 @@ from typing import Any, Mapping
 from lstm_models.errors import ConfigError, check_writable
 
 PARENT_TAG = "mlflow.parentRunId"
-RUN_NAME_TAG = "mlflow.runName"
 MAX_PARAM_LENGTH = 6000
 SYSTEM_METRICS_SECONDS = 2  # a trial's CPU, memory (and GPU) sample interval
 
@@ -23,6 +22,11 @@ SYSTEM_METRICS_SECONDS = 2  # a trial's CPU, memory (and GPU) sample interval
 def sqlite_path(tracking_uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` tracking URI; None for any other store."""
     return Path(tracking_uri[len("sqlite:///"):]) if tracking_uri.startswith("sqlite:///") else None
+
+
+def store_missing(tracking_uri: str) -> bool:
+    """A SQLite store whose file does not exist yet: it holds nothing, and asking would create it."""
+    return sqlite_path(tracking_uri) is not None and not sqlite_path(tracking_uri).exists()
 
 
 def default_artifact_root(tracking_uri: str) -> str | None:
@@ -156,8 +160,7 @@ class MLflowTracker:
 
     def open_sweeps(self, experiment: str) -> list[dict]:
         """The parent runs of an experiment still RUNNING (none, and no store created, if it has none)."""
-        db = sqlite_path(self.uri)
-        found = None if db is not None and not db.exists() else self.client.get_experiment_by_name(experiment)
+        found = None if store_missing(self.uri) else self.client.get_experiment_by_name(experiment)
         runs = self._runs(found.experiment_id, "attributes.status = 'RUNNING'") if found else []
         return [r for r in runs if PARENT_TAG not in r["tags"]]
 
@@ -184,6 +187,7 @@ class MLflowTracker:
         from lstm_models.tracking.mlflow_registry import register
 
         return register(self.uri, self.client, name, model_id, run_id, score)
+
 
 def _experiment(client, name: str, artifact_root: str | None) -> str:
     """The id of the experiment ``name``, created (its artifacts under ``artifact_root``) if missing."""
@@ -262,16 +266,11 @@ class _RetryLocked:
 
 
 def _check_store(tracker: MLflowTracker, timeout: float) -> None:
-    """Reach the store once, before any training, or raise `ConfigError`.
-
-    A server is asked for its ``/health`` with a short timeout first: the MLflow client
-    itself would retry for minutes. A SQLite store that does not exist yet is not created
-    here (a run that stops at a data error leaves nothing behind): its folder must be
-    creatable and writable.
-    """
-    db = sqlite_path(tracker.uri)
-    if db is not None and not db.exists():
-        check_writable(db.parent, f"tracking URI {tracker.uri}")
+    """Reach the store once, before any training, or raise `ConfigError`. A server's ``/health``
+    first, with a short timeout (the client would retry for minutes); a SQLite store that does not
+    exist yet is not created (a run stopped by a data error leaves nothing), its folder must be writable."""
+    if store_missing(tracker.uri):
+        check_writable(sqlite_path(tracker.uri).parent, f"tracking URI {tracker.uri}")
         return
     if tracker.uri.startswith(("http://", "https://")):
         _check_health(tracker.uri, timeout)
