@@ -121,3 +121,21 @@ def test_best_per_cell_and_test_evaluated_once_per_cell(tmp_path, seed):
     scores = result.baselines.scores
     assert set(scores) == {"best", "nbsvm", "bow", "majority"} and scores["majority"] == {"accuracy": 0.5}
     assert scores["best"]["accuracy"] == pytest.approx(result.best.test_metrics["accuracy"])
+
+
+def test_verdict_runs_are_not_trials_but_a_fresh_sweep_closes_those_left_running(tmp_path):
+    from lstm_models.search.resume import close_abandoned
+    from lstm_models.search.state import SweepState
+
+    tracker = MLflowTracker(_uri(tmp_path))
+    parent = tracker.start_sweep("exp", "sweep exp", {}, {})
+    trial = tracker.start_trial("trial-01 gru 1x8 do0", {}, {"trial_id": "0"})
+    tracker.end_run(trial, "FINISHED")
+    seed_run = tracker.start_trial("verdict seeds gru seed 10042", {}, {"verdict": "true"})  # its process was killed
+    assert [r["run_id"] for r in tracker.trial_runs(parent)] == [trial]
+    assert {r["run_id"] for r in tracker.trial_runs(parent, verdict=True)} == {trial, seed_run}
+    assert tracker.running_trials(parent) == [seed_run]
+    close_abandoned(SweepState("exp", parent, tracker.uri, {"tuner": {"max_trials": 2}}), tracker, lambda line: None)
+    run = MlflowClient(_uri(tmp_path)).get_run(seed_run)
+    assert run.info.status == "FAILED" and run.data.tags["error"].startswith("abandoned: replaced by a fresh sweep")
+    assert tracker.run_status(parent) == "FAILED"

@@ -64,12 +64,12 @@ class Tracker(Protocol):
         """
 
     def running_trials(self, parent_run_id: str, tags: Mapping[str, str] | None = None) -> list[str]:
-        """The ids of a sweep's trial runs still marked RUNNING (and carrying ``tags``)."""
+        """The ids of a sweep's nested runs (trials and verdict seed runs) still RUNNING (and carrying ``tags``)."""
 
     def run_status(self, run_id: str) -> str: ...
 
-    def trial_runs(self, parent_run_id: str) -> list[dict]:
-        """A sweep's trial runs, each ``{"run_id", "status", "tags"}``."""
+    def trial_runs(self, parent_run_id: str, verdict: bool = False) -> list[dict]:
+        """A sweep's trial runs, each ``{"run_id", "status", "tags"}`` (``verdict``: the verdict's seed runs too)."""
 
     def open_sweeps(self, experiment: str) -> list[dict]:
         """The parent runs of an experiment still RUNNING, each ``{"run_id", "status", "tags"}``."""
@@ -129,7 +129,7 @@ class NullTracker:
     def run_status(self, run_id: str) -> str:
         return ""
 
-    def trial_runs(self, parent_run_id: str) -> list[dict]:
+    def trial_runs(self, parent_run_id: str, verdict: bool = False) -> list[dict]:
         return []
 
     def open_sweeps(self, experiment: str) -> list[dict]:
