@@ -48,6 +48,8 @@ def test_identical_models_are_level_with_p_one():
     table = compare("classification", "accuracy", [_runs("lstm", losses), _runs("gru", losses.copy())], [1, 2, 3])
     assert table.rows[1].p == 1.0 and table.rows[1].diff == 0.0
     assert table.sentence().startswith("LSTM and GRU are level (GRU - LSTM +0.0000")
+    one = compare("classification", "accuracy", [_runs("lstm", losses[:1]), _runs("gru", losses[:1])], [1])
+    assert one.sentence().endswith("and seeds, 1 seed x 400 test examples.")
 
 
 def test_a_model_beats_a_constant_predictor_with_a_small_p():

@@ -21,7 +21,7 @@ import numpy as np
 from lstm_models.errors import TrialFailed
 from lstm_models.models.build import ModelSpec, build_model, serving_model
 from lstm_models.tasks.paired import metric_of
-from lstm_models.tasks.verdict import CellRuns, VerdictTable, compare
+from lstm_models.tasks.verdict import CellRuns, VerdictTable, compare, plural
 
 SEED_OFFSET = 10_000  # verdict seeds never coincide with a trial's (the spec's seed + trial id)
 MATCH_TOLERANCE = 0.10  # a matched model's parameter count within 10% of the target, or it says so
@@ -57,7 +57,7 @@ def run_verdict(sweep, result, hypermodel) -> Verdict:
     if spec.verdict.seeds == 0 or not result.best_per_cell:
         return verdict
     seeds, metric = seeds_of(spec), sweep.task.test_metric
-    sweep.log(f"verdict: each cell's best configuration trained again with {len(seeds)} seeds "
+    sweep.log(f"verdict: each cell's best configuration trained again with {plural(len(seeds), 'seed')} "
               f"({', '.join(map(str, seeds))}), early-stopped on val, scored once on test")
     try:
         by_cell = {cell: _cell_runs(sweep, hypermodel, t.spec, seeds, "seeds")

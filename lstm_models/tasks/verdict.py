@@ -74,7 +74,7 @@ class VerdictTable:
         if not level:
             said = f"{name} beats " + " and ".join(f"{r.runs.cell.upper()} ({r.runs.cell.upper()} - {name} "
                                                    f"{_diff(r)})" for r in beaten)
-            return said + f": {TEST_NAME}, {len(self.seeds)} seeds x {self.examples} test {self.unit}."
+            return said + f": {TEST_NAME}, {plural(len(self.seeds), 'seed')} x {self.examples} test {self.unit}."
         group = [best] + level
         said = (f"{_names([r.runs.cell for r in group])} are level ("
                 + "; ".join(f"{r.runs.cell.upper()} - {name} {_diff(r)}" for r in level) + ")")
@@ -84,7 +84,7 @@ class VerdictTable:
             subject = who or _names([w.runs.cell for w in winners]) or name
             verb = "beat" if len(winners) > 1 else "beats"
             said += f"; {subject} {verb} {loser.runs.cell.upper()} ({loser.runs.cell.upper()} - {name} {_diff(loser)})"
-        return said + f": {TEST_NAME}, {len(self.seeds)} seeds x {self.examples} test {self.unit}."
+        return said + f": {TEST_NAME}, {plural(len(self.seeds), 'seed')} x {self.examples} test {self.unit}."
 
     def _beats(self, a: Row, b: Row) -> bool:
         higher = self.task == "classification"
@@ -124,6 +124,11 @@ def compare(task: str, metric: str, runs: list[CellRuns], seeds: list[int], kind
     return VerdictTable(kind=kind, task=task, metric=metric, seeds=list(seeds), examples=runs[0].losses.shape[1],
                         rows=rows, pairs=pairs, target_params=target_params,
                         unit="examples" if task == "classification" else "windows")
+
+
+def plural(n: int, word: str) -> str:
+    """``1 seed``, ``3 seeds``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _names(cells: list[str]) -> str:
