@@ -105,7 +105,7 @@ def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], kera
                 best_model, best_id, result.export_dir = served, model_id, folder
     result.baselines = sweep.task.baselines(best_model, spec.dataset.options.get("max_tokens"), spec.tuner.seed,
                                             result.best.spec.lookback)
-    result.verdict = run_verdict(sweep, result, sweep.hypermodel)
+    result.verdict = run_verdict(sweep, result)
     with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
         _log_parent(sweep, result, Path(scratch))
     if best_id:

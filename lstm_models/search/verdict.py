@@ -35,24 +35,20 @@ class Verdict:
     seconds: float = 0.0
     failure: str = ""  # why the verdict stopped short (a seed run's loss diverged)
 
-    def table(self, kind: str) -> VerdictTable | None:
-        return next((t for t in self.tables if t.kind == kind), None)
-
 
 def seeds_of(spec) -> list[int]:
     """The verdict's seeds: K of them, apart from every trial's."""
     return [spec.tuner.seed + SEED_OFFSET + i for i in range(spec.verdict.seeds)]
 
 
-def run_verdict(sweep, result, hypermodel) -> Verdict:
+def run_verdict(sweep, result) -> Verdict:
     """Train the seed runs, compare the cells, and return the verdict (empty if ``seeds`` is 0).
 
     Args:
-        sweep: the sweep's fixed parts (`lstm_models.search.finish.Sweep`).
+        sweep: the sweep's fixed parts (`lstm_models.search.finish.Sweep`); its hypermodel trains.
         result: the search's outcome: the best trial of each cell, the winner.
-        hypermodel: builds and trains a `ModelSpec` (`SweepHyperModel`).
     """
-    spec, started = sweep.spec, time.perf_counter()
+    spec, started, hypermodel = sweep.spec, time.perf_counter(), sweep.hypermodel
     verdict = Verdict()
     if spec.verdict.seeds == 0 or not result.best_per_cell:
         return verdict

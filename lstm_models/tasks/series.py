@@ -44,9 +44,7 @@ class SeriesTask:
     def test_losses(self, model, lookback: int | None = None) -> np.ndarray:
         """A model's squared error on each test window, averaged over the horizon."""
         x, y = self.data.windows("test", lookback)
-        # One eager call: `predict` would trace the (unrolled) network once per batch shape.
-        forecast = np.asarray(model(x, training=False), dtype="float64").reshape(y.shape)
-        return np.mean((forecast - y.astype("float64")) ** 2, axis=1)
+        return np.mean((model_forecast(model, x, y.shape) - y.astype("float64")) ** 2, axis=1)
 
     def export_meta(self, spec: ModelSpec) -> tuple[dict, np.ndarray]:
         """What the export records about its input and output, and a sample of raw windows."""
@@ -127,10 +125,16 @@ def sequence_baselines(data: SequenceSplits, model) -> Baselines:
     mean = data.y["train"].astype("float64").mean(axis=0)
     forecasts = {"mean": np.broadcast_to(mean, y_test.shape)}
     if model is not None:
-        forecasts = {"best": np.asarray(model.predict(x, verbose=0), dtype="float64").reshape(y_test.shape),
+        forecasts = {"best": model_forecast(model, x, y_test.shape),
                      **forecasts}
     notes = {"mean": f"always the training mean {float(mean.mean()):.4g}"}
     return _scored(y_test, forecasts, math.nan, notes, data.horizon)
+
+
+def model_forecast(model, x: np.ndarray, shape: tuple) -> np.ndarray:
+    """A model's forecasts for windows ``x``, as float64 of ``shape``. One eager call: `predict`
+    would trace the (unrolled) network once per batch shape, seconds each."""
+    return np.asarray(model(x, training=False), dtype="float64").reshape(shape)
 
 
 def _scored(y_test: np.ndarray, forecasts: dict, scale: float, notes: dict, horizon: int) -> Baselines:
@@ -159,6 +163,6 @@ def forecasting_baselines(data: SeriesSplits, model, lookback: int) -> Baselines
     notes["seasonal_naive"] = f"season {m}"
     forecasts["theta"], notes["theta"] = theta(y, starts, h, m)
     if model is not None:
-        forecasts = {"best": np.asarray(model.predict(x, verbose=0), dtype="float64").reshape(y_test.shape),
+        forecasts = {"best": model_forecast(model, x, y_test.shape),
                      **forecasts}
     return _scored(y_test.astype("float64"), forecasts, scale, notes, h)
