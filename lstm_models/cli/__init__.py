@@ -17,7 +17,7 @@ import socket
 import sys
 
 from lstm_models.errors import ConfigError, DataError, Interrupted, LstmModelsError
-from lstm_models.spec.sections import TUNERS
+from lstm_models.spec.sections import PRUNERS, TUNERS
 from lstm_models.tracking.tracker import NO_TRACKING
 
 from lstm_models.cli.commands import (DEFAULT_TRACKING_URI, cmd_datasets, cmd_gates, cmd_gradients, cmd_sweep,
@@ -66,6 +66,8 @@ def _sweep_parser(sub) -> None:
     sweep.add_argument("--verdict-seeds", type=int, metavar="K",
                        help="train each cell's best configuration again with K seeds for the cell verdict "
                             "(0: no verdict; default: the spec's verdict.seeds)")
+    sweep.add_argument("--pruning", choices=PRUNERS,
+                       help="stop trials worse than the median at an epoch, or not (default: the spec's pruning.kind)")
     start = sweep.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true",
                        help="continue the interrupted sweep of this spec (finished trials are kept; "

@@ -38,7 +38,8 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
     _check_workers(args)
     spec = load_sweep(args.spec).with_overrides(
         max_trials=args.max_trials, max_epochs=args.max_epochs, kind=args.tuner, seed=args.seed,
-        time_budget=args.time_budget, worker_timeout=args.worker_timeout, verdict_seeds=args.verdict_seeds)
+        time_budget=args.time_budget, worker_timeout=args.worker_timeout, verdict_seeds=args.verdict_seeds,
+        pruning=args.pruning)
     folder = Path(args.workdir) / spec.name
     if args.worker:
         from lstm_models.search.worker import check_chief

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import keras
 import keras_tuner as kt
@@ -53,7 +53,8 @@ class SweepHyperModel(kt.HyperModel):
         model_spec = model_spec or self.model_spec(hp)
         train = self.batches("train", model_spec, shuffle_seed=shuffle_seed)
         val = self.batches("val", model_spec)
-        callbacks = list(callbacks) + list(extra_callbacks) + self._callbacks(restore_best)
+        # The recorder's first: an epoch is logged before Keras Tuner's callback may prune the trial.
+        callbacks = list(extra_callbacks) + list(callbacks) + self._callbacks(restore_best)
         return model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
                          callbacks=callbacks, verbose=0, shuffle=False)  # the pipeline shuffles
 
@@ -77,11 +78,13 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """Hands every epoch's metrics and time, and the model's size, to the recorder."""
+    """Hands every epoch's metrics and time, and the model's size, to the recorder; and reports
+    each epoch to ``report`` (``(epoch, logs) -> why``: the oracle, for the pruner), which stops
+    the trial with a reason (on any epoch but its last)."""
 
-    def __init__(self, recorder: TrialRecorder):
+    def __init__(self, recorder: TrialRecorder, report: Callable[[int, dict], str] | None = None):
         super().__init__()
-        self.recorder, self.start = recorder, 0.0
+        self.recorder, self.report, self.start = recorder, report, 0.0
 
     def on_train_begin(self, logs=None):
         self.recorder.current.n_params = self.model.count_params()
@@ -91,3 +94,7 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.recorder.epoch(epoch, self.params["epochs"], logs or {}, time.perf_counter() - self.start)
+        why = self.report(epoch, logs or {}) if self.report is not None else ""
+        if why and epoch + 1 < self.params["epochs"]:
+            self.model.stop_training = True
+            self.recorder.prune(epoch, why)

@@ -1,8 +1,8 @@
 """The trial recorder: each trial's MLflow run, its record in the state file, its progress lines.
 
-Keras Tuner's adapter (`lstm_models.search.tuner`) calls it at four moments: `begin` (a trial's
-run opens), `epoch` (its metrics), `end` (its outcome) and `abort` (a signal or an error stopped
-it). It knows nothing of Keras Tuner: it is handed plain values.
+Keras Tuner's adapter (`lstm_models.search.tuner`) calls it at five moments: `begin` (a trial's
+run opens), `epoch` (its metrics), `prune` (the pruner stops it), `end` (its outcome) and `abort`
+(a signal or an error stopped it). It knows nothing of Keras Tuner: it is handed plain values.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class TrialResult:
     n_params: int | None = None
     error: str = ""
     lost: bool = False  # ended by its process stopping, not by its own fault: --resume runs it again
+    pruned_epoch: int | None = None  # stopped by the pruner after this epoch (1-based)
     test_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -55,7 +56,7 @@ class TrialResult:
         return {"trial_id": self.trial_id, "number": self.number, "run_id": self.run_id, "status": self.status,
                 "objective": self.objective, "best_epoch": self.best_epoch, "epochs": self.epochs,
                 "seconds_per_epoch": self.seconds_per_epoch, "n_params": self.n_params, "error": self.error,
-                "lost": self.lost}
+                "lost": self.lost, "pruned_epoch": self.pruned_epoch}
 
 
 def better(direction: str, a: float | None, b: float | None) -> bool:
@@ -136,6 +137,13 @@ class TrialRecorder:
         result.seconds_per_epoch = total / result.epochs
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch_seconds")
         self.log(f"    epoch {epoch + 1}/{epochs}  {shown}  ({seconds:.1f}s)")
+
+    def prune(self, epoch: int, why: str) -> None:
+        """The pruner stopped the current trial after ``epoch`` (0-based), for the reason ``why``."""
+        result = self.current
+        result.pruned_epoch = epoch + 1
+        self.tracker.set_tags(result.run_id, {"pruned": "true", "pruned_epoch": str(epoch + 1)})
+        self.log(f"    pruned after epoch {epoch + 1}: {why}")
 
     def end(self, score: float | None, best_step: int | None, message: str = "", checkpoint: str | None = None) -> None:
         """Close the current trial: FINISHED with a finite ``score``, else FAILED with ``message``.

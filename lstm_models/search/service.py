@@ -19,6 +19,8 @@ from typing import Callable
 
 import keras_tuner as kt
 
+from lstm_models.search.pruning import forget_metrics
+
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
 STOPPED = kt.engine.trial.TrialStatus.STOPPED
 IDLE = kt.engine.trial.TrialStatus.IDLE
@@ -137,6 +139,7 @@ def requeue_worker_trial(oracle, worker: str) -> str | None:
     trial = oracle.ongoing_trials.pop(worker, None)
     if trial is None:
         return None
+    forget_metrics(oracle.trials[trial.trial_id])
     oracle._retry_queue.append(trial.trial_id)
     oracle.save()
     return trial.trial_id

@@ -28,7 +28,8 @@ LOCK_FILE = "lock"
 SEARCHING, FINISHED = "searching", "finished"
 # Settings that may change between an interrupted sweep and its resume.
 # Changes that leave every trial as it was: a resumed sweep or a joining worker may differ in them.
-RESUMABLE_CHANGES = ("tuner.max_trials", "tuner.time_budget", "verdict.seeds", "verdict.match")
+RESUMABLE_CHANGES = ("tuner.max_trials", "tuner.time_budget", "verdict.seeds", "verdict.match", "pruning.kind",
+                     "pruning.warmup_trials", "pruning.warmup_epochs")
 
 
 @dataclass

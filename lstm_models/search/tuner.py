@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -18,6 +19,7 @@ import keras_tuner as kt
 from lstm_models.search.hypermodel import EpochLog, SweepHyperModel
 from lstm_models.search.interrupt import Deferral
 from lstm_models.search.limits import Limits
+from lstm_models.search.pruning import Pruned, forget_metrics, report_epoch
 from lstm_models.search.recorder import TrialRecorder
 from lstm_models.search.state import TUNER_PROJECT
 from lstm_models.spec.sections import TUNERS
@@ -28,6 +30,9 @@ KERAS_TUNERS = {"random": (kt.RandomSearch, kt.oracles.RandomSearchOracle),
                 "hyperband": (kt.Hyperband, kt.oracles.HyperbandOracle)}
 assert set(KERAS_TUNERS) == set(TUNERS), "every tuner kind a spec accepts has its Keras Tuner classes"
 COMPLETED, FAILED = kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED
+# Each epoch's objective goes to the oracle (`report_epoch`, for the pruner), so Keras Tuner finds
+# the trial's metrics already reported and skips its own final report, with this warning.
+warnings.filterwarnings("ignore", message="The use case of calling", category=DeprecationWarning)
 
 
 class _BalancedCells:
@@ -116,7 +121,8 @@ class _TrackedTuner:
     def run_trial(self, trial, *args, **kwargs):
         # The trial's seeds come from its id: a lost trial run again trains the same way.
         kwargs.update(model_spec=self._spec, shuffle_seed=self._seed + int(trial.trial_id) + 1,
-                      extra_callbacks=[EpochLog(self._recorder)])
+                      extra_callbacks=[EpochLog(self._recorder, lambda epoch, logs: report_epoch(
+                          self.oracle, trial.trial_id, logs, epoch))])
         return super().run_trial(trial, *args, **kwargs)
 
     def _build_hypermodel(self, hp):
@@ -137,9 +143,8 @@ class _TrackedTuner:
                 ended = self.oracle.get_trial(trial.trial_id)
                 ok = ended.status == COMPLETED
                 message = "" if ok else (ended.message or trial.message or "")  # a worker's comes from its own trial
-                # Keras Tuner counts best_step from the trial's first epoch; a continued Hyperband
-                # trial starts at tuner/initial_epoch.
-                best = ended.best_step + trial.hyperparameters.values.get("tuner/initial_epoch", 0) if ok else None
+                # The epochs reported to the oracle are counted from 0 even in a continued Hyperband trial.
+                best = ended.best_step if ok else None
                 shared = self._get_checkpoint_fname(trial.trial_id) if ok and self._heartbeat else None
                 self._recorder.end(ended.score if ok else None, best, message, checkpoint=shared)
                 forget_custom_gradients(self._gradients)
@@ -207,6 +212,8 @@ def requeue_unended(oracle) -> set[str]:
     # Private `_retry_queue`: Keras Tuner's queue of trials to run again (its reload queues the
     # ongoing ones); no public API adds to it. Trials that ended are taken off it.
     unended = {t.trial_id for t in oracle.trials.values() if t.status not in (COMPLETED, FAILED)}
+    for trial_id in unended:
+        forget_metrics(oracle.trials[trial_id])
     oracle._retry_queue = sorted(unended, reverse=True)  # popped from the end: the oldest runs first
     oracle.save()
     return unended
@@ -227,8 +234,10 @@ def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperMode
     from lstm_models.search.service import Watched
 
     tuner_base, oracle_base = KERAS_TUNERS[t.kind]
-    bases = ((Watched,) if role == "chief" else ()) + ((_BalancedCells,) if t.balance_cells else ()) + (oracle_base,)
-    oracle_cls = type(f"Sweep{oracle_base.__name__}", bases, {"trial_cap": t.max_trials} if role == "chief" else {})
+    bases = ((Watched,) if role == "chief" else ()) + (Pruned,) + ((_BalancedCells,) if t.balance_cells else ()) \
+        + (oracle_base,)
+    oracle_cls = type(f"Sweep{oracle_base.__name__}", bases, {"pruning": hypermodel.spec.pruning,
+                                                              **({"trial_cap": t.max_trials} if role == "chief" else {})})
     # Our own count of failures in a row replaces Keras Tuner's, which counts over the whole
     # history and would stop a resumed sweep at once.
     common = dict(objective=objective, seed=t.seed, max_retries_per_trial=0, max_consecutive_failed_trials=None)

@@ -91,6 +91,13 @@ VERDICT_RULES: dict[str, Rule] = {
     "match": Rule(str, default="none", choices=MATCH),
 }
 
+PRUNERS = ("median", "none")
+PRUNING_RULES: dict[str, Rule] = {
+    "kind": Rule(str, default="none", choices=PRUNERS),
+    "warmup_trials": Rule(int, default=4, min=1, max=10_000),
+    "warmup_epochs": Rule(int, default=1, min=0, max=10_000),
+}
+
 TOP_RULES: dict[str, Rule] = {
     "name": Rule(str, required=True),
     "task": Rule(str, required=True, choices=TASKS),
@@ -101,6 +108,7 @@ TOP_RULES: dict[str, Rule] = {
     "early_stopping": Rule(dict, default={}),
     "tracking": Rule(dict, default={}),
     "verdict": Rule(dict, default={}),
+    "pruning": Rule(dict, default={}),
     "objective": Rule(str, default=None),
 }
 

@@ -16,7 +16,8 @@ import yaml
 from lstm_models.errors import ConfigError
 from lstm_models.spec.rules import Param, check_section
 from lstm_models.spec.sections import (DEFAULT_OBJECTIVE, DEFAULT_SEARCH, EARLY_STOPPING_RULES, OBJECTIVES,
-                                       SEARCH_RULES, TOP_RULES, TRACKING_RULES, TUNER_RULES, VERDICT_RULES)
+                                       PRUNING_RULES, SEARCH_RULES, TOP_RULES, TRACKING_RULES, TUNER_RULES,
+                                       VERDICT_RULES)
 
 if TYPE_CHECKING:
     from lstm_models.data.options import DataSpec
@@ -75,6 +76,17 @@ class VerdictSpec:
 
 
 @dataclass(frozen=True)
+class PruningSpec:
+    """Stop a trial after an epoch whose objective is worse than the median of the ended trials
+    at that epoch (``kind: median``), once ``warmup_trials`` of them reached it and the trial has
+    trained ``warmup_epochs`` epochs before the one judged (0: its first epoch can be judged)."""
+
+    kind: str = "none"
+    warmup_trials: int = 4
+    warmup_epochs: int = 1
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A whole sweep: what data, what to search, how to search, what to optimise."""
 
@@ -89,24 +101,29 @@ class SweepSpec:
     source: str = ""
     tracking: TrackingSpec = TrackingSpec()
     verdict: VerdictSpec = VerdictSpec()
+    pruning: PruningSpec = PruningSpec()
 
     @property
     def direction(self) -> str:
         """``max`` for accuracies, ``min`` for losses and errors."""
         return "max" if "accuracy" in self.objective else "min"
 
-    def with_overrides(self, verdict_seeds: int | None = None, **overrides: Any) -> "SweepSpec":
-        """Return a copy with tuner settings and the verdict's seeds replaced (command-line flags);
-        None is ignored."""
+    def with_overrides(self, verdict_seeds: int | None = None, pruning: str | None = None,
+                       **overrides: Any) -> "SweepSpec":
+        """Return a copy with tuner settings, the verdict's seeds and the pruner's kind replaced
+        (command-line flags); None is ignored."""
         given = {k: v for k, v in overrides.items() if v is not None}
         spec = self
         if given:
-            raw = {f.name: getattr(self.tuner, f.name) for f in fields(TunerSpec)}
+            raw = _section(self.tuner)
             raw.update(given)
             spec = replace(spec, tuner=TunerSpec(**check_section(raw, TUNER_RULES, "command line", "")))
         if verdict_seeds is not None:
-            raw = {"seeds": verdict_seeds, "match": self.verdict.match}
+            raw = {**_section(self.verdict), "seeds": verdict_seeds}
             spec = replace(spec, verdict=VerdictSpec(**check_section(raw, VERDICT_RULES, "command line", "--verdict-")))
+        if pruning is not None:
+            raw = {**_section(self.pruning), "kind": pruning}
+            spec = replace(spec, pruning=PruningSpec(**check_section(raw, PRUNING_RULES, "command line", "pruning.")))
         return spec
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,14 +134,19 @@ class SweepSpec:
             "description": self.description,
             "dataset": {"kind": self.dataset.kind, **_plain(self.dataset.given())},
             "search": {f.name: getattr(self.search, f.name).to_yaml() for f in fields(SearchSpace)},
-            "tuner": {f.name: getattr(self.tuner, f.name) for f in fields(TunerSpec)},
-            "early_stopping": {
-                f.name: getattr(self.early_stopping, f.name) for f in fields(EarlyStopping)
-            },
-            "tracking": {f.name: getattr(self.tracking, f.name) for f in fields(TrackingSpec)},
-            "verdict": {f.name: getattr(self.verdict, f.name) for f in fields(VerdictSpec)},
+            **{name: _section(getattr(self, name)) for name in SECTIONS},
             "objective": self.objective,
         }
+
+
+def _section(values) -> dict[str, Any]:
+    return {f.name: getattr(values, f.name) for f in fields(values)}
+
+
+# The spec's plain sections: each a frozen dataclass checked against its rules.
+SECTIONS = {"tuner": (TunerSpec, TUNER_RULES), "early_stopping": (EarlyStopping, EARLY_STOPPING_RULES),
+            "tracking": (TrackingSpec, TRACKING_RULES), "verdict": (VerdictSpec, VERDICT_RULES),
+            "pruning": (PruningSpec, PRUNING_RULES)}
 
 
 def _plain(options: dict[str, Any]) -> dict[str, Any]:
@@ -166,16 +188,8 @@ def parse_sweep(raw: Any, source: str = "<spec>") -> SweepSpec:
     task = top["task"]
     dataset = _parse_dataset(top["dataset"], task, source)
     search = _parse_search(top["search"], task, source)
-    tuner = TunerSpec(**check_section(_mapping(top["tuner"], source, "tuner"), TUNER_RULES, source, "tuner."))
-    early = EarlyStopping(
-        **check_section(
-            _mapping(top["early_stopping"], source, "early_stopping"), EARLY_STOPPING_RULES, source, "early_stopping."
-        )
-    )
-    tracking = TrackingSpec(**check_section(_mapping(top["tracking"], source, "tracking"), TRACKING_RULES, source,
-                                            "tracking."))
-    verdict = VerdictSpec(**check_section(_mapping(top["verdict"], source, "verdict"), VERDICT_RULES, source,
-                                          "verdict."))
+    sections = {name: cls(**check_section(_mapping(top[name], source, name), rules, source, f"{name}."))
+                for name, (cls, rules) in SECTIONS.items()}
     objective = top["objective"] or DEFAULT_OBJECTIVE[task]
     if objective not in OBJECTIVES[task]:
         raise ConfigError(
@@ -187,13 +201,10 @@ def parse_sweep(raw: Any, source: str = "<spec>") -> SweepSpec:
         task=task,
         dataset=dataset,
         search=search,
-        tuner=tuner,
-        early_stopping=early,
         objective=objective,
         description=top["description"],
         source=source,
-        tracking=tracking,
-        verdict=verdict,
+        **sections,
     )
 
 

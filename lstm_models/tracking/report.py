@@ -22,7 +22,7 @@ def leaderboard_rows(result) -> list[dict]:
             "param_count": t.n_params, "seconds_per_epoch": t.seconds_per_epoch,
             f"test_{result.test_metric}": t.test_metrics.get(result.test_metric),
             **{f"hp_{k}": v for k, v in t.spec.params().items() if k != "task"},
-            "error": t.error, "run_id": t.run_id,
+            "pruned_epoch": t.pruned_epoch, "error": t.error, "run_id": t.run_id,
         })
     return sorted(rows, key=lambda r: (r["status"] != "FINISHED" or r[result.spec.objective] is None,
                                        sign * (r[result.spec.objective] or 0.0)))
@@ -58,7 +58,8 @@ def format_leaderboard(result) -> str:
     failed = sum(t.status == "FAILED" and not t.lost for t in result.trials)
     killed = sum(t.status == "KILLED" and not t.lost for t in result.trials)
     lost = sum(t.lost for t in result.trials)
-    stopped = (f", {killed} interrupted" if killed else "") + (f", {lost} lost with its process and run again"
+    pruned = sum(t.pruned_epoch is not None for t in result.trials)
+    stopped = (f", {pruned} pruned" if pruned else "") + (f", {killed} interrupted" if killed else "") + (f", {lost} lost with its process and run again"
                                                                if lost else "")
     lines.append(f"  {len(result.trials)} trials ({failed} failed{stopped}) in {result.wall_seconds:.0f}s; * = exported")
     if result.baselines is not None and result.best is not None:
