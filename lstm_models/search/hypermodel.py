@@ -53,8 +53,7 @@ class SweepHyperModel(kt.HyperModel):
         model_spec = model_spec or self.model_spec(hp)
         train = self.batches("train", model_spec, shuffle_seed=shuffle_seed)
         val = self.batches("val", model_spec)
-        # The recorder's first: an epoch is logged before Keras Tuner's callback may prune the trial.
-        callbacks = list(extra_callbacks) + list(callbacks) + self._callbacks(restore_best)
+        callbacks = list(callbacks) + list(extra_callbacks) + self._callbacks(restore_best)
         return model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
                          callbacks=callbacks, verbose=0, shuffle=False)  # the pipeline shuffles
 

@@ -1,8 +1,8 @@
 """The median pruner: a trial whose epoch is worse than the median of the ended trials stops.
 
 Keras Tuner 1.4.8 has no pruning: `Tuner.on_epoch_end` is empty and `Oracle.update_trial` only
-records ("To signal early stopping, set Trial.status to STOPPED" is left as a TODO). Here the
-tuner reports every epoch's objective to the oracle (`report_epoch`), and the oracle (`Pruned`,
+records (its comment plans a ``STOPPED`` answer, never implemented). Here the tuner reports every
+epoch's objective to the oracle (`report_epoch`), and the oracle (`Pruned`,
 mixed into every kind) answers ``STOPPED`` when the rule says so. The answer travels back through
 Keras Tuner's gRPC service to a worker, so the decision always uses the chief's view of all
 trials. The trial then ends as usual (COMPLETED, scored by its best epoch so far).
@@ -18,9 +18,9 @@ import keras_tuner as kt
 from lstm_models.spec.sweep import PruningSpec
 
 COMPLETED = kt.engine.trial.TrialStatus.COMPLETED
+STOPPED = kt.engine.trial.TrialStatus.STOPPED
 # What the oracle's STOPPED answer carries (its metrics travel through gRPC; its message does not).
 MEDIAN, ENDED = "pruning/median", "pruning/ended_trials"
-STOPPED = kt.engine.trial.TrialStatus.STOPPED
 
 
 def median_rule(pruning: PruningSpec, trials, trial_id: str, name: str, direction: str, step: int,
@@ -71,7 +71,7 @@ class Pruned:
     trials behind it as the answer's metrics) when `median_rule` says so; the oracle's own record
     of the trial stays RUNNING until the trial ends."""
 
-    pruning: PruningSpec = PruningSpec(kind="none")
+    pruning: PruningSpec = PruningSpec()  # make_tuner sets the spec's
 
     def update_trial(self, trial_id, metrics, step=0):
         trial = super().update_trial(trial_id, metrics, step)

@@ -143,7 +143,8 @@ class _TrackedTuner:
                 ended = self.oracle.get_trial(trial.trial_id)
                 ok = ended.status == COMPLETED
                 message = "" if ok else (ended.message or trial.message or "")  # a worker's comes from its own trial
-                # The epochs reported to the oracle are counted from 0 even in a continued Hyperband trial.
+                # best_step is an epoch `report_epoch` reported: Keras's own count, which in a continued
+                # Hyperband trial already starts at tuner/initial_epoch.
                 best = ended.best_step if ok else None
                 shared = self._get_checkpoint_fname(trial.trial_id) if ok and self._heartbeat else None
                 self._recorder.end(ended.score if ok else None, best, message, checkpoint=shared)

@@ -59,8 +59,8 @@ def format_leaderboard(result) -> str:
     killed = sum(t.status == "KILLED" and not t.lost for t in result.trials)
     lost = sum(t.lost for t in result.trials)
     pruned = sum(t.pruned_epoch is not None for t in result.trials)
-    stopped = (f", {pruned} pruned" if pruned else "") + (f", {killed} interrupted" if killed else "") + (f", {lost} lost with its process and run again"
-                                                               if lost else "")
+    counts = [(pruned, "pruned"), (killed, "interrupted"), (lost, "lost with its process and run again")]
+    stopped = "".join(f", {n} {what}" for n, what in counts if n)
     lines.append(f"  {len(result.trials)} trials ({failed} failed{stopped}) in {result.wall_seconds:.0f}s; * = exported")
     if result.baselines is not None and result.best is not None:
         lines += format_baselines(result.baselines, result.best.spec.cell)
