@@ -1,22 +1,24 @@
 """`make bench`'s peer section: lstm-models against the hand-written Keras Tuner script, and where
 our time goes.
 
-On two data sets (the default sentiment sentences, and 3,000 short sentences of the same source
-written to a CSV and read as ``text_csv``), side by side in this one run, with the same budget
-(12 trials, at most 4 epochs):
+On the default sentiment sentences and 3,000 short sentences of the same source (written to a
+CSV, read as ``text_csv``), side by side in this one run, with the same budget (12 trials, at
+most 4 epochs):
 
 - ``ours``: the whole ``lstm-models sweep`` command (its spec's tuner, ``--verdict-seeds 0``;
   baselines, export and tracking on), with ``--pruning none``, with ``median``, and with
   ``median`` and ``--workers 2``;
 - ``peer``: `benchmarks/peer.py`, the script a Keras user writes in ten minutes.
 
-Each row: wall time of the command, test accuracy of its best model, and for ours the split of
-the wall time read from its MLflow runs: before the first trial (imports, data, the store),
-the trials' epochs, the trials' time outside their epochs (build, first trace, checkpoints,
-evaluation, tracking, Keras Tuner), and after the last trial (test scoring, baselines, export,
-inspection views, registration). Results: benchmarks/results/peer.json and the README's table.
+The default sunspots sweep runs ours only (the peer is a text script). Each row: wall time of
+the command and test metric of its best model. For ours, where the time went, from the
+``time/<phase>_s`` metrics the sweep logs (`lstm_models.search.timing`): data preparation;
+summed over the trials, build, first trace, training, validation, checkpoints, tracking and
+Keras Tuner's bookkeeping; then test scoring, export, baselines, report, registration and the
+inspection views; and the process's own start (imports, the store). Results:
+benchmarks/results/peer.{json,md} and the README's tables.
 
-    python benchmarks/versus.py [--only csv|sentiment] [--skip-peer]
+    python benchmarks/versus.py [--only csv|sentiment|sunspots] [--skip-peer]
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from lstm_models.search.timing import SWEEP_PHASES, TRIAL_PHASES, metric, outside_epochs, trial_totals  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 START, END = "<!-- peer:start -->", "<!-- peer:end -->"  # where the table goes in the README
@@ -64,7 +67,7 @@ def specs(folder: Path) -> dict[str, Path]:
         folder / "short-sentences.csv")), "max_tokens": 10_000})
     csv_spec = folder / "short-sentences.yaml"
     csv_spec.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return {"sentiment": ROOT / "sweeps" / "sentiment.yaml", "csv": csv_spec}
+    return {"sentiment": ROOT / "sweeps" / "sentiment.yaml", "csv": csv_spec, "sunspots": ROOT / "sweeps" / "sunspots.yaml"}
 
 
 def ours(spec: Path, folder: Path, pruning: str, workers: int = 1) -> dict:
@@ -88,18 +91,16 @@ def ours(spec: Path, folder: Path, pruning: str, workers: int = 1) -> dict:
     runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    epochs = sum(m.value for r in trials for m in client.get_metric_history(r.info.run_id, "epoch_seconds"))
-    in_trials = sum((r.info.end_time - r.info.start_time) / 1000 for r in trials)
-    first = min(r.info.start_time for r in trials) / 1000
-    last = max(r.info.end_time for r in trials) / 1000
+    totals = trial_totals([r.data.metrics for r in trials])
+    sweep = {p: parent.data.metrics.get(metric(p), 0.0) for p in SWEEP_PHASES}
+    test = next(k for k in parent.data.metrics if k.startswith("test_") and k.endswith("_best") and "loss" not in k)
     return {"label": label, "pruning": pruning, "workers": workers, "seconds": end - start,
-            "test_accuracy": parent.data.metrics["test_accuracy_best"],
+            "test_metric": test.removeprefix("test_").removesuffix("_best"), "test_value": parent.data.metrics[test],
             "best_cell": parent.data.tags.get("best_trial", "").split()[1] if parent.data.tags.get("best_trial") else "",
             "trials": len(trials), "pruned": sum(r.data.tags.get("pruned") == "true" for r in trials),
             "epochs": sum(len(client.get_metric_history(r.info.run_id, "epoch_seconds")) for r in trials),
-            "before_trials_seconds": first - start, "epoch_seconds": epochs,
-            "outside_epochs_seconds": in_trials - epochs, "outside_epochs_share": (in_trials - epochs) / in_trials,
-            "between_trials_seconds": (last - first) - in_trials, "after_trials_seconds": end - last}
+            "trial_phases": totals, "outside_epochs_share": outside_epochs(totals), "sweep_phases": sweep,
+            "process_seconds": end - start - sum(sweep.values())}
 
 
 def peer(spec: Path, folder: Path) -> dict:
@@ -110,30 +111,50 @@ def peer(spec: Path, folder: Path) -> dict:
     seconds = time.time() - start
     if out.returncode != 0:
         raise SystemExit(f"peer on {spec}: exited with {out.returncode}:\n{out.stderr[-2000:]}")
-    return {"label": f"{spec.stem}-peer", **json.loads(out.stdout.strip().splitlines()[-1]), "seconds": seconds}
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"label": f"{spec.stem}-peer", **figures, "seconds": seconds, "test_metric": "accuracy",
+            "test_value": figures["test_accuracy"]}
+
+
+def _who(r: dict) -> str:
+    if "pruning" not in r:
+        return "hand-written Keras Tuner script"
+    return f"ours, pruning {r['pruning']}" + (f", {r['workers']} workers" if r["workers"] > 1 else "")
 
 
 def table(results: dict) -> str:
-    lines = ["| data | command | wall s | test accuracy | trials (pruned) | epochs | before trials s | epochs s | "
-             "outside epochs s (share of trial time) | after trials s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    """Ours against the peer: wall time and the best model's test metric."""
+    lines = ["| data | command | wall s | test metric | trials (pruned) | epochs |", "|---|---|---:|---:|---:|---:|"]
     for data, rows in results["data"].items():
         for r in rows:
-            if "pruning" in r:
-                who = f"ours, pruning {r['pruning']}" + (f", {r['workers']} workers" if r["workers"] > 1 else "")
-                lines.append(f"| {data} | {who} | {r['seconds']:.0f} | {r['test_accuracy']:.4f} | "
-                             f"{r['trials']} ({r['pruned']}) | {r['epochs']} | {r['before_trials_seconds']:.0f} | "
-                             f"{r['epoch_seconds']:.0f} | {r['outside_epochs_seconds']:.0f} "
-                             f"({100 * r['outside_epochs_share']:.0f}%) | {r['after_trials_seconds']:.0f} |")
-            else:
-                lines.append(f"| {data} | hand-written Keras Tuner script | {r['seconds']:.0f} | "
-                             f"{r['test_accuracy']:.4f} | {r['trials']} | | {r['import_seconds'] + r['data_seconds']:.0f} "
-                             f"| | | {r['test_seconds']:.0f} |")
+            pruned = f" ({r['pruned']})" if "pruned" in r else ""
+            lines.append(f"| {data} | {_who(r)} | {r['seconds']:.0f} | {r['test_metric']} {r['test_value']:.4f} | "
+                         f"{r['trials']}{pruned} | {r.get('epochs', '')} |")
+    return "\n".join(lines)
+
+
+def phases_table(results: dict) -> str:
+    """Where our time went, in seconds: the trial phases summed over the trials (with workers they
+    overlap), the sweep's own phases, and the process's start."""
+    trial, end = TRIAL_PHASES, [p for p in SWEEP_PHASES if p not in ("data", "inputs", "search")]
+    lines = ["| data | command | wall | data + inputs | " + " | ".join(f"trials: {p}" for p in trial)
+             + " | outside epochs | " + " | ".join(end) + " | process start |",
+             "|---|---|" + "---:|" * (4 + len(trial) + len(end))]
+    for data, rows in results["data"].items():
+        for r in rows:
+            if "pruning" not in r:
+                continue
+            sweep = r["sweep_phases"]
+            cells = [f"{r['seconds']:.0f}", f"{sweep['data'] + sweep['inputs']:.1f}"]
+            cells += [f"{r['trial_phases'][p]:.1f}" for p in trial] + [f"{100 * r['outside_epochs_share']:.0f}%"]
+            cells += [f"{sweep[p]:.1f}" for p in end] + [f"{r['process_seconds']:.1f}"]
+            lines.append(f"| {data} | {_who(r)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("csv", "sentiment"))
+    ap.add_argument("--only", choices=("csv", "sentiment", "sunspots"))
     ap.add_argument("--skip-peer", action="store_true")
     args = ap.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -144,15 +165,16 @@ def main(argv=None) -> int:
             if args.only and data != args.only:
                 continue
             rows = [ours(spec, folder, "none"), ours(spec, folder, "median"), ours(spec, folder, "median", workers=2)]
-            rows += [] if args.skip_peer else [peer(spec, folder)]
+            rows += [] if args.skip_peer or data == "sunspots" else [peer(spec, folder)]
             results["data"][data] = rows
             print(json.dumps(rows, indent=1), flush=True)
     (RESULTS / "peer.json").write_text(json.dumps(results, indent=1))
-    (RESULTS / "peer.md").write_text(table(results) + "\n")
-    print(table(results))
+    text = f"{table(results)}\n\nWhere our time went (seconds):\n\n{phases_table(results)}\n"
+    (RESULTS / "peer.md").write_text(text)
+    print(text)
     from report_bench import replace_between
 
-    if replace_between(README, START, END, f"Measured {results['when']} by `make bench-peer`:\n\n{table(results)}\n"):
+    if replace_between(README, START, END, f"Measured {results['when']} by `make bench-peer`:\n\n{text}"):
         print(f"updated the peer table in {README}")
     return 0
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lstm_models.models.build import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
+from lstm_models.models.build import UNROLL_MIN_STEPS, ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
 
 pytestmark = pytest.mark.slow  # every test here trains or runs the CLI with TensorFlow
 
@@ -109,6 +109,31 @@ def test_short_windows_unroll_and_compute_what_the_loop_computes(cell, seed):
     assert max(np.abs(w1 - w0).max() for w1, w0 in zip(model.get_weights(), start)) > 1e-3  # it trained
     for w1, w2 in zip(model.get_weights(), looped.get_weights()):
         np.testing.assert_allclose(w1, w2, atol=1e-4)
+
+
+def test_a_short_window_unrolls_only_when_training_is_long_enough_to_pay_for_its_graph(seed):
+    short = ModelSpec(task="forecasting", cell="gru", units=(4,), lookback=8)
+    unrolled = [build_model(short, _series_inputs(), train_steps=n).get_layer("gru_1").unroll
+                for n in (UNROLL_MIN_STEPS - 1, UNROLL_MIN_STEPS, None)]
+    assert unrolled == [False, True, True]  # None: nobody said how long it trains
+
+
+def test_a_sweep_builds_its_models_with_the_batches_they_may_train_on(seed):
+    from conftest import toy_series_splits
+    from lstm_models.search.hypermodel import SweepHyperModel
+    from lstm_models.spec.sweep import parse_sweep
+    from lstm_models.tasks import task_for
+
+    task = task_for(toy_series_splits())  # 80 training values
+    inputs = task.make_inputs(None)
+    for epochs, unrolled in ((40, False), (2000, True)):
+        spec = parse_sweep({"name": "u", "task": "forecasting", "dataset": {"kind": "statsmodels", "lookback": 8},
+                            "search": {"cells": ["gru"], "units": [4], "depth": 1, "batch_size": 16},
+                            "tuner": {"kind": "random", "max_trials": 1, "max_epochs": epochs}})
+        hypermodel = SweepHyperModel(spec, inputs, task.batches(inputs))
+        model_spec = ModelSpec(task="forecasting", cell="gru", units=(4,), lookback=8, batch_size=16)
+        assert hypermodel.train_steps(model_spec) == 5 * epochs  # 72 windows in batches of 16
+        assert hypermodel.build_spec(model_spec).get_layer("gru_1").unroll is unrolled
 
 
 def test_lstm_forget_bias_and_clipnorm(seed):

@@ -12,6 +12,7 @@ from lstm_models.spec.sweep import parse_sweep
 from lstm_models.tasks.series import WindowBatches
 from lstm_models.errors import SweepFailed
 from lstm_models.search.run import Hooks, SweepPaths, run_sweep
+from lstm_models.search.timing import SWEEP_PHASES, TRIAL_PHASES, metric
 from lstm_models.tracking.mlflow_store import MLflowTracker
 from lstm_models.tracking.tracker import NullTracker
 
@@ -76,6 +77,26 @@ def test_failed_trials_are_recorded_with_their_traceback_and_the_sweep_goes_on(t
         text = open(client.download_artifacts(run.info.run_id, "traceback.txt", str(tmp_path)), encoding="utf-8").read()
         assert text.startswith("Traceback (most recent call last):") and text.rstrip().endswith(trial.error)
     assert runs["sweep"].info.status == "FINISHED"
+    _assert_timed(client, runs, result)
+
+
+def _assert_timed(client, runs, result):
+    """Every trial run carries its phases (a failed one too), adding up to its time; the parent its own."""
+    for trial in result.trials:
+        run = runs[trial.name.split()[0]]
+        timing = {k: v for k, v in run.data.metrics.items() if k.startswith("time/")}
+        assert set(timing) == {metric(p) for p in TRIAL_PHASES} and timing == pytest.approx(trial.timing)
+        assert all(v >= 0 for v in timing.values()) and timing[metric("build")] > 0
+        # from before its run opened until just before it closed
+        wall = (run.info.end_time - run.info.start_time) / 1000
+        assert wall - 0.5 < sum(timing.values()) < wall + 5
+        if trial.status == "FINISHED":  # its epochs' seconds are the trace, training and validation
+            epochs = [m.value for m in client.get_metric_history(run.info.run_id, "epoch_seconds")]
+            inside = timing[metric("trace")] + timing[metric("train")] + timing[metric("validate")]
+            assert len(epochs) == 1 and timing[metric("trace")] > 0 and inside == pytest.approx(sum(epochs), abs=0.02)
+    parent = {k: v for k, v in runs["sweep"].data.metrics.items() if k.startswith("time/")}
+    assert set(parent) == {metric(p) for p in SWEEP_PHASES} and parent == pytest.approx(result.phases)
+    assert parent[metric("search")] >= sum(sum(t.timing.values()) for t in result.trials) - 1.0
 
 
 def test_three_failures_in_a_row_stop_the_sweep_and_keep_what_finished(tmp_path, seed, monkeypatch):

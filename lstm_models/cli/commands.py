@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from lstm_models.errors import ConfigError, check_writable
@@ -61,6 +62,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
 
     from lstm_models.data import load_dataset
 
+    loading = time.perf_counter()
     data = load_dataset(spec.dataset, Path(args.cache_dir))
 
     from lstm_models.search.run import Hooks, SweepPaths, run_sweep
@@ -70,12 +72,16 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
     mode = "resume" if args.resume else "fresh" if args.fresh else "new"
     commit = _git_commit()
     hooks = Hooks(log=lambda line: print(line, flush=True), guard=guard,
-                  tags={"git_commit": commit, "mlflow.source.git.commit": commit})
+                  tags={"git_commit": commit, "mlflow.source.git.commit": commit},
+                  data_seconds=time.perf_counter() - loading)
     if args.worker:
         return _work(args, spec, data, tracker, folder, hooks)
     result = run_sweep(spec, data, tracker, SweepPaths(output, folder), mode, hooks, _worker_plan(args, argv))
+    from lstm_models.search.timing import summary  # Keras: loaded only once the start checks passed
+
     print()
     print(format_leaderboard(result))
+    print(summary(result.phases, [t.timing for t in result.trials if t.timing]))
     if result.stop_reason:
         print(f"Stopped early: {result.stop_reason}")
     print(f"SavedModel: {result.export_dir}  (tf.saved_model.load(path).serve(x))")

@@ -24,7 +24,12 @@ CELLS = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}
 # building per trial, which grows with the window; past 32 steps GRU gains little and at 64 it
 # loses. The function computed is the same (tests/test_models.py checks it against the loop).
 # On a GPU nothing is unrolled: an unrolled layer cannot use the cuDNN kernel.
+# The graph build is paid once per model, the gain per batch: on the sunspots sweep's models
+# (make sweep, 15 epochs) unrolling added 3.5-23 s to the first epoch and saved 0.05-0.12 s per
+# later one, about 1,000-3,300 batches to break even. So a model is unrolled only when it may
+# train UNROLL_MIN_STEPS batches or more (or when nobody says how many: bench.py's throughput).
 UNROLL_MAX_STEPS = 32
+UNROLL_MIN_STEPS = 4000
 
 # XLA-compiled training on CPU (make bench, 2 cores) runs an epoch 1.1x to 2.9x faster, every
 # cell, but compiles once per batch shape for every new model: a 2-epoch sentiment trial took
@@ -97,8 +102,12 @@ class TextInputs:
     vocabulary: tuple[str, ...]
     num_classes: int
 
-    def network(self, spec: ModelSpec) -> keras.Model:
+    def network(self, spec: ModelSpec, unroll: bool = False) -> keras.Model:
         return _text_model(spec, self)
+
+    def unrolls(self, spec: ModelSpec) -> bool:
+        """Token sequences vary in length: never unrolled."""
+        return False
 
     def objective(self) -> tuple[str, list]:
         """The loss and the metrics a text model is compiled with."""
@@ -123,8 +132,12 @@ class SeriesInputs:
     variance: tuple[float, ...]
     step_std: tuple[float, ...] = (1.0,)  # each feature's one-step changes on the training split (residual head)
 
-    def network(self, spec: ModelSpec) -> keras.Model:
-        return _series_model(spec, self)
+    def network(self, spec: ModelSpec, unroll: bool = False) -> keras.Model:
+        return _series_model(spec, self, unroll)
+
+    def unrolls(self, spec: ModelSpec) -> bool:
+        """A window of at most UNROLL_MAX_STEPS steps, on a CPU, can be unrolled."""
+        return spec.lookback <= UNROLL_MAX_STEPS and not _has_gpu()
 
     def objective(self) -> tuple[str, list]:
         """The loss and the metrics a forecasting model is compiled with."""
@@ -136,7 +149,7 @@ class SeriesInputs:
 
 
 def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | None = None,
-                jit_compile: bool = False) -> keras.Model:
+                jit_compile: bool = False, train_steps: int | None = None) -> keras.Model:
     """Build and compile the network a `ModelSpec` describes.
 
     Args:
@@ -144,6 +157,8 @@ def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | 
         inputs: vocabulary (text) or feature count and training statistics (series).
         seed: seeds the initialisers, for reproducible trials.
         jit_compile: XLA-compile training (see the note above `ModelSpec`).
+        train_steps: at most how many batches it will train on, if known: a window the inputs
+            could unroll (``inputs.unrolls``) is unrolled only from UNROLL_MIN_STEPS batches on (the note above `ModelSpec`).
 
     Returns:
         A compiled `keras.Model`; a text model takes token ids (see `serving_model`).
@@ -152,7 +167,7 @@ def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | 
         raise ValueError(f"unknown cell {spec.cell!r}; expected one of {', '.join(CELLS)}")
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    model = inputs.network(spec)
+    model = inputs.network(spec, inputs.unrolls(spec) and (train_steps is None or train_steps >= UNROLL_MIN_STEPS))
     loss, metrics = inputs.objective()
     optimizer = keras.optimizers.Adam(
         learning_rate=spec.learning_rate, clipnorm=spec.clipnorm if spec.clipnorm > 0 else None
@@ -210,7 +225,7 @@ def _text_model(spec: ModelSpec, inputs: TextInputs) -> keras.Model:
     return keras.Model(tokens, probs, name=f"{spec.cell}_classifier")
 
 
-def _series_model(spec: ModelSpec, inputs: SeriesInputs) -> keras.Model:
+def _series_model(spec: ModelSpec, inputs: SeriesInputs, unroll: bool) -> keras.Model:
     window = keras.Input(shape=(spec.lookback, inputs.num_features), name="window")
     mean = np.asarray(inputs.mean, dtype="float32")
     var = np.asarray(inputs.variance, dtype="float32")
@@ -220,8 +235,7 @@ def _series_model(spec: ModelSpec, inputs: SeriesInputs) -> keras.Model:
         changes = layers.Normalization(mean=np.zeros_like(steps), variance=steps, name="normalize_changes")(
             Changes(name="changes")(window))
         x = layers.Concatenate(name="levels_and_changes")([x, changes])
-    x = _recurrent_stack(x, spec, last_sequences=False,
-                         unroll=spec.lookback <= UNROLL_MAX_STEPS and not _has_gpu())
+    x = _recurrent_stack(x, spec, last_sequences=False, unroll=unroll)
     x = layers.Dense(inputs.horizon, name="forecast_scaled")(x)
     if not spec.residual:  # back to the target's original units (the target is feature 0)
         forecast = layers.Rescaling(scale=float(np.sqrt(var[0])), offset=float(mean[0]), name="forecast")(x)

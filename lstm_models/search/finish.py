@@ -22,6 +22,7 @@ from lstm_models.export import export_model, to_tensor
 from lstm_models.inspect.views import log_inside_views
 from lstm_models.models.build import serving_model
 from lstm_models.search.recorder import TrialResult, better
+from lstm_models.search.timing import Phases
 from lstm_models.search.verdict import run_verdict
 from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tasks.baselines import Baselines
@@ -41,6 +42,7 @@ class Sweep:
     log: Callable[[str], None]
     dataset: dict = field(default_factory=dict)  # `lstm_models.data.splits.dataset_record`
     hypermodel: Any = None  # builds and trains a ModelSpec: the verdict's seed runs
+    phases: Phases = field(default_factory=Phases)  # the sweep's clock: the search's phases, then finishing's
 
 
 @dataclass
@@ -61,6 +63,7 @@ class SweepResult:
     resumed: bool = False
     registration: dict = field(default_factory=dict)  # `Tracker.register_model`'s answer, and ``name``
     verdict: Any = None  # `lstm_models.search.verdict.Verdict`: the cells trained again with K seeds
+    phases: dict[str, float] = field(default_factory=dict)  # the sweep's ``time/<phase>_s`` (`search.timing`)
 
 
 def best_per_cell(trials: list[TrialResult], direction: str) -> dict[str, TrialResult]:
@@ -82,35 +85,43 @@ def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], kera
         load: trial -> its best Keras model.
         output_dir: the export goes to ``output_dir / spec.name``.
     """
-    spec, tracker, parent = sweep.spec, sweep.tracker, result.parent_run_id
+    spec, tracker, parent, timed = sweep.spec, sweep.tracker, result.parent_run_id, sweep.phases.timed
     if result.best is None:  # run_sweep closes the parent run as FAILED
         raise SweepFailed(f"sweep {spec.name}: no trial finished, nothing to export")
     best_model, best_id = None, ""
     with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
         for cell, trial in sorted(result.best_per_cell.items()):
-            keras.backend.clear_session()
-            model = load(trial)
-            scores = model.evaluate(sweep.batches("test", trial.spec), return_dict=True, verbose=0)
-            trial.test_metrics = {k: float(v) for k, v in scores.items()}
-            tracker.log_metrics(trial.run_id, {f"test_{k}": v for k, v in trial.test_metrics.items()})
+            with timed("test"):
+                keras.backend.clear_session()
+                model = load(trial)
+                scores = model.evaluate(sweep.batches("test", trial.spec), return_dict=True, verbose=0)
+                trial.test_metrics = {k: float(v) for k, v in scores.items()}
+                tracker.log_metrics(trial.run_id, {f"test_{k}": v for k, v in trial.test_metrics.items()})
             if trial is not result.best and not tracker.enabled:
                 continue
-            served = serving_model(model, sweep.inputs)  # raw input in, as exported
-            target = Path(output_dir) / spec.name if trial is result.best else Path(scratch) / cell
-            folder, sample = _export(sweep, trial, served, target)
-            model_id = tracker.log_model(trial.run_id, f"{spec.name}-{cell}", folder, sample,
-                                         served(to_tensor(sample), training=False),
-                                         also=(parent,) if trial is result.best else ())
+            with timed("export"):
+                served = serving_model(model, sweep.inputs)  # raw input in, as exported
+                target = Path(output_dir) / spec.name if trial is result.best else Path(scratch) / cell
+                folder, sample = _export(sweep, trial, served, target)
+                model_id = tracker.log_model(trial.run_id, f"{spec.name}-{cell}", folder, sample,
+                                             served(to_tensor(sample), training=False),
+                                             also=(parent,) if trial is result.best else ())
             if trial is result.best:
                 best_model, best_id, result.export_dir = served, model_id, folder
-    result.baselines = sweep.task.baselines(best_model, spec.dataset.options.get("max_tokens"), spec.tuner.seed,
-                                            result.best.spec.lookback)
-    result.verdict = run_verdict(sweep, result)
-    with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
+    with timed("baselines"):
+        result.baselines = sweep.task.baselines(best_model, spec.dataset.options.get("max_tokens"), spec.tuner.seed,
+                                                result.best.spec.lookback)
+    with timed("verdict"):
+        result.verdict = run_verdict(sweep, result)
+    with timed("report"), tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
         _log_parent(sweep, result, Path(scratch))
     if best_id:
-        _register(sweep, result, best_id)
-    log_inside_views(result, sweep.task, tracker, load, sweep.log)
+        with timed("register"):
+            _register(sweep, result, best_id)
+    with timed("views"):
+        log_inside_views(result, sweep.task, tracker, load, sweep.log)
+    result.phases = sweep.phases.metrics()
+    tracker.log_metrics(parent, result.phases)
     tracker.end_run(parent, "FINISHED")
 
 

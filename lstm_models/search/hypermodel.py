@@ -17,6 +17,7 @@ import keras_tuner as kt
 from lstm_models.errors import TrialFailed
 from lstm_models.models.build import ModelSpec, build_model
 from lstm_models.search.space import sample_spec
+from lstm_models.search.timing import EpochClock
 from lstm_models.spec.sweep import SweepSpec
 
 if TYPE_CHECKING:
@@ -43,17 +44,25 @@ class SweepHyperModel(kt.HyperModel):
     def build(self, hp):
         return self.build_spec(self.model_spec(hp))
 
-    def build_spec(self, model_spec: ModelSpec) -> keras.Model:
-        return build_model(model_spec, self.inputs, jit_compile=self.spec.tuner.jit_compile)
+    def build_spec(self, model_spec: ModelSpec, seed: int | None = None) -> keras.Model:
+        return build_model(model_spec, self.inputs, seed=seed, jit_compile=self.spec.tuner.jit_compile,
+                           train_steps=self.train_steps(model_spec) if self.inputs.unrolls(model_spec) else None)
+
+    def train_steps(self, model_spec: ModelSpec) -> int | None:
+        """At most how many batches a model of this sweep trains on (None: the pipeline cannot tell)."""
+        per_epoch = int(self.batches("train", model_spec).cardinality())
+        return per_epoch * self.spec.tuner.max_epochs if per_epoch > 0 else None
 
     def fit(self, hp, model, *args, model_spec: ModelSpec | None = None, shuffle_seed: int | None = None,
-            extra_callbacks=(), epochs=1, initial_epoch=0, callbacks=(), restore_best: bool = False, **kwargs):
+            extra_callbacks=(), epochs=1, initial_epoch=0, callbacks=(), restore_best: bool = False,
+            clock: EpochClock | None = None, **kwargs):
         """Train on the train part, validate on val; stop on a NaN loss or when val stops improving
-        (``restore_best``: and go back to the best epoch's weights, as the verdict's seed runs do)."""
+        (``restore_best``: and go back to the best epoch's weights, as the verdict's seed runs do).
+        ``clock`` times the epochs' parts; it goes first, before Keras Tuner's checkpoint."""
         model_spec = model_spec or self.model_spec(hp)
         train = self.batches("train", model_spec, shuffle_seed=shuffle_seed)
         val = self.batches("val", model_spec)
-        callbacks = list(callbacks) + list(extra_callbacks) + self._callbacks(restore_best)
+        callbacks = ([clock] if clock is not None else []) + list(callbacks) + list(extra_callbacks) + self._callbacks(restore_best)
         return model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
                          callbacks=callbacks, verbose=0, shuffle=False)  # the pipeline shuffles
 
@@ -79,11 +88,13 @@ class StopOnNaN(keras.callbacks.Callback):
 class EpochLog(keras.callbacks.Callback):
     """Hands every epoch's metrics and time, and the model's size, to the recorder; and reports
     each epoch to ``report`` (``(epoch, logs) -> why``: the oracle, for the pruner), which stops
-    the trial with a reason (on any epoch but its last)."""
+    the trial with a reason (on any epoch but its last). With the fit's ``clock``, an epoch's time
+    ends with its batches, and the callbacks between (the checkpoint) and the logging are timed."""
 
-    def __init__(self, recorder: TrialRecorder, report: Callable[[int, dict], str] | None = None):
+    def __init__(self, recorder: TrialRecorder, report: Callable[[int, dict], str] | None = None,
+                 clock: EpochClock | None = None):
         super().__init__()
-        self.recorder, self.report, self.start = recorder, report, 0.0
+        self.recorder, self.report, self.clock, self.start = recorder, report, clock, 0.0
 
     def on_train_begin(self, logs=None):
         self.recorder.current.n_params = self.model.count_params()
@@ -92,7 +103,13 @@ class EpochLog(keras.callbacks.Callback):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.recorder.epoch(epoch, self.params["epochs"], logs or {}, time.perf_counter() - self.start)
+        now = time.perf_counter()
+        if self.clock is None:
+            self.recorder.epoch(epoch, self.params["epochs"], logs or {}, now - self.start)
+        else:
+            self.clock.phases.add("checkpoint", now - self.clock.ended)
+            with self.clock.phases.timed("tracking"):
+                self.recorder.epoch(epoch, self.params["epochs"], logs or {}, self.clock.ended - self.start)
         why = self.report(epoch, logs or {}) if self.report is not None else ""
         if why and epoch + 1 < self.params["epochs"]:
             self.model.stop_training = True

@@ -46,6 +46,7 @@ class TrialResult:
     lost: bool = False  # ended by its process stopping, not by its own fault: --resume runs it again
     pruned_epoch: int | None = None  # stopped by the pruner after this epoch (1-based)
     test_metrics: dict[str, float] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)  # time/<phase>_s (`lstm_models.search.timing`)
 
     @property
     def name(self) -> str:
@@ -56,7 +57,7 @@ class TrialResult:
         return {"trial_id": self.trial_id, "number": self.number, "run_id": self.run_id, "status": self.status,
                 "objective": self.objective, "best_epoch": self.best_epoch, "epochs": self.epochs,
                 "seconds_per_epoch": self.seconds_per_epoch, "n_params": self.n_params, "error": self.error,
-                "lost": self.lost, "pruned_epoch": self.pruned_epoch}
+                "lost": self.lost, "pruned_epoch": self.pruned_epoch, "timing": self.timing}
 
 
 def better(direction: str, a: float | None, b: float | None) -> bool:
@@ -145,19 +146,22 @@ class TrialRecorder:
         self.tracker.set_tags(result.run_id, {"pruned": "true", "pruned_epoch": str(epoch + 1)})
         self.log(f"    pruned after epoch {epoch + 1}: {why}")
 
-    def end(self, score: float | None, best_step: int | None, message: str = "", checkpoint: str | None = None) -> None:
+    def end(self, score: float | None, best_step: int | None, message: str = "", checkpoint: str | None = None,
+            timing: dict[str, float] | None = None) -> None:
         """Close the current trial: FINISHED with a finite ``score``, else FAILED with ``message``.
 
         ``checkpoint``: the trial's best checkpoint, logged to its run (a worker's: the chief and
-        the other workers may not share its files)."""
+        the other workers may not share its files). ``timing``: its ``time/<phase>_s`` metrics
+        (`lstm_models.search.timing`)."""
         result, self.current = self.current, None
         if result is None:
             return
+        result.timing = dict(timing or {})
         if score is not None and math.isfinite(score):
             result.status, result.objective, result.best_epoch = "FINISHED", float(score), int(best_step)
             self.tracker.log_metrics(result.run_id, {
                 f"final_{self.objective}": result.objective, "param_count": result.n_params or 0,
-                "seconds_per_epoch": result.seconds_per_epoch or 0.0, "best_epoch": result.best_epoch})
+                "seconds_per_epoch": result.seconds_per_epoch or 0.0, "best_epoch": result.best_epoch, **result.timing})
             if checkpoint is not None:
                 self.tracker.log_artifact(result.run_id, checkpoint, CHECKPOINT)
             if better(self.direction, result.objective, self.best.objective if self.best else None):
@@ -166,6 +170,8 @@ class TrialRecorder:
         else:
             result.status = "FAILED"
             result.error = _error_line(message) or "the objective was not finite (NaN loss?)"
+            if result.timing:
+                self.tracker.log_metrics(result.run_id, result.timing)
             self.tracker.set_tags(result.run_id, {"error": result.error[:500]})
             if message:
                 self._log_traceback(result, message)

@@ -55,6 +55,7 @@ class Hooks:
     clock: Callable[[], float] = time.monotonic  # seconds, for the time budget
     on_trial: Callable[[TrialResult], None] | None = None  # each trial's result as it ends
     tags: dict = field(default_factory=dict)  # extra tags of the parent run (git commit ...)
+    data_seconds: float = 0.0  # how long the caller took to load the data (the parent's time/data_s)
 
 
 def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: str = "new",
@@ -125,15 +126,34 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
 
     from lstm_models.search.finish import Sweep, SweepResult, best_per_cell, finish
     from lstm_models.search.hypermodel import SweepHyperModel
+    from lstm_models.search.timing import SWEEP_PHASES, Phases
     from lstm_models.search.tuner import make_tuner
 
-    inputs = task.make_inputs(spec.dataset.options.get("max_tokens"))
-    batches = task.batches(inputs)
+    phases = Phases(names=SWEEP_PHASES)
+    phases.add("data", hooks.data_seconds)
+    with phases.timed("inputs"):
+        inputs = task.make_inputs(spec.dataset.options.get("max_tokens"))
+        batches = task.batches(inputs)
     hypermodel = SweepHyperModel(spec, inputs, batches)
     limits = Limits(spec.name, spec.tuner.max_trials, spec.tuner.time_budget, hooks.clock, hooks.log)
     objective = kt.Objective(spec.objective, direction=spec.direction)
     tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder,
                        "chief" if workers else "single")
+    with phases.timed("search"):
+        _search(spec, tuner, recorder, limits, hypermodel.model_spec, folder, mode, hooks, workers)
+    result = SweepResult(spec=spec, trials=recorder.trials, best=recorder.best,
+                         best_per_cell=best_per_cell(recorder.trials, spec.direction), test_metric=task.test_metric,
+                         parent_run_id=recorder.state.parent_run_id, test_size=task.data.sizes()["test"],
+                         stop_reason=limits.stop_reason, resumed=mode == "resume")
+    sweep = Sweep(spec, task, inputs, batches, tracker, hooks.log, recorder.dataset or {}, hypermodel, phases)
+    finish(sweep, result, lambda t: tuner.load_model(tuner.oracle.get_trial(t.trial_id)), paths.output)
+    return result
+
+
+def _search(spec: SweepSpec, tuner, recorder: TrialRecorder, limits: Limits, model_spec: Callable, folder: Path,
+            mode: str, hooks: Hooks, workers: WorkerPlan | None) -> None:
+    """Keras Tuner's search, in this process or served to workers; a resume picks up its trials first."""
+    tracker = recorder.tracker
     if mode == "resume" and workers:
         running = {r["tags"].get("trial_id") for r in tracker.trial_runs(recorder.state.parent_run_id)
                    if r["status"] == "RUNNING"}
@@ -141,7 +161,7 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
         hooks.log(f"resuming sweep {spec.name} as its chief: {len(tuner.oracle.trials)} trials so far, "
                   f"{len(adopted)} still with their workers")
     elif mode == "resume":
-        restore_trials(recorder, tuner.oracle, hypermodel.model_spec, folder, spec.name)
+        restore_trials(recorder, tuner.oracle, model_spec, folder, spec.name)
     budget = f", time budget {format_duration(spec.tuner.time_budget)}" if spec.tuner.time_budget else ""
     hooks.log(f"sweep {spec.name}: {spec.tuner.kind} search over {', '.join(spec.search.cells.values)}, "
               f"objective {spec.objective} ({spec.direction}), at most {spec.tuner.max_trials} trials "
@@ -152,7 +172,7 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
         tuner.save()
         if spec.tuner.time_budget:
             tuner.oracle.deadline = time.monotonic() + spec.tuner.time_budget
-        run_chief(workers, tuner.oracle, recorder, hypermodel.model_spec, spec.tuner.worker_timeout, hooks.log)
+        run_chief(workers, tuner.oracle, recorder, model_spec, spec.tuner.worker_timeout, hooks.log)
         if tuner.oracle.deadline and time.monotonic() >= tuner.oracle.deadline and recorder.counted() < spec.tuner.max_trials:
             limits.stop_reason = (f"time budget {format_duration(spec.tuner.time_budget)} spent after "
                                   f"{recorder.counted()} of {spec.tuner.max_trials} trials")
@@ -161,13 +181,6 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
             tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
         except SearchDone:
             pass
-    result = SweepResult(spec=spec, trials=recorder.trials, best=recorder.best,
-                         best_per_cell=best_per_cell(recorder.trials, spec.direction), test_metric=task.test_metric,
-                         parent_run_id=recorder.state.parent_run_id, test_size=task.data.sizes()["test"],
-                         stop_reason=limits.stop_reason, resumed=mode == "resume")
-    sweep = Sweep(spec, task, inputs, batches, tracker, hooks.log, recorder.dataset or {}, hypermodel)
-    finish(sweep, result, lambda t: tuner.load_model(tuner.oracle.get_trial(t.trial_id)), paths.output)
-    return result
 
 
 def _check_same_role(previous, workers: WorkerPlan | None, folder: Path) -> None:

@@ -22,6 +22,7 @@ from lstm_models.search.limits import Limits
 from lstm_models.search.pruning import Pruned, forget_metrics, report_epoch
 from lstm_models.search.recorder import TrialRecorder
 from lstm_models.search.state import TUNER_PROJECT
+from lstm_models.search.timing import TRIAL_PHASES, EpochClock, Phases
 from lstm_models.spec.sections import TUNERS
 from lstm_models.spec.sweep import TunerSpec
 
@@ -83,6 +84,7 @@ class _TrackedTuner:
         self._held = False
         self._gradients: set[str] = set()
         self._spec = None  # the running trial's ModelSpec, sampled once in on_trial_begin
+        self._phases: Phases | None = None  # the next or running trial's clock (`lstm_models.search.timing`)
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)  # our oracle, not the class's
 
     def pre_create_trial(self):
@@ -90,9 +92,11 @@ class _TrackedTuner:
         self._limits.before_trial(self._recorder)
         if self._held:  # the oracle answered IDLE (Hyperband's bracket, or a chief waiting on its last trials)
             time.sleep(1.0)
+            self._phases = None  # waiting is no trial's time
         else:
             self._held = True
             self._guard.enter()
+        self._trial_phases()  # the trial's clock starts before the oracle chooses it
 
     def _release(self):
         if self._held:
@@ -113,26 +117,34 @@ class _TrackedTuner:
             self._spec = self.hypermodel.model_spec(hp.copy())
             budget = hp.values.get("tuner/epochs")
             note = f" (hyperband: epochs {hp.values['tuner/initial_epoch']}->{budget})" if budget else ""
-            self._recorder.begin(trial.trial_id, self._spec,
-                                 {k: v for k, v in hp.values.items() if k.startswith("tuner/")}, note)
+            with self._trial_phases().timed("tracking"):
+                self._recorder.begin(trial.trial_id, self._spec,
+                                     {k: v for k, v in hp.values.items() if k.startswith("tuner/")}, note)
         finally:
             self._release()
 
     def run_trial(self, trial, *args, **kwargs):
         # The trial's seeds come from its id: a lost trial run again trains the same way.
-        kwargs.update(model_spec=self._spec, shuffle_seed=self._seed + int(trial.trial_id) + 1,
+        clock = EpochClock(self._trial_phases())
+        kwargs.update(model_spec=self._spec, shuffle_seed=self._seed + int(trial.trial_id) + 1, clock=clock,
                       extra_callbacks=[EpochLog(self._recorder, lambda epoch, logs: report_epoch(
-                          self.oracle, trial.trial_id, logs, epoch))])
+                          self.oracle, trial.trial_id, logs, epoch), clock)])
         return super().run_trial(trial, *args, **kwargs)
 
     def _build_hypermodel(self, hp):
         # Private hook: Keras Tuner's `_try_build` calls it for every trial; overriding it is the
         # only way to build the trial's already-sampled spec, and to continue a Hyperband trial
         # from its parent's weights *and optimizer state* (kt.Hyperband restores weights only).
-        model = self.hypermodel.build_spec(self._spec) if self._spec is not None else self.hypermodel.build(hp)
-        if "tuner/trial_id" in hp.values:
-            restore(self, model, hp.values["tuner/trial_id"])
+        with self._trial_phases().timed("build"):
+            model = self.hypermodel.build_spec(self._spec) if self._spec is not None else self.hypermodel.build(hp)
+            if "tuner/trial_id" in hp.values:
+                restore(self, model, hp.values["tuner/trial_id"])
         return model
+
+    def _trial_phases(self) -> Phases:
+        if self._phases is None:  # a trial Keras Tuner started without pre_create_trial
+            self._phases = Phases(rest="tuner", names=TRIAL_PHASES)
+        return self._phases
 
     def on_trial_end(self, trial):
         with self._guard.hold():
@@ -147,7 +159,8 @@ class _TrackedTuner:
                 # Hyperband trial already starts at tuner/initial_epoch.
                 best = ended.best_step if ok else None
                 shared = self._get_checkpoint_fname(trial.trial_id) if ok and self._heartbeat else None
-                self._recorder.end(ended.score if ok else None, best, message, checkpoint=shared)
+                timing, self._phases = self._trial_phases().metrics(), None
+                self._recorder.end(ended.score if ok else None, best, message, checkpoint=shared, timing=timing)
                 forget_custom_gradients(self._gradients)
                 self._stop_beat()
         self._limits.after_trial(self._recorder)

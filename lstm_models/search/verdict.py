@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from lstm_models.errors import TrialFailed
-from lstm_models.models.build import ModelSpec, build_model, serving_model
+from lstm_models.models.build import ModelSpec, serving_model
 from lstm_models.tasks.paired import metric_of
 from lstm_models.tasks.verdict import CellRuns, VerdictTable, compare, plural
 
@@ -131,7 +131,7 @@ def _seed_run(sweep, hypermodel, model_spec: ModelSpec, seed: int, kind: str):
     try:
         keras.backend.clear_session()
         started = time.perf_counter()
-        model = build_model(model_spec, sweep.inputs, seed=seed, jit_compile=sweep.spec.tuner.jit_compile)
+        model = hypermodel.build_spec(model_spec, seed=seed)
         history = hypermodel.fit(None, model, model_spec=model_spec, shuffle_seed=seed + 1,
                                  epochs=sweep.spec.tuner.max_epochs, restore_best=True).history
         loss = sweep.task.test_losses(serving_model(model, sweep.inputs), model_spec.lookback)
