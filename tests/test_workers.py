@@ -162,3 +162,47 @@ def test_a_chief_and_two_workers_finish_every_trial_once_though_one_is_killed(tm
     assert sorted((rec["status"], rec["lost"]) for rec in state["trials"].values()) == [
         ("FAILED", True)] + [("FINISHED", False)] * 4
     assert (tmp_path / "exports" / "tiny-sunspots" / "saved_model.pb").is_file()
+
+
+@pytest.mark.slow
+def test_resume_without_flags_continues_a_sweep_with_as_many_local_workers_as_it_had(tmp_path):
+    """What `make resume` does (no --workers): a sweep stopped with its 2 workers goes on with 2 again."""
+    import signal
+    import subprocess
+
+    from conftest import ROOT
+
+    spec = tiny_series_spec(max_trials=4, max_epochs=4)
+    spec["early_stopping"] = {"patience": 0}
+    write_spec(tmp_path, spec)
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    chief = subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--tracking-uri", uri,
+                              "--cache-dir", str(CACHE), "--workers", "2"], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in chief.stdout:
+        if line.startswith("worker-") and "epoch 2/" in line:  # a trial in mid-training
+            chief.send_signal(signal.SIGTERM)
+            break
+    chief.stdout.read()
+    assert chief.wait(timeout=300) == 143, chief.stderr.read()[-3000:]
+    state = json.loads((tmp_path / "runs" / "tiny-sunspots" / "sweep.json").read_text())
+    assert (state["workers"], state["status"]) == (2, "searching")
+    client = MlflowClient(uri)
+    stopped = [r for r in client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
+               if "mlflow.parentRunId" in r.data.tags]
+    assert {(r.info.status, r.data.tags["lost"]) for r in stopped} == {("KILLED", "true")}  # closed by its worker
+
+    done = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--cache-dir", str(CACHE), "--resume", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "--resume: the sweep ran with 2 local workers; resuming it with as many (--workers N for another count)" \
+        in done.stdout
+    assert "chief: oracle on 127.0.0.1:" in done.stdout and ", 2 local workers" in done.stdout
+    assert "2 trials so far, 0 still with their workers" in done.stdout and "not heard of" not in done.stdout
+    runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    finished = [r for r in runs if "mlflow.parentRunId" in r.data.tags and r.info.status == "FINISHED"]
+    assert parent.info.status == "FINISHED" and parent.data.tags["resumed"] == "1"
+    assert sorted(r.info.run_name.split()[0] for r in finished) == ["trial-01", "trial-02", "trial-03", "trial-04"]
+    assert {r.data.tags["worker"] for r in finished} == {"worker-1", "worker-2"}  # the resumed chief's own two
+    assert (tmp_path / "exports" / "tiny-sunspots" / "saved_model.pb").is_file()

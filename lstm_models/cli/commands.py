@@ -42,6 +42,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
         time_budget=args.time_budget, worker_timeout=args.worker_timeout, verdict_seeds=args.verdict_seeds,
         pruning=args.pruning)
     folder = Path(args.workdir) / spec.name
+    _resume_as_it_ran(args, folder)
     if args.worker:
         from lstm_models.search.worker import check_chief
 
@@ -124,6 +125,23 @@ def _check_workers(args: argparse.Namespace) -> None:
                                   "no authentication, so binding it needs --allow-public (on a private network only)")
             print(f"warning: the oracle listens on {args.chief}; anyone who reaches that port can take or end "
                   "trials: keep it on a private network", file=sys.stderr, flush=True)
+
+
+def _resume_as_it_ran(args: argparse.Namespace, folder: Path) -> None:
+    """``--resume`` without ``--workers`` or ``--chief``: a sweep that a chief ran with local workers
+    is resumed by a chief with as many (a broken state is reported later, by the start checks)."""
+    from lstm_models.search.state import STATE_FILE, load_state
+
+    if not args.resume or args.workers or args.chief or args.worker or not (folder / STATE_FILE).exists():
+        return
+    try:
+        state = load_state(folder)
+    except ConfigError:
+        return
+    if state.oracle and state.workers:
+        args.workers = state.workers
+        print(f"--resume: the sweep ran with {state.workers} local workers; resuming it with as many "
+              "(--workers N for another count)", flush=True)
 
 
 def _use_credentials(args: argparse.Namespace) -> tuple[str, str] | None:

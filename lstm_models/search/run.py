@@ -24,7 +24,7 @@ from lstm_models.search.interrupt import Deferral
 from lstm_models.search.limits import Limits
 from lstm_models.search.recorder import TrialRecorder, TrialResult
 from lstm_models.search.resume import close_abandoned, open_state, restore_trials
-from lstm_models.search.state import FINISHED, SweepLock, check_start, discard
+from lstm_models.search.state import FINISHED, SweepLock, check_start, discard, save_state
 from lstm_models.spec.rules import format_duration
 from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tracking.tracker import Tracker
@@ -102,7 +102,8 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         state = open_state(spec, tracker, folder, resumed, {**task.tags(), **hooks.tags, **parallel})
         if workers:
             tracker.set_tags(state.parent_run_id, parallel)  # a resumed chief may listen elsewhere
-            state.oracle = workers.address
+            state.oracle, state.workers = workers.address, workers.count
+            save_state(folder, state)  # a chief stopped before any trial ended is still resumed as one
         dataset = dataset_record(data, spec.dataset.source())
         if resumed is None:
             tracker.log_dataset(state.parent_run_id, dataset)

@@ -44,6 +44,7 @@ class SweepState:
     started: float = field(default_factory=time.time)
     trials: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id (trial number without one) -> record
     oracle: str = ""  # HOST:PORT where a chief served its oracle: a resumed chief serves it there again
+    workers: int = 0  # how many local workers that chief started: --resume starts as many again
 
     def describe(self) -> str:
         counts: dict[str, int] = {}

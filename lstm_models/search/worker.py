@@ -123,5 +123,10 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
         tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
     except SearchDone:
         pass
+    except BaseException as exc:  # its trial was lost with it: its run closes, so a chief requeues it at once
+        hooks.guard.reset()
+        with hooks.guard.hold(drop=True):
+            recorder.abort("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", lost=True)
+        raise
     recorder.save()
     return len(recorder.trials)
