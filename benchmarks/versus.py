@@ -18,7 +18,7 @@ Keras Tuner's bookkeeping; then test scoring, export, baselines, report, registr
 inspection views; and the process's own start (imports, the store). Results:
 benchmarks/results/peer.{json,md} and the README's tables.
 
-    python benchmarks/versus.py [--only csv|sentiment|sunspots] [--skip-peer]
+    python benchmarks/versus.py [--only csv,sentiment,sunspots] [--skip-peer]
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def ours(spec: Path, folder: Path, pruning: str, workers: int = 1) -> dict:
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     totals = trial_totals([r.data.metrics for r in trials])
     sweep = {p: parent.data.metrics.get(metric(p), 0.0) for p in SWEEP_PHASES}
-    test = next(k for k in parent.data.metrics if k.startswith("test_") and k.endswith("_best") and "loss" not in k)
+    test = "test_accuracy_best" if "test_accuracy_best" in parent.data.metrics else "test_rmse_best"
     return {"label": label, "pruning": pruning, "workers": workers, "seconds": end - start,
             "test_metric": test.removeprefix("test_").removesuffix("_best"), "test_value": parent.data.metrics[test],
             "best_cell": parent.data.tags.get("best_trial", "").split()[1] if parent.data.tags.get("best_trial") else "",
@@ -154,7 +154,8 @@ def phases_table(results: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("csv", "sentiment", "sunspots"))
+    ap.add_argument("--only", type=lambda v: v.split(","), default=None,
+                    help="comma-separated data sets among csv, sentiment, sunspots (default: all)")
     ap.add_argument("--skip-peer", action="store_true")
     args = ap.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="lstm-models-versus-") as tmp:
         folder = Path(tmp)
         for data, spec in specs(folder).items():
-            if args.only and data != args.only:
+            if args.only and data not in args.only:
                 continue
             rows = [ours(spec, folder, "none"), ours(spec, folder, "median"), ours(spec, folder, "median", workers=2)]
             rows += [] if args.skip_peer or data == "sunspots" else [peer(spec, folder)]

@@ -126,6 +126,13 @@ def test_resume_with_a_changed_spec_is_refused(killed, tmp_path):
         "resume with the same spec and flags, or start a new sweep with --fresh")
 
 
+def test_resume_with_workers_of_a_sweep_that_ran_in_one_process_is_refused(killed, tmp_path):
+    folder = _copy(killed, tmp_path)
+    assert _refused(folder, "--resume", "--workers", "2") == (
+        f"lstm-models: error: --resume: the sweep in {SWEEP} ran in one process; resume it without --workers, "
+        "or start a new sweep with --fresh")
+
+
 def test_resume_with_another_tracking_uri_is_refused(killed, tmp_path):
     folder = _copy(killed, tmp_path)
     assert _refused(folder, "--resume", "--tracking-uri", "sqlite:///elsewhere/mlflow.db") == (

@@ -128,17 +128,21 @@ def _check_workers(args: argparse.Namespace) -> None:
 
 
 def _resume_as_it_ran(args: argparse.Namespace, folder: Path) -> None:
-    """``--resume`` without ``--workers`` or ``--chief``: a sweep that a chief ran with local workers
-    is resumed by a chief with as many (a broken state is reported later, by the start checks)."""
+    """``--resume`` continues a sweep the way it ran: one a chief ran with local workers, without
+    ``--workers`` or ``--chief``, by a chief with as many; one that ran in one process, in one
+    process. (A broken state is reported later, by the start checks.)"""
     from lstm_models.search.state import STATE_FILE, load_state
 
-    if not args.resume or args.workers or args.chief or args.worker or not (folder / STATE_FILE).exists():
+    if not args.resume or args.worker or not (folder / STATE_FILE).exists():
         return
     try:
         state = load_state(folder)
     except ConfigError:
         return
-    if state.oracle and state.workers:
+    if not state.oracle and (args.workers or args.chief):
+        raise ConfigError(f"--resume: the sweep in {folder} ran in one process; resume it without "
+                          f"{'--workers' if args.workers else '--chief'}, or start a new sweep with --fresh")
+    if state.oracle and state.workers and not (args.workers or args.chief):
         args.workers = state.workers
         print(f"--resume: the sweep ran with {state.workers} local workers; resuming it with as many "
               "(--workers N for another count)", flush=True)
