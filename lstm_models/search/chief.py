@@ -113,10 +113,8 @@ def run_chief(plan: WorkerPlan, oracle, recorder: TrialRecorder, model_spec: Cal
     log(f"chief: oracle on {plan.address}, {plan.count or 'no'} local workers{threads}; "
         f"a trial unheard of for {timeout:.0f}s goes to another worker")
     supervisor = _Supervisor(plan, oracle, recorder, timeout, log)
-    try:
-        serve_oracle(oracle, plan.host, plan.port, done=supervisor.done, started=supervisor.start)
-    finally:
-        supervisor.stop()
+    serve_oracle(oracle, plan.host, plan.port, done=supervisor.done, started=supervisor.start,
+                 stopping=supervisor.stop)
     _wait_for_runs(recorder, timeout)
     recorder.trials, recorder.best, recorder.state.trials = [], None, {}
     for result in gather(recorder.tracker, recorder.state.parent_run_id):
@@ -203,7 +201,14 @@ class _Supervisor:
         return not local and self.oracle.finished(self.timeout)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
+        """Stop the local workers while the oracle still answers: a worker ending its trial (its
+        signal deferred meanwhile) needs the chief for that; one still running after 60 s is killed."""
+        running = [proc for proc in self.procs.values() if proc.poll() is None]
+        for proc in running:
+            proc.terminate()
+        for proc in running:
+            try:
                 proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

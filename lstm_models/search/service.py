@@ -191,9 +191,11 @@ def _quiet_conditions() -> None:
     conditions.Parent.to_proto = to_proto
 
 
-def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool], started: Callable[[], None]) -> None:
+def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool], started: Callable[[], None],
+                 stopping: Callable[[], None] = lambda: None) -> None:
     """Serve ``oracle`` to workers over gRPC until ``done()`` (Keras Tuner's own chief loop waits in 20 s
-    steps and never notices a dead worker)."""
+    steps and never notices a dead worker); ``stopping()`` runs before the service stops, however it ends
+    (the chief stops its local workers there, so that none is left waiting on a gone oracle)."""
     from concurrent import futures
 
     import grpc
@@ -219,4 +221,7 @@ def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool], started
         while not done():
             time.sleep(0.5)
     finally:
-        server.stop(grace=None)
+        try:
+            stopping()
+        finally:
+            server.stop(grace=None)
