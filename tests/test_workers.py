@@ -104,22 +104,30 @@ def _children(pid):
     return out
 
 
-@pytest.mark.slow
-def test_a_chief_and_two_workers_finish_every_trial_once_though_one_is_killed(tmp_path):
-    """Every trial under one parent, tagged with its worker; kill -9 of a worker in mid-trial loses none."""
-    import signal
+def _chief_with_two_workers(tmp_path):
+    """A 4-trial sweep's chief with 2 local workers, its output piped; every trial trains all its
+    epochs (time to stop a process in mid-trial). Returns the tracking URI and the process."""
     import subprocess
 
     from conftest import ROOT
 
     spec = tiny_series_spec(max_trials=4, max_epochs=4)
-    spec["early_stopping"] = {"patience": 0}  # every trial trains all its epochs: time to kill one
+    spec["early_stopping"] = {"patience": 0}
     write_spec(tmp_path, spec)
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     chief = subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--tracking-uri", uri,
                               "--cache-dir", str(CACHE), "--workers", "2"], cwd=tmp_path, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return uri, chief
+
+
+@pytest.mark.slow
+def test_a_chief_and_two_workers_finish_every_trial_once_though_one_is_killed(tmp_path):
+    """Every trial under one parent, tagged with its worker; kill -9 of a worker in mid-trial loses none."""
+    import signal
+
+    uri, chief = _chief_with_two_workers(tmp_path)
     lines, killed = [], None
     for line in chief.stdout:
         lines.append(line)
@@ -168,18 +176,8 @@ def test_a_chief_and_two_workers_finish_every_trial_once_though_one_is_killed(tm
 def test_resume_without_flags_continues_a_sweep_with_as_many_local_workers_as_it_had(tmp_path):
     """What `make resume` does (no --workers): a sweep stopped with its 2 workers goes on with 2 again."""
     import signal
-    import subprocess
 
-    from conftest import ROOT
-
-    spec = tiny_series_spec(max_trials=4, max_epochs=4)
-    spec["early_stopping"] = {"patience": 0}
-    write_spec(tmp_path, spec)
-    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    chief = subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--tracking-uri", uri,
-                              "--cache-dir", str(CACHE), "--workers", "2"], cwd=tmp_path, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    uri, chief = _chief_with_two_workers(tmp_path)
     for line in chief.stdout:
         if line.startswith("worker-") and "epoch 2/" in line:  # a trial in mid-training
             chief.send_signal(signal.SIGTERM)
