@@ -3,8 +3,8 @@
 Texts are vectorised once per sweep (the vocabulary comes from the training split) and batched
 by length: sentences of similar length share a batch, padded to their bucket's boundary, so
 little time goes into padding and an XLA-compiled model sees only a handful of shapes. The
-baselines are the majority class of the training split and a bag-of-words logistic regression
-(TextVectorization ``tf_idf`` and one softmax Dense layer) trained like the models.
+baselines are the majority class of the training split and the two linear models of
+`lstm_models.tasks.linear`: a tf-idf bag of words and NBSVM.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from lstm_models.errors import ConfigError
 from lstm_models.models.build import ModelSpec, TextInputs, vectorizer
 from lstm_models.tasks.baselines import Baselines
 
-BOW_EPOCHS = 60
-BOW_LEARNING_RATE = 1e-4  # 1e-2 overshoots on tf-idf inputs: 0.737 instead of 0.783 test accuracy
-BOW_BATCH = 64
 _PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
 
 
@@ -150,36 +147,6 @@ def majority_class(train_labels: np.ndarray) -> int:
     return int(np.argmax(np.bincount(train_labels)))
 
 
-def bow_predictions(data: TextSplits, max_tokens: int | None, seed: int) -> np.ndarray:
-    """The test predictions of tf-idf + one softmax Dense layer (zero-initialised), early-stopped on val loss."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    vectorize = keras.layers.TextVectorization(max_tokens=max_tokens, output_mode="tf_idf", name="tf_idf")
-    vectorize.adapt(data.part("train")[0].astype(str))
-    text = keras.Input(shape=(), dtype="string", name="text")
-    # Zero weights, as a logistic regression starts: random ones on tf-idf inputs make the first
-    # epochs worse than chance and early stopping then keeps them on a small set.
-    probs = keras.layers.Dense(len(data.class_names), activation="softmax", kernel_initializer="zeros",
-                               name="probabilities")(vectorize(text))
-    bow = keras.Model(text, probs, name="bag_of_words")
-    bow.compile(optimizer=keras.optimizers.Adam(BOW_LEARNING_RATE), loss="sparse_categorical_crossentropy",
-                metrics=["accuracy"])
-
-    def part(name: str, shuffle: bool = False):
-        x, y = data.part(name)
-        ds = tf.data.Dataset.from_tensor_slices((x.astype(str), y))
-        if shuffle:
-            ds = ds.shuffle(len(y), seed=seed)
-        return ds.batch(BOW_BATCH)
-
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=3, restore_best_weights=True)
-    bow.fit(part("train", shuffle=True), validation_data=part("val"), epochs=BOW_EPOCHS, callbacks=[stop],
-            verbose=0, shuffle=False)  # the pipeline shuffles
-    return np.argmax(bow.predict(part("test").map(lambda x, y: x), verbose=0), axis=1)
-
-
 def model_errors(data: TextSplits, model) -> np.ndarray:
     """A served model's (strings in) 0/1 error on each test text."""
     import tensorflow as tf
@@ -191,12 +158,12 @@ def model_errors(data: TextSplits, model) -> np.ndarray:
 
 def classification_baselines(data: TextSplits, model, max_tokens: int | None, seed: int) -> Baselines:
     """Majority class, bag of words and NBSVM, and the model, on the test texts (with each one's 0/1 errors)."""
-    from lstm_models.tasks.nbsvm import nbsvm_predictions
+    from lstm_models.tasks.linear import bow_predictions, nbsvm_predictions
 
     labels = data.part("test")[1]
-    predicted, notes = {}, {"bow": f"tf-idf over {max_tokens or 'all'} tokens + softmax"}
+    predicted, notes = {}, {}
     predicted["nbsvm"], notes["nbsvm"] = nbsvm_predictions(data, seed)
-    predicted["bow"] = bow_predictions(data, max_tokens, seed)
+    predicted["bow"], notes["bow"] = bow_predictions(data, max_tokens, seed)
     cls = majority_class(data.part("train")[1])
     predicted["majority"], notes["majority"] = np.full(len(labels), cls), f"always {data.class_names[cls]!r}"
     losses = {m: (p != labels).astype("float64") for m, p in predicted.items()}
