@@ -81,6 +81,21 @@ def test_jacobian_norms_match_a_linear_rnn_in_closed_form():
     np.testing.assert_allclose(norms, 2.0 * 0.5 ** np.arange(5, -1, -1), rtol=1e-6)
 
 
+def test_jacobian_norms_match_tensorflows_own_jacobian_for_a_batch():
+    import tensorflow as tf
+
+    layer = keras.layers.LSTM(3)
+    x = np.random.default_rng(2).normal(size=(2, 5, 4)).astype("float32")
+    layer(x)
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        h = layer(inputs)
+    full = tape.batch_jacobian(h, inputs).numpy()  # (batch, units, time, features)
+    expected = np.sqrt((full.astype("float64") ** 2).sum(axis=(1, 3))).mean(axis=0)
+    np.testing.assert_allclose(gradients.jacobian_norms(lambda t: layer(t), x), expected, rtol=1e-5)
+
+
 def test_an_open_forget_gate_carries_the_gradient_back():
     x = np.random.default_rng(1).normal(size=(2, 20, 1)).astype("float32")
     decay = {}
