@@ -87,6 +87,6 @@ def test_a_failed_view_is_reported_not_fatal(tmp_path):
 
     lines, tracker = [], Tracker()
     result = SimpleNamespace(export_dir=tmp_path / "gone", parent_run_id="p1")
-    assert log_inside_views(result, None, tracker, load=None, log=lines.append) == []
+    assert log_inside_views(result, None, tracker, models={}, log=lines.append) == []
     message = f"ConfigError: {tmp_path / 'gone'}: no such export folder (a sweep writes one to exports/<sweep name>)"
     assert tracker.tags == [("p1", {"inside_error": message})] and lines == [f"inside/: not written ({message})"]

@@ -1,27 +1,31 @@
 """After a tracked sweep: what happens inside the cells, logged to the parent run under ``inside/``.
 
 The exported (best) model's gate heatmaps for a few test examples, and the gradient-flow probe
-of the best model of each cell type, one line per cell.
+of the best model of each cell type, one line per cell. The probe uses the models the sweep's end
+already holds (each scored on test) rather than loading them again. The heatmaps load the export:
+the exported model shares its layers with the trained one, and a sub-model up to each layer needs
+layers of its own.
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 EXAMPLES = 3
 PROBE_LENGTH = 100
 
 
-def log_inside_views(result, task, tracker, load: Callable, log: Callable[[str], None] = print) -> list[str]:
+def log_inside_views(result, task, tracker, models: Mapping[str, object],
+                     log: Callable[[str], None] = print) -> list[str]:
     """Write the gate and gradient views of a finished sweep and log them to its parent run.
 
     Args:
         result: the `SweepResult`, with its export written and its parent run.
         task: the sweep's task (its test examples as the model's inputs).
         tracker: skipped when it records nothing (``--tracking-uri none``).
-        load: trial -> its best Keras model (the tuner's checkpoint).
+        models: cell -> the Keras model of that cell's best trial (`result.best_per_cell`).
         log: where the one progress line goes.
 
     Returns:
@@ -32,7 +36,7 @@ def log_inside_views(result, task, tracker, load: Callable, log: Callable[[str],
         return []
     try:
         with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
-            return _write_and_log(result, task, tracker, Path(scratch), load, log)
+            return _write_and_log(result, task, tracker, Path(scratch), models, log)
     except Exception as exc:  # the export is done: a failed view is reported, not fatal
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         tracker.set_tags(result.parent_run_id, {"inside_error": message})
@@ -40,7 +44,8 @@ def log_inside_views(result, task, tracker, load: Callable, log: Callable[[str],
         return []
 
 
-def _write_and_log(result, task, tracker, scratch: Path, load: Callable, log: Callable[[str], None]) -> list[str]:
+def _write_and_log(result, task, tracker, scratch: Path, models: Mapping[str, object],
+                   log: Callable[[str], None]) -> list[str]:
     from lstm_models.export import load_export
     from lstm_models.inspect import gradients
     from lstm_models.inspect.gates import gates_report
@@ -51,7 +56,7 @@ def _write_and_log(result, task, tracker, scratch: Path, load: Callable, log: Ca
     for n, (x, labels) in enumerate(task.examples(model, meta, EXAMPLES), start=1):
         gates_report(model, x, labels, out, title=f"{result.spec.name}: {result.best.name}, test example {n}",
                      stem=f"gates_test_{n}")
-    probes = [gradients.probe_trained(load(trial), PROBE_LENGTH, f"{cell} ({trial.name})")
+    probes = [gradients.probe_trained(models[cell], PROBE_LENGTH, f"{cell} ({trial.name})")
               for cell, trial in sorted(result.best_per_cell.items())]
     gradients.gradients_report(probes, out, title=f"{result.spec.name}: best model per cell, "
                                                   f"{PROBE_LENGTH} random steps")

@@ -88,12 +88,11 @@ def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], kera
     spec, tracker, parent, timed = sweep.spec, sweep.tracker, result.parent_run_id, sweep.phases.timed
     if result.best is None:  # run_sweep closes the parent run as FAILED
         raise SweepFailed(f"sweep {spec.name}: no trial finished, nothing to export")
-    best_model, best_id = None, ""
+    best_model, best_id, models = None, "", {}
     with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
         for cell, trial in sorted(result.best_per_cell.items()):
             with timed("test"):
-                keras.backend.clear_session()
-                model = load(trial)
+                model = models[cell] = load(trial)  # in a fresh session
                 scores = model.evaluate(sweep.batches("test", trial.spec), return_dict=True, verbose=0)
                 trial.test_metrics = {k: float(v) for k, v in scores.items()}
                 tracker.log_metrics(trial.run_id, {f"test_{k}": v for k, v in trial.test_metrics.items()})
@@ -119,7 +118,7 @@ def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], kera
         with timed("register"):
             _register(sweep, result, best_id)
     with timed("views"):
-        log_inside_views(result, sweep.task, tracker, load, sweep.log)
+        log_inside_views(result, sweep.task, tracker, models, sweep.log)
     result.phases = sweep.phases.metrics()
     tracker.log_metrics(parent, result.phases)
     tracker.end_run(parent, "FINISHED")

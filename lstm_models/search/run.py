@@ -128,7 +128,7 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
     from lstm_models.search.finish import Sweep, SweepResult, best_per_cell, finish
     from lstm_models.search.hypermodel import SweepHyperModel
     from lstm_models.search.timing import SWEEP_PHASES, Phases
-    from lstm_models.search.tuner import make_tuner
+    from lstm_models.search.tuner import long_lived_objects_frozen, make_tuner
 
     phases = Phases(names=SWEEP_PHASES)
     phases.add("data", hooks.data_seconds)
@@ -140,14 +140,16 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
     objective = kt.Objective(spec.objective, direction=spec.direction)
     tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder,
                        "chief" if workers else "single")
-    with phases.timed("search"):
-        _search(spec, tuner, recorder, limits, hypermodel.model_spec, folder, mode, hooks, workers)
-    result = SweepResult(spec=spec, trials=recorder.trials, best=recorder.best,
-                         best_per_cell=best_per_cell(recorder.trials, spec.direction), test_metric=task.test_metric,
-                         parent_run_id=recorder.state.parent_run_id, test_size=task.data.sizes()["test"],
-                         stop_reason=limits.stop_reason, resumed=mode == "resume")
-    sweep = Sweep(spec, task, inputs, batches, tracker, hooks.log, recorder.dataset or {}, hypermodel, phases)
-    finish(sweep, result, lambda t: tuner.load_model(tuner.oracle.get_trial(t.trial_id)), paths.output)
+    with long_lived_objects_frozen():
+        with phases.timed("search"):
+            _search(spec, tuner, recorder, limits, hypermodel.model_spec, folder, mode, hooks, workers)
+        result = SweepResult(spec=spec, trials=recorder.trials, best=recorder.best,
+                             best_per_cell=best_per_cell(recorder.trials, spec.direction),
+                             test_metric=task.test_metric, parent_run_id=recorder.state.parent_run_id,
+                             test_size=task.data.sizes()["test"], stop_reason=limits.stop_reason,
+                             resumed=mode == "resume")
+        sweep = Sweep(spec, task, inputs, batches, tracker, hooks.log, recorder.dataset or {}, hypermodel, phases)
+        finish(sweep, result, lambda t: tuner.load_model(tuner.oracle.get_trial(t.trial_id)), paths.output)
     return result
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -34,6 +35,24 @@ COMPLETED, FAILED = kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.Trial
 # Each epoch's objective goes to the oracle (`report_epoch`, for the pruner), so Keras Tuner finds
 # the trial's metrics already reported and skips its own final report, with this warning.
 warnings.filterwarnings("ignore", message="The use case of calling", category=DeprecationWarning)
+
+
+@contextmanager
+def long_lived_objects_frozen():
+    """Keep the process's long-lived objects out of the garbage collector's full passes.
+
+    Keras Tuner calls ``clear_session()`` and ``gc.collect()`` before every trial, and each full
+    pass walked the half a million objects TensorFlow, Keras and MLflow create at import: 0.4-0.6 s
+    each, 19 s of clearing in a 12-trial sweep of short sentences. Objects alive when the search
+    starts are frozen (`gc.freeze`); those made later (models, graphs) are still collected, and
+    everything is unfrozen when the block ends.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class _BalancedCells:
@@ -110,8 +129,7 @@ class _TrackedTuner:
 
             self._beat = Heartbeat(self.oracle, trial.trial_id, self._heartbeat)
         try:
-            super().on_trial_begin(trial)
-            keras.backend.clear_session()
+            super().on_trial_begin(trial)  # Keras Tuner clears the session when it builds the model
             hp = trial.hyperparameters
             keras.utils.set_random_seed(self._seed + int(trial.trial_id))
             self._spec = self.hypermodel.model_spec(hp.copy())
@@ -177,8 +195,7 @@ class _TrackedTuner:
 
     def load_model(self, trial):
         """The trial's best checkpoint, in a fresh Keras session."""
-        keras.backend.clear_session()
-        gc.collect()
+        keras.backend.clear_session()  # it collects garbage too
         return restore(self, self.hypermodel.build(trial.hyperparameters), trial.trial_id)
 
 

@@ -96,7 +96,7 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     from lstm_models.search.hypermodel import SweepHyperModel
     from lstm_models.search.limits import Limits
     from lstm_models.search.service import join_chief
-    from lstm_models.search.tuner import make_tuner
+    from lstm_models.search.tuner import long_lived_objects_frozen, make_tuner
     from lstm_models.tasks import task_for
 
     host, port = parse_address("--worker", chief)
@@ -120,7 +120,8 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     objective = kt.Objective(spec.objective, direction=spec.direction)
     tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder, role="worker")
     try:
-        tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
+        with long_lived_objects_frozen():
+            tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
     except SearchDone:
         pass
     except BaseException as exc:  # its trial was lost with it: its run closes, so a chief requeues it at once
