@@ -147,6 +147,31 @@ def test_a_graph_mode_fit_registers_custom_gradients_and_forgetting_drops_exactl
 
 # --- Hyperband and Bayesian search, stopped by SIGTERM in a trial, then resumed ---
 
+def test_a_continued_trial_takes_its_parents_model_with_the_random_states_of_a_fresh_one(seed):
+    import keras
+
+    from lstm_models.search.warm import TracedModels
+
+    def build(dropout=True):
+        return keras.Sequential([keras.Input((3,)), *([keras.layers.Dropout(0.5)] if dropout else []),
+                                 keras.layers.Dense(1)])
+
+    def states(model):
+        return [np.asarray(v) for v in model.variables if v.path.endswith("seed_generator_state")]
+
+    kept, fresh = build(), build()
+    assert len(states(kept)) == 1 and not np.array_equal(states(kept)[0], states(fresh)[0])
+    traced = TracedModels(keep=2)
+    traced.add("01", kept)
+    assert traced.take("01", fresh) is kept and np.array_equal(states(kept)[0], states(fresh)[0])
+    assert len(traced) == 0 and traced.take("01", fresh) is fresh  # taken once
+    traced.add("02", build(dropout=False))
+    assert traced.take("02", fresh) is fresh  # not the same layers: built anew
+    for trial_id in ("03", "04", "05"):
+        traced.add(trial_id, build())
+    assert len(traced) == 2 and traced.take("03", fresh) is fresh and traced.take("05", fresh) is not fresh
+
+
 def _write(tmp_path, **tuner_settings):
     spec = tiny_series_spec(max_epochs=3, seed=11, **tuner_settings)
     # One cell (the finishing probes run per cell), units 4; the learning rate within a narrow range so that

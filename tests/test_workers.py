@@ -204,3 +204,24 @@ def test_resume_without_flags_continues_a_sweep_with_as_many_local_workers_as_it
     assert sorted(r.info.run_name.split()[0] for r in finished) == ["trial-01", "trial-02", "trial-03", "trial-04"]
     assert {r.data.tags["worker"] for r in finished} == {"worker-1", "worker-2"}  # the resumed chief's own two
     assert (tmp_path / "exports" / "tiny-sunspots" / "saved_model.pb").is_file()
+
+
+@pytest.mark.slow
+def test_hyperband_with_two_workers_continues_trials_from_their_parents(tmp_path):
+    # max_epochs 3, factor 3: trials 1-3 train epoch 0, one continues the best of them (epochs 1->3)
+    # on whichever worker the chief hands it to, then a fresh bracket.
+    write_spec(tmp_path, tiny_series_spec(kind="hyperband", max_trials=5, max_epochs=3, factor=3))
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    done = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--cache-dir", str(CACHE), "--workers", "2",
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
+    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert [r.info.status for r in trials] == ["FINISHED"] * 5
+    assert {r.data.tags["worker"] for r in trials} <= {"worker-1", "worker-2"}
+    (continued,) = [r for r in trials if "tuner/trial_id" in r.data.params]
+    (parent,) = [r for r in trials if r.data.tags["trial_id"] == continued.data.params["tuner/trial_id"]]
+    steps = [m.step for m in client.get_metric_history(continued.info.run_id, "val_rmse")]
+    assert [m.step for m in client.get_metric_history(parent.info.run_id, "val_rmse")] == [0] and steps[0] == 1
+    assert "5 trials (0 failed)" in done.stdout

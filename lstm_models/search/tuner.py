@@ -24,6 +24,7 @@ from lstm_models.search.pruning import Pruned, forget_metrics, report_epoch
 from lstm_models.search.recorder import TrialRecorder
 from lstm_models.search.state import TUNER_PROJECT
 from lstm_models.search.timing import TRIAL_PHASES, EpochClock, Phases
+from lstm_models.search.warm import TracedModels
 from lstm_models.spec.sections import TUNERS
 from lstm_models.spec.sweep import TunerSpec
 
@@ -104,6 +105,7 @@ class _TrackedTuner:
         self._gradients: set[str] = set()
         self._spec = None  # the running trial's ModelSpec, sampled once in on_trial_begin
         self._phases: Phases | None = None  # the next or running trial's clock (`lstm_models.search.timing`)
+        self._model, self._traced = None, TracedModels()  # the running trial's model; those a trial may continue
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)  # our oracle, not the class's
 
     def pre_create_trial(self):
@@ -156,7 +158,8 @@ class _TrackedTuner:
         with self._trial_phases().timed("build"):
             model = self.hypermodel.build_spec(self._spec) if self._spec is not None else self.hypermodel.build(hp)
             if "tuner/trial_id" in hp.values:
-                restore(self, model, hp.values["tuner/trial_id"])
+                model = restore(self, self._traced.take(hp.values["tuner/trial_id"], model), hp.values["tuner/trial_id"])
+        self._model = model
         return model
 
     def _trial_phases(self) -> Phases:
@@ -176,6 +179,11 @@ class _TrackedTuner:
                 # best_step is an epoch `report_epoch` reported: Keras's own count, which in a continued
                 # Hyperband trial already starts at tuner/initial_epoch.
                 best = ended.best_step if ok else None
+                # Hyperband's trials only (a worker's oracle is a client: the spec says the epochs)
+                epochs, most = trial.hyperparameters.values.get("tuner/epochs"), self.hypermodel.spec.tuner.max_epochs
+                if ok and self._model is not None and epochs is not None and epochs < most:
+                    self._traced.add(trial.trial_id, self._model)  # a later round may continue it
+                self._model = None
                 shared = self._get_checkpoint_fname(trial.trial_id) if ok and self._heartbeat else None
                 timing, self._phases = self._trial_phases().metrics(), None
                 self._recorder.end(ended.score if ok else None, best, message, checkpoint=shared, timing=timing)
@@ -189,6 +197,7 @@ class _TrackedTuner:
             self._beat = None
 
     def on_search_end(self):
+        self._traced.clear()
         self._release()
         self._stop_beat()
         super().on_search_end()
