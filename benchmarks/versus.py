@@ -18,7 +18,7 @@ Keras Tuner's bookkeeping; then test scoring, export, baselines, report, registr
 inspection views; and the process's own start (imports, the store). Results:
 benchmarks/results/peer.{json,md} and the README's tables.
 
-    python benchmarks/versus.py [--only csv,sentiment,sunspots] [--skip-peer]
+    python benchmarks/versus.py [--only csv,sentiment,sunspots] [--ours none,median,median-2-workers] [--skip-peer]
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ README = ROOT / "README.md"
 START, END = "<!-- peer:start -->", "<!-- peer:end -->"  # where the table goes in the README
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true"}
 SHORT_WORDS, SHORT_COUNT = 20, 3000
+VARIANTS = {"none": ("none", 1), "median": ("median", 1), "median-2-workers": ("median", 2)}  # (pruning, workers)
 
 
 def short_sentences_csv(path: Path) -> Path:
@@ -156,6 +157,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", type=lambda v: v.split(","), default=None,
                     help="comma-separated data sets among csv, sentiment, sunspots (default: all)")
+    ap.add_argument("--ours", type=lambda v: v.split(","), default=list(VARIANTS),
+                    help=f"comma-separated runs of ours among {', '.join(VARIANTS)} (default: all)")
     ap.add_argument("--skip-peer", action="store_true")
     args = ap.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -165,7 +168,7 @@ def main(argv=None) -> int:
         for data, spec in specs(folder).items():
             if args.only and data not in args.only:
                 continue
-            rows = [ours(spec, folder, "none"), ours(spec, folder, "median"), ours(spec, folder, "median", workers=2)]
+            rows = [ours(spec, folder, *VARIANTS[v]) for v in args.ours]
             rows += [] if args.skip_peer or data == "sunspots" else [peer(spec, folder)]
             results["data"][data] = rows
             print(json.dumps(rows, indent=1), flush=True)
