@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import keras
@@ -147,9 +147,15 @@ class _TrackedTuner:
         # The trial's seeds come from its id: a lost trial run again trains the same way.
         clock = EpochClock(self._trial_phases())
         kwargs.update(model_spec=self._spec, shuffle_seed=self._seed + int(trial.trial_id) + 1, clock=clock,
-                      extra_callbacks=[EpochLog(self._recorder, lambda epoch, logs: report_epoch(
-                          self.oracle, trial.trial_id, logs, epoch), clock)])
+                      extra_callbacks=[EpochLog(self._recorder, lambda epoch, logs: self._report(
+                          trial.trial_id, logs, epoch), clock)])
         return super().run_trial(trial, *args, **kwargs)
+
+    def _report(self, trial_id: str, logs: dict, epoch: int) -> str:
+        # Keras Tuner rewrites the trial's file on each report (not atomically): a signal in mid-write
+        # left it empty, and the sweep could not be resumed. A worker's report goes to its chief.
+        with self._guard.hold() if self._heartbeat is None else nullcontext():
+            return report_epoch(self.oracle, trial_id, logs, epoch)
 
     def _build_hypermodel(self, hp):
         # Private hook: Keras Tuner's `_try_build` calls it for every trial; overriding it is the
