@@ -403,3 +403,27 @@ def test_balanced_bayesian_oracle_rotates_cells_and_keeps_unit_forget_bias_with_
     assert len(proposed) == 6 and proposed[2:] != cells[2:]  # the rotation overrode the fitted process's choices
     assert fitted == [0, 0, 2, 3, 4, 5]  # trials 3..6 came from the Gaussian process fitted on the completed ones
     assert [t.status for t in oracle.trials.values()] == ["COMPLETED"] * 6
+
+
+def test_a_signal_during_an_epoch_report_waits_until_the_trial_file_is_written(tmp_path):
+    """Keras Tuner rewrites trial.json on each report; a signal arriving then must not leave it half-written."""
+    from types import SimpleNamespace
+
+    from lstm_models.search.interrupt import Deferral
+
+    guard = Deferral()
+
+    class Signalled(kt.oracles.RandomSearchOracle):
+        def update_trial(self, trial_id, metrics, step=0):
+            guard.interrupt(KeyboardInterrupt("SIGTERM"))  # arrives as the oracle starts writing
+            return super().update_trial(trial_id, metrics, step=step)
+
+    oracle = Signalled(objective=kt.Objective("val_rmse", "min"), max_trials=2, seed=5)
+    kt.Tuner(oracle=oracle, hypermodel=lambda hp: hp.Float("dropout", 0.0, 0.5), directory=str(tmp_path),
+             project_name="p")
+    trial = oracle.create_trial("tuner0")
+    adapter = SimpleNamespace(_guard=guard, _heartbeat=None, oracle=oracle)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        tuner._TrackedTuner._report(adapter, trial.trial_id, {"val_rmse": 0.25}, 0)
+    saved = kt.engine.trial.Trial.load(str(tmp_path / "p" / f"trial_{trial.trial_id}" / "trial.json"))
+    assert saved.metrics.get_last_value("val_rmse") == 0.25  # written whole, then the signal took effect
