@@ -24,7 +24,8 @@ PEER_ARGS ?=
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  variables: SPEC=sweeps/x.yaml (one spec), ARGS='--max-trials 4' (extra sweep flags), WORKERS=2 (worker"
-	@echo "             processes), TRACKING_URI=http://127.0.0.1:5001 (a tracking server), SERVER_PORT=5001,"
+	@echo "             processes; 0: one process; default: each spec's tuner.workers),"
+	@echo "             TRACKING_URI=http://127.0.0.1:5001 (a tracking server), SERVER_PORT=5001,"
 	@echo "             BENCH_ARGS='--search-limit 0' (bench.py flags), MEMORY_ARGS='--lengths 50,100' (memory.py flags),"
 	@echo "             SERVING_ARGS='--models sentiment --requests 100' (serving.py flags)"
 

@@ -45,6 +45,8 @@ def test_shipped_specs_load():
      "s.yaml: tuner.kind must be one of random, bayesian, hyperband. Got 'grid' instead."),
     ({"name": "x", "task": "classification", "dataset": {"kind": "sentiment"}, "tuner": {"max_trials": "ten"}},
      "s.yaml: tuner.max_trials must be an int. Got 'ten' instead."),
+    ({"name": "x", "task": "classification", "dataset": {"kind": "sentiment"}, "tuner": {"workers": -1}},
+     "s.yaml: tuner.workers must be an int in [0, 64]. Got -1 instead."),
     ({"name": "x", "task": "classification", "dataset": {"kind": "imbd"}},
      "s.yaml: dataset.kind must be one of adding, imdb, sentiment, series_csv, statsmodels, text_csv, text_dir. "
      "Got 'imbd' instead. Did you mean 'imdb'?"),

@@ -33,7 +33,7 @@ def test_the_gpus_to_share_come_from_cuda_visible_devices():
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--workers", "0"], "--workers must be an int in [1, 64]. Got 0 instead."),
+    (["--workers", "65"], "--workers must be an int in [0, 64] (0: this one process). Got 65 instead."),
     (["--workers", "2", "--tracking-uri", "none"], "--workers with --tracking-uri none: workers report their trials "
      "through MLflow; give a sqlite:/// URI on one machine, an http:// server across hosts"),
     (["--worker", "127.0.0.1:1", "--workers", "2"], "--worker with --workers: a process is a chief or a worker, not both"),
@@ -212,14 +212,37 @@ def test_resume_without_flags_continues_a_sweep_with_as_many_local_workers_as_it
 
 
 @pytest.mark.slow
+def test_a_spec_with_workers_runs_in_one_process_with_workers_0_or_without_tracking(tmp_path):
+    write_spec(tmp_path, tiny_series_spec(max_trials=1, workers=2))
+    uri = f"sqlite:///{tmp_path}/m.db"
+    alone = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--cache-dir", str(CACHE), "--workers", "0",
+                    cwd=tmp_path)
+    untracked = run_cli("sweep", "spec.yaml", "--tracking-uri", "none", "--cache-dir", str(CACHE), "--fresh",
+                        cwd=tmp_path)
+    for done in (alone, untracked):
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "chief:" not in done.stdout and "worker-" not in done.stdout and "1 trials (0 failed" in done.stdout
+    assert "tuner.workers" not in alone.stdout
+    assert untracked.stdout.startswith("spec.yaml: tuner.workers 2 left aside: with --tracking-uri none the sweep "
+                                       "runs in this one process (workers report their trials through MLflow)\n")
+    client = MlflowClient(uri)
+    (parent,) = [r for r in client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
+                 if "mlflow.parentRunId" not in r.data.tags]
+    assert "workers" not in parent.data.tags and parent.info.status == "FINISHED"
+
+
+@pytest.mark.slow
 def test_hyperband_with_two_workers_continues_trials_from_their_parents(tmp_path):
     # max_epochs 3, factor 3: trials 1-3 train epoch 0, one continues the best of them (epochs 1->3)
-    # on whichever worker the chief hands it to, then a fresh bracket.
-    write_spec(tmp_path, tiny_series_spec(kind="hyperband", max_trials=5, max_epochs=3, factor=3))
+    # on whichever worker the chief hands it to, then a fresh bracket. The workers come from the
+    # spec (tuner.workers), as `make sweep` runs sweeps/sunspots.yaml.
+    write_spec(tmp_path, tiny_series_spec(kind="hyperband", max_trials=5, max_epochs=3, factor=3, workers=2))
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    done = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--cache-dir", str(CACHE), "--workers", "2",
-                   cwd=tmp_path)
+    done = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--cache-dir", str(CACHE), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("spec.yaml: tuner.workers 2: a chief and 2 local worker processes "
+                                  "(--workers 0 for one process)\n")
+    assert "chief: oracle on 127.0.0.1:" in done.stdout and ", 2 local workers" in done.stdout
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
     trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from lstm_models.cli.roles import check_roles, settle_workers, worker_plan
 from lstm_models.errors import ConfigError, check_writable
 from lstm_models.spec.sections import CELL_NAMES
-from lstm_models.tracking.tracker import NO_TRACKING
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
 
@@ -36,13 +35,13 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
     from lstm_models.spec.sweep import load_sweep
 
     # 1. the spec, 2. the folders, 3. the tracking store, 4. the data; run_sweep checks the state.
-    _check_workers(args)
+    check_roles(args)
     spec = load_sweep(args.spec).with_overrides(
         max_trials=args.max_trials, max_epochs=args.max_epochs, kind=args.tuner, seed=args.seed,
         time_budget=args.time_budget, worker_timeout=args.worker_timeout, verdict_seeds=args.verdict_seeds,
         pruning=args.pruning)
     folder = Path(args.workdir) / spec.name
-    _resume_as_it_ran(args, folder)
+    settle_workers(args, spec.tuner.workers, folder)
     if args.worker:
         from lstm_models.search.worker import check_chief
 
@@ -77,7 +76,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
                   data_seconds=time.perf_counter() - loading)
     if args.worker:
         return _work(args, spec, data, tracker, folder, hooks)
-    result = run_sweep(spec, data, tracker, SweepPaths(output, folder), mode, hooks, _worker_plan(args, argv))
+    result = run_sweep(spec, data, tracker, SweepPaths(output, folder), mode, hooks, worker_plan(args, argv))
     from lstm_models.search.timing import summary  # Keras: loaded only once the start checks passed
 
     print()
@@ -103,51 +102,6 @@ def _served(registration: dict, uri: str) -> str:
             f"-m models:/{name}@champion --env-manager local --host 127.0.0.1 --port 5002)")
 
 
-def _check_workers(args: argparse.Namespace) -> None:
-    from lstm_models.search.worker import parse_address
-    from lstm_models.tracking.server import is_public
-
-    if args.workers is not None and not 1 <= args.workers <= 64:
-        raise ConfigError(f"--workers must be an int in [1, 64]. Got {args.workers} instead.")
-    roles = [flag for flag, given in (("--workers", args.workers), ("--chief", args.chief)) if given]
-    if args.worker and roles:
-        raise ConfigError(f"--worker with {roles[0]}: a process is a chief or a worker, not both")
-    if (roles or args.worker) and args.tracking_uri == NO_TRACKING:
-        raise ConfigError(f"{(roles or ['--worker'])[0]} with --tracking-uri none: workers report their trials "
-                          "through MLflow; give a sqlite:/// URI on one machine, an http:// server across hosts")
-    if args.worker and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", args.worker_id):
-        raise ConfigError(f"--worker-id {args.worker_id!r}: expected 1-128 letters, digits, '.', '_' or '-'")
-    if args.chief:
-        host, _ = parse_address("--chief", args.chief)
-        if is_public(host):
-            if not args.allow_public:
-                raise ConfigError(f"--chief {args.chief}: not a loopback address; Keras Tuner's oracle service has "
-                                  "no authentication, so binding it needs --allow-public (on a private network only)")
-            print(f"warning: the oracle listens on {args.chief}; anyone who reaches that port can take or end "
-                  "trials: keep it on a private network", file=sys.stderr, flush=True)
-
-
-def _resume_as_it_ran(args: argparse.Namespace, folder: Path) -> None:
-    """``--resume`` continues a sweep the way it ran: one a chief ran with local workers, without
-    ``--workers`` or ``--chief``, by a chief with as many; one that ran in one process, in one
-    process. (A broken state is reported later, by the start checks.)"""
-    from lstm_models.search.state import STATE_FILE, load_state
-
-    if not args.resume or args.worker or not (folder / STATE_FILE).exists():
-        return
-    try:
-        state = load_state(folder)
-    except ConfigError:
-        return
-    if not state.oracle and (args.workers or args.chief):
-        raise ConfigError(f"--resume: the sweep in {folder} ran in one process; resume it without "
-                          f"{'--workers' if args.workers else '--chief'}, or start a new sweep with --fresh")
-    if state.oracle and state.workers and not (args.workers or args.chief):
-        args.workers = state.workers
-        print(f"--resume: the sweep ran with {state.workers} local workers; resuming it with as many "
-              "(--workers N for another count)", flush=True)
-
-
 def _use_credentials(args: argparse.Namespace) -> tuple[str, str] | None:
     """The tracking server's user: from ``--credentials FILE``, put where MLflow's client reads it
     (the environment, which local workers inherit), or from that environment."""
@@ -158,27 +112,6 @@ def _use_credentials(args: argparse.Namespace) -> tuple[str, str] | None:
         os.environ.update(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password)
     user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
     return (user, password) if user and password else None
-
-
-def _worker_plan(args: argparse.Namespace, argv: list[str]):
-    """The chief's plan (``--workers N``, ``--chief HOST:PORT``): its own workers get this command
-    line, less the chief's flags."""
-    if not args.workers and not args.chief:
-        return None
-    from lstm_models.search.chief import WorkerPlan, gpu_ids
-    from lstm_models.search.worker import parse_address
-
-    skip, rest = {"--workers": 1, "--chief": 1, "--fresh": 0, "--resume": 0, "--allow-public": 0}, []
-    it = iter(argv)
-    for a in it:
-        if a.split("=")[0] in skip:
-            if "=" not in a and skip[a]:
-                next(it, None)
-            continue
-        rest.append(a)
-    host, port = parse_address("--chief", args.chief) if args.chief else ("127.0.0.1", 0)
-    return WorkerPlan(args.workers or 0, tuple(rest), dict(os.environ), os.cpu_count() or 1,
-                      gpu_ids(dict(os.environ)), host, port)
 
 
 def _work(args: argparse.Namespace, spec, data, tracker, folder: Path, hooks) -> int:

@@ -76,6 +76,7 @@ TUNER_RULES: dict[str, Rule] = {
     "jit_compile": Rule(bool, default=False),
     "time_budget": Rule(float, default=None, convert=parse_duration),
     "worker_timeout": Rule(float, default=120.0, convert=parse_duration),
+    "workers": Rule(int, default=0, min=0, max=64),
 }
 
 EARLY_STOPPING_RULES: dict[str, Rule] = {

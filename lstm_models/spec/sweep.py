@@ -53,6 +53,7 @@ class TunerSpec:
     jit_compile: bool = False  # XLA: faster epochs, a compile per batch shape and trial
     time_budget: float | None = None  # seconds of wall-clock time after which no trial starts
     worker_timeout: float = 120.0  # seconds a worker's trial may go unheard before another worker runs it
+    workers: int = 0  # local worker processes when the command line names none (0: this one process)
 
 
 @dataclass(frozen=True)
