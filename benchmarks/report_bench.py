@@ -127,11 +127,35 @@ def _served(s) -> list[str]:
     return out + [""]
 
 
+def defaults_table(d) -> str:
+    """`make sweep`'s specs in one process and with 2 workers (benchmarks/workers.py, part defaults)."""
+    rows = {(r["spec"], r["workers"]): r for r in d["rows"]}
+    out = ["| sweep | one process | 2 workers | 2 workers / one process | exported: one process; 2 workers |",
+           "|---|---:|---:|---:|---|"]
+    for spec in dict.fromkeys(r["spec"] for r in d["rows"]):
+        one, two = rows[(spec, 0)], rows[(spec, 2)]
+        ratio = one["wall_seconds"] / two["wall_seconds"]
+        says = f"{ratio:.2f}x faster" if ratio >= 1 else f"{ratio:.2f}x (slower)"
+        models = "; ".join(f"{r['exported'].split(' (')[0]}, test {r['test_metric'].removeprefix('test_')} "
+                           f"{r['test_value']:.4f}" for r in (one, two))
+        out.append(f"| `{spec}` | {one['wall_seconds']:.0f} s | {two['wall_seconds']:.0f} s | {says} | {models} |")
+    total = [sum(r["wall_seconds"] for r in d["rows"] if r["workers"] == w) for w in (0, 2)]
+    out.append(f"| both (`make sweep`) | {total[0]:.0f} s | {total[1]:.0f} s | {total[0] / total[1]:.2f}x | |")
+    out += ["", "Each sweep's own account of its time, one process then 2 workers:", "", "```"]
+    out += [f"{r['label']}: {r['time_line']}" for r in d["rows"]] + ["```"]
+    return "\n".join(out) + "\n"
+
+
 def _workers(w) -> list[str]:
-    """The workers section (benchmarks/workers.py): 1 vs 2 workers, PostgreSQL vs SQLite, the simulation."""
+    """The workers section (benchmarks/workers.py): make sweep's specs in one process and with 2
+    workers, 1 vs 2 workers, PostgreSQL vs SQLite, the simulation."""
     if not w:
         return []
     out = []
+    if w.get("defaults"):
+        out += [f"**`make sweep`'s specs** on this machine's {w.get('cpus', '?')} cores, each in one process and "
+                "with 2 local workers, side by side in one run (the whole command, verdict included):", "",
+                defaults_table(w["defaults"]).rstrip(), ""]
     s = w.get("sweeps")
     if s:
         out += [f"**Workers** on this machine's {w.get('cpus', '?')} cores, `{s['spec']}` run three times side by side in one "

@@ -6,8 +6,9 @@ CSV, read as ``text_csv``), side by side in this one run, with the same budget (
 most 4 epochs):
 
 - ``ours``: the whole ``lstm-models sweep`` command (its spec's tuner, ``--verdict-seeds 0``;
-  baselines, export and tracking on), with ``--pruning none``, with ``median``, and with
-  ``median`` and ``--workers 2``;
+  baselines, export and tracking on): ``none`` (``--pruning none``, in one process),
+  ``2-workers`` (``--pruning none --workers 2``), ``median`` (one process) and
+  ``median-2-workers``;
 - ``peer``: `benchmarks/peer.py`, the script a Keras user writes in ten minutes.
 
 The default sunspots sweep runs ours only (the peer is a text script). Each row: wall time of
@@ -18,7 +19,8 @@ Keras Tuner's bookkeeping; then test scoring, export, baselines, report, registr
 inspection views; and the process's own start (imports, the store). Results:
 benchmarks/results/peer.{json,md} and the README's tables.
 
-    python benchmarks/versus.py [--only csv,sentiment,sunspots] [--ours none,median,median-2-workers] [--skip-peer]
+    python benchmarks/versus.py [--only csv,sentiment,sunspots] [--ours none,2-workers,median,median-2-workers]
+                                [--skip-peer]
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ README = ROOT / "README.md"
 START, END = "<!-- peer:start -->", "<!-- peer:end -->"  # where the table goes in the README
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true"}
 SHORT_WORDS, SHORT_COUNT = 20, 3000
-VARIANTS = {"none": ("none", 1), "median": ("median", 1), "median-2-workers": ("median", 2)}  # (pruning, workers)
+VARIANTS = {"none": ("none", 1), "2-workers": ("none", 2), "median": ("median", 1),
+            "median-2-workers": ("median", 2)}  # (pruning, workers); 1: one process
 
 
 def short_sentences_csv(path: Path) -> Path:
@@ -81,7 +84,8 @@ def ours(spec: Path, folder: Path, pruning: str, workers: int = 1) -> dict:
     start = time.time()
     with open(folder / f"{label}.log", "w") as out:
         code = subprocess.call([sys.executable, "-m", "lstm_models", "sweep", str(spec), "--fresh", "--tracking-uri", uri,
-                                "--verdict-seeds", "0", "--pruning", pruning, *(["--workers", str(workers)] if workers > 1 else []), "--workdir", str(folder / "runs"),
+                                "--verdict-seeds", "0", "--pruning", pruning,
+                                "--workers", str(workers if workers > 1 else 0), "--workdir", str(folder / "runs"),
                                 "--output", str(folder / "exports"), "--cache-dir", str(ROOT / "datasets" / "cache")],
                                env=ENV, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
     end = time.time()

@@ -1,7 +1,12 @@
-"""`make bench`'s workers section: trials per hour with 1 and 2 workers, PostgreSQL against SQLite,
-and a 16-worker simulation of what the chief and the tracking server can take.
+"""`make bench`'s workers section: `make sweep`'s specs in one process and with 2 workers, trials per
+hour with 1 and 2 workers, PostgreSQL against SQLite, and a 16-worker simulation of what the chief
+and the tracking server can take.
 
-1. The default sentiment sweep, run side by side in this one run: ``--workers 1`` and
+0. ``defaults``: each spec `make sweep` runs, as it runs it (verdict included), in one process
+   (``--workers 0``) and with 2 local workers, side by side in this one run: the whole command's
+   wall time, the sweep's own ``Time:`` line and the exported model. The faster of the two is
+   the spec's ``tuner.workers``.
+1. ``sweeps``: the default sentiment sweep, run side by side in this one run: ``--workers 1`` and
    ``--workers 2`` on a SQLite store, and ``--workers 2`` on `lstm-models tracking-server`
    (MLflow on PostgreSQL). Trials per hour count the finished trials over the search's span
    (first trial run opened to last one closed, from the runs' own times).
@@ -11,7 +16,8 @@ and a 16-worker simulation of what the chief and the tracking server can take.
    heartbeat, end it. Against the tracking store (our `MLflowTracker`), each trial opens a
    run, logs 3 epochs of metrics, a checkpoint file, its record, and closes it.
 
-    python benchmarks/workers.py [--workers 16] [--seconds 20] [--checkpoint-mb 4] [--skip-sweeps]
+    python benchmarks/workers.py [--parts defaults,sweeps,simulation] [--workers 16] [--seconds 20]
+                                 [--checkpoint-mb 4]
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
        "MLFLOW_DISABLE_TELEMETRY": "true"}  # as the CLI sets it: its thread races requests over os.environ
 EPOCHS = 3  # epochs per simulated trial
+PARTS = ("defaults", "sweeps", "simulation")
+README = ROOT / "README.md"
+START, END = "<!-- workers:start -->", "<!-- workers:end -->"  # where make sweep's table goes in the README
 
 
 def _free_port() -> int:
@@ -40,13 +49,13 @@ def _free_port() -> int:
     return free_port()
 
 
-def _trial_runs(uri: str, experiment: str) -> list:
+def _trial_runs(uri: str, experiment: str) -> tuple:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=10_000)
     parent = max((r for r in runs if "mlflow.parentRunId" not in r.data.tags), key=lambda r: r.info.start_time)
-    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return parent, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
 
 
 def sweep(spec: Path, uri: str, workers: int, folder: Path, label: str) -> dict:
@@ -63,12 +72,16 @@ def sweep(spec: Path, uri: str, workers: int, folder: Path, label: str) -> dict:
     wall = time.perf_counter() - start
     if code != 0:
         raise SystemExit(f"{label}: the sweep exited with {code}; see {log}")
-    runs = _trial_runs(uri, yaml.safe_load(spec.read_text())["name"])
+    parent, runs = _trial_runs(uri, yaml.safe_load(spec.read_text())["name"])
     done = [r for r in runs if r.info.status == "FINISHED"]
     span = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
+    test = next(k for k in parent.data.metrics if k.startswith("test_") and k.endswith("_best"))
     return {"label": label, "workers": workers, "finished": len(done), "runs": len(runs),
             "search_seconds": span, "wall_seconds": wall, "trials_per_hour": len(done) * 3600 / span,
-            "mean_trial_seconds": statistics.mean((r.info.end_time - r.info.start_time) / 1000 for r in done)}
+            "mean_trial_seconds": statistics.mean((r.info.end_time - r.info.start_time) / 1000 for r in done),
+            "time_line": next((line.strip() for line in log.read_text().splitlines() if line.startswith("Time: ")), ""),
+            "exported": parent.data.tags.get("best_trial", ""), "test_metric": test.removesuffix("_best"),
+            "test_value": parent.data.metrics[test]}
 
 
 def _start_server(folder: Path) -> tuple[subprocess.Popen, str]:
@@ -90,6 +103,21 @@ def _start_server(folder: Path) -> tuple[subprocess.Popen, str]:
 def _stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     proc.communicate(timeout=120)
+
+
+def defaults(folder: Path) -> dict:
+    """`make sweep`'s specs in one process and with 2 local workers, one after the other."""
+    import re
+
+    make = (ROOT / "Makefile").read_text()
+    specs = re.search(r"^SPECS\s*:=\s*(.+)$", make, re.M).group(1).split()
+    rows = []
+    for spec in specs:
+        for workers in (0, 2):
+            label = f"{Path(spec).stem}, " + ("one process" if workers == 0 else f"{workers} workers")
+            rows.append({"spec": spec, **sweep(ROOT / spec, f"sqlite:///{folder}/default-{len(rows)}.db", workers,
+                                                folder, label)})
+    return {"when": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
 
 
 def sweeps(spec: Path, folder: Path) -> dict:
@@ -220,25 +248,35 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=16, help="simulated workers (default 16)")
     parser.add_argument("--seconds", type=float, default=20.0, help="each simulation's measured window")
     parser.add_argument("--checkpoint-mb", type=float, default=4.0, help="simulated checkpoint size")
-    parser.add_argument("--skip-sweeps", action="store_true", help="the simulation only (keeps the sweeps' figures)")
+    parser.add_argument("--parts", type=lambda v: v.split(","), default=list(PARTS),
+                        help=f"comma-separated parts among {', '.join(PARTS)} (default: all; the others' figures are kept)")
     args = parser.parse_args(argv)
+    if set(args.parts) - set(PARTS):
+        parser.error(f"--parts: expected some of {', '.join(PARTS)}; got {','.join(args.parts)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "workers.json"
     result = json.loads(path.read_text()) if path.exists() else {}
     result["cpus"] = os.cpu_count()
     with tempfile.TemporaryDirectory(prefix="lstm-models-bench-") as tmp:
-        if not args.skip_sweeps:
-            result["sweeps"] = sweeps(Path(args.spec).resolve(), Path(tmp))
-            path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")  # kept if the simulation fails
-        result["simulation"] = simulate(args.workers, args.seconds, args.checkpoint_mb, Path(tmp))
-    if "sweeps" in result:
+        for part in args.parts:  # each part's figures are written as soon as it ends
+            if part == "defaults":
+                result["defaults"] = defaults(Path(tmp))
+            elif part == "sweeps":
+                result["sweeps"] = sweeps(Path(args.spec).resolve(), Path(tmp))
+            else:
+                result["simulation"] = simulate(args.workers, args.seconds, args.checkpoint_mb, Path(tmp))
+            path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if "sweeps" in result and "simulation" in result:
         trial = statistics.mean(r["mean_trial_seconds"] for r in result["sweeps"]["rows"])
         result["bottleneck_workers"] = bottlenecks(result["simulation"], trial)
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from report_bench import update_page
+    from report_bench import defaults_table, replace_between, update_page
 
     update_page(RESULTS)
+    if "defaults" in result and replace_between(README, START, END, f"Measured {result['defaults']['when']} "
+                                                 f"by `make bench-workers`:\n\n{defaults_table(result['defaults'])}"):
+        print(f"updated the workers table in {README}")
     return 0
 
 
