@@ -106,9 +106,11 @@ def test_short_windows_unroll_and_compute_what_the_loop_computes(cell, seed):
     a = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history["loss"]
     b = looped.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history["loss"]
     np.testing.assert_allclose(a, b, rtol=1e-4)
-    assert max(np.abs(w1 - w0).max() for w1, w0 in zip(model.get_weights(), start)) > 1e-3  # it trained
+    # 8 Adam steps of 0.01 move the weights 0.07-0.08 at most; float32 sums in another order leave
+    # the two copies up to 1.3e-4 apart (SimpleRNN on CI), a different computation far more.
+    assert max(np.abs(w1 - w0).max() for w1, w0 in zip(model.get_weights(), start)) > 3e-2  # it trained
     for w1, w2 in zip(model.get_weights(), looped.get_weights()):
-        np.testing.assert_allclose(w1, w2, atol=1e-4)
+        np.testing.assert_allclose(w1, w2, atol=1e-3)
 
 
 def test_a_short_window_unrolls_only_when_training_is_long_enough_to_pay_for_its_graph(seed):

@@ -82,7 +82,7 @@ def _sweep_parser(sub) -> None:
     sweep.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
     sweep.add_argument("--workers", type=int, metavar="N",
                        help="train in N worker processes on this machine (Keras Tuner's chief/worker engine; "
-                            "0: in this one process; default the spec's tuner.workers, 0)")
+                            "0: in this one process; default: the spec's tuner.workers)")
     sweep.add_argument("--chief", metavar="HOST:PORT",
                        help="serve the search's oracle there; workers on other hosts join it with --worker")
     sweep.add_argument("--worker", metavar="HOST:PORT", help="join the chief at HOST:PORT and train its trials")
