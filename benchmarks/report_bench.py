@@ -127,6 +127,12 @@ def _served(s) -> list[str]:
     return out + [""]
 
 
+def best_test(parent) -> dict:
+    """A sweep's parent run -> its exported model's test metric (accuracy or RMSE) and value."""
+    key = "test_accuracy_best" if "test_accuracy_best" in parent.data.metrics else "test_rmse_best"
+    return {"test_metric": key.removeprefix("test_").removesuffix("_best"), "test_value": parent.data.metrics[key]}
+
+
 def defaults_table(d) -> str:
     """`make sweep`'s specs in one process and with 2 workers (benchmarks/workers.py, part defaults)."""
     rows = {(r["spec"], r["workers"]): r for r in d["rows"]}
@@ -136,7 +142,7 @@ def defaults_table(d) -> str:
         one, two = rows[(spec, 0)], rows[(spec, 2)]
         ratio = one["wall_seconds"] / two["wall_seconds"]
         says = f"{ratio:.2f}x faster" if ratio >= 1 else f"{ratio:.2f}x (slower)"
-        models = "; ".join(f"{r['exported'].split(' (')[0]}, test {r['test_metric'].removeprefix('test_')} "
+        models = "; ".join(f"{r['exported'].split(' (')[0]}, test {r['test_metric']} "
                            f"{r['test_value']:.4f}" for r in (one, two))
         out.append(f"| `{spec}` | {one['wall_seconds']:.0f} s | {two['wall_seconds']:.0f} s | {says} | {models} |")
     total = [sum(r["wall_seconds"] for r in d["rows"] if r["workers"] == w) for w in (0, 2)]

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from lstm_models.search.timing import SWEEP_PHASES, TRIAL_PHASES, metric, outside_epochs, trial_totals  # noqa: E402
+from report_bench import best_test, replace_between  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 START, END = "<!-- peer:start -->", "<!-- peer:end -->"  # where the table goes in the README
@@ -98,9 +99,8 @@ def ours(spec: Path, folder: Path, pruning: str, workers: int = 1) -> dict:
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     totals = trial_totals([r.data.metrics for r in trials])
     sweep = {p: parent.data.metrics.get(metric(p), 0.0) for p in SWEEP_PHASES}
-    test = "test_accuracy_best" if "test_accuracy_best" in parent.data.metrics else "test_rmse_best"
     return {"label": label, "pruning": pruning, "workers": workers, "seconds": end - start,
-            "test_metric": test.removeprefix("test_").removesuffix("_best"), "test_value": parent.data.metrics[test],
+            **best_test(parent),
             "best_cell": parent.data.tags.get("best_trial", "").split()[1] if parent.data.tags.get("best_trial") else "",
             "trials": len(trials), "pruned": sum(r.data.tags.get("pruned") == "true" for r in trials),
             "epochs": sum(len(client.get_metric_history(r.info.run_id, "epoch_seconds")) for r in trials),
@@ -180,8 +180,6 @@ def main(argv=None) -> int:
     text = f"{table(results)}\n\nWhere our time went (seconds):\n\n{phases_table(results)}\n"
     (RESULTS / "peer.md").write_text(text)
     print(text)
-    from report_bench import replace_between
-
     if replace_between(README, START, END, f"Measured {results['when']} by `make bench-peer`:\n\n{text}"):
         print(f"updated the peer table in {README}")
     return 0

@@ -34,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from report_bench import best_test, defaults_table, replace_between, update_page  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
        "MLFLOW_DISABLE_TELEMETRY": "true"}  # as the CLI sets it: its thread races requests over os.environ
@@ -75,13 +77,11 @@ def sweep(spec: Path, uri: str, workers: int, folder: Path, label: str) -> dict:
     parent, runs = _trial_runs(uri, yaml.safe_load(spec.read_text())["name"])
     done = [r for r in runs if r.info.status == "FINISHED"]
     span = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
-    test = "test_accuracy_best" if "test_accuracy_best" in parent.data.metrics else "test_rmse_best"
     return {"label": label, "workers": workers, "finished": len(done), "runs": len(runs),
             "search_seconds": span, "wall_seconds": wall, "trials_per_hour": len(done) * 3600 / span,
             "mean_trial_seconds": statistics.mean((r.info.end_time - r.info.start_time) / 1000 for r in done),
             "time_line": next((line.strip() for line in log.read_text().splitlines() if line.startswith("Time: ")), ""),
-            "exported": parent.data.tags.get("best_trial", ""), "test_metric": test.removesuffix("_best"),
-            "test_value": parent.data.metrics[test]}
+            "exported": parent.data.tags.get("best_trial", ""), **best_test(parent)}
 
 
 def _start_server(folder: Path) -> tuple[subprocess.Popen, str]:
@@ -270,9 +270,6 @@ def main(argv=None) -> int:
         trial = statistics.mean(r["mean_trial_seconds"] for r in result["sweeps"]["rows"])
         result["bottleneck_workers"] = bottlenecks(result["simulation"], trial)
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from report_bench import defaults_table, replace_between, update_page
-
     update_page(RESULTS)
     if "defaults" in result and replace_between(README, START, END, f"Measured {result['defaults']['when']} "
                                                  f"by `make bench-workers`:\n\n{defaults_table(result['defaults'])}"):
