@@ -156,3 +156,29 @@ def test_params_hold_only_active_hyperparameters():
     assert "units_3" not in p and "embedding_dim" not in p and "bidirectional" not in p
     assert p["unit_forget_bias"] is True
     assert series.label() == "lstm 32+16 lb8 do0"
+
+
+@pytest.mark.parametrize("task", ["classification", "forecasting"])
+def test_training_creates_no_variable_so_the_train_step_is_traced_once(task, seed):
+    """A trace that creates variables (the optimizer's slots, a metric named by a string) makes
+    TensorFlow trace the step a second time: `build_model` creates them all beforehand."""
+    import tensorflow as tf
+
+    if task == "classification":
+        inputs, x = TextInputs(vocabulary=("good", "bad", "film"), num_classes=2), np.array([[2, 4, 0], [3, 3, 4]])
+        y = np.array([1, 0])
+    else:
+        inputs, x, y = _series_inputs(), np.zeros((2, 5, 3), dtype="float32"), np.zeros((2, 2), dtype="float32")
+    model = build_model(ModelSpec(task=task, cell="gru", units=(4,), lookback=5, embedding_dim=4), inputs)
+    assert model.optimizer.built
+    created = []
+
+    def record(next_creator, **kwargs):
+        created.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    with tf.variable_creator_scope(record):
+        history = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    assert created == []
+    metrics = ["accuracy"] if task == "classification" else ["rmse", "mae"]
+    assert set(history.history) == {"loss", "val_loss", *metrics, *(f"val_{m}" for m in metrics)}

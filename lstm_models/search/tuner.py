@@ -215,8 +215,8 @@ class _TrackedTuner:
 
 
 def restore(tuner, model, trial_id: str):
-    """Load a trial's best checkpoint (weights and optimizer state) into ``model``."""
-    model.optimizer.build(model.trainable_variables)  # so that its saved state loads too
+    """Load a trial's best checkpoint (weights and optimizer state) into ``model``, built by
+    `build_model` (its optimizer built, so that its saved state loads too)."""
     # Private `_get_checkpoint_fname`: where Keras Tuner saved the trial's best epoch; its
     # public `load_model` rebuilds the model itself and loads weights only.
     path = Path(tuner._get_checkpoint_fname(trial_id))
