@@ -121,7 +121,7 @@ def bench_throughput(repeats: int, n: int = 512) -> dict:
             "samples_per_repeat": {"text": n, "series": m}, "rows": rows}
 
 
-# --- input pipeline on the sentiment default: fixed padding vs per-batch vs buckets -----------
+# --- input pipeline on the sentiment default: padding and a mask vs batches of one length -----
 
 def _sentiment():
     from lstm_models.data import load_dataset
@@ -131,55 +131,74 @@ def _sentiment():
     return data, task_for(data).make_inputs(spec.dataset.get("max_tokens"))
 
 
+PIPELINES = {  # name: (how the batches are padded, whether the model masks the padding)
+    "bare": ("fixed", False),  # a keras-io script without mask_zero: fast, but it reads the padding
+    "fixed_masked": ("fixed", True),  # the same with mask_zero=True: what a careful script does
+    "buckets_masked": ("buckets", True),  # ours until now: padded to 8, 16, 32 or 64 tokens, masked
+    "one_length": ("one_length", False),  # ours: every batch one length, nothing padded, no mask
+}
+
+
+def _padded(ours, data, part: str, how: str, batch: int, shuffle_seed: int | None = None):
+    """The pipeline's token ids, padded (to the longest training text, or to a power of two)."""
+    longest = int(ours.tokens["train"].row_lengths().numpy().max())
+    ds = tf.data.Dataset.from_tensor_slices((ours.tokens[part], data.part(part)[1]))
+    ds = ds.map(lambda t, y: (t[:longest], y))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(data.sizes()[part], seed=shuffle_seed, reshuffle_each_iteration=True)
+    if how == "fixed":
+        return ds.padded_batch(batch, padded_shapes=([longest], [])).prefetch(2)
+    bounds = [8, 16, 32, 64][: max(1, math.ceil(math.log2(longest + 1)) - 2)]
+    return ds.bucket_by_sequence_length(lambda t, y: tf.shape(t)[0], bounds, [batch] * (len(bounds) + 1),
+                                        pad_to_bucket_boundary=True).prefetch(2)
+
+
+def _pipeline_model(spec, inputs, masked: bool, seed: int = 0):
+    from lstm_models.models.build import compile_model
+
+    model = build_model(spec, inputs, seed=seed)
+    if not masked:
+        return model
+    ids = keras.Input(shape=(None,), dtype="int64", name="tokens")
+    return compile_model(keras.Model(ids, inputs.masked(model, ids)), spec, inputs)
+
+
 def bench_pipeline(repeats: int) -> dict:
+    """Each pipeline trains the same model from the same initial weights; after a first epoch (the
+    trace), the pipelines take turns, one epoch each, ``repeats`` times, so that the machine's drift
+    falls on all of them. Speed: the median epoch (with its validation); accuracy: the best
+    validation accuracy of the ``repeats + 1`` epochs."""
     data, inputs = _sentiment()
-    bucketed = task_for(data).batches(inputs, bucketing=True)
-    per_batch = task_for(data).batches(inputs, bucketing=False)
+    ours = task_for(data).batches(inputs)
+    n = data.sizes()["train"]
     rows = []
     for cell in CELLS:
         spec = ModelSpec(task="classification", cell=cell, units=(64,), embedding_dim=64, batch_size=64)
-        fixed_len = bucketed.max_length
-
-        def fixed(part="train"):
-            ds = tf.data.Dataset.from_tensor_slices((bucketed.tokens[part], data.part(part)[1]))
-            ds = ds.map(lambda t, y: (t[:fixed_len], y))
-            return ds.padded_batch(64, padded_shapes=([fixed_len], [])).cache().prefetch(2)
-
-        variants = {"fixed_padding": fixed(), "per_batch_padding": per_batch("train", spec).cache(),
-                    "bucketed": bucketed("train", spec).cache()}
-        times = {}
-        for name, ds in variants.items():
-            keras.backend.clear_session()
-            model = build_model(spec, inputs)
-            times[name] = median_time(_fit_epoch(model, ds), repeats)
-        n = data.sizes()["train"]
-        row = {"cell": cell, **{f"{k}_samples_s": n / v for k, v in times.items()},
-               "bucketed_vs_fixed": times["fixed_padding"] / times["bucketed"],
-               "bucketed_vs_per_batch": times["per_batch_padding"] / times["bucketed"],
-               **_xla_cost(spec, inputs, variants["bucketed"], bucketed("val", spec).cache(), repeats)}
-        rows.append(row)
-        print(f"pipeline {cell}: " + ", ".join(f"{k} {n / v:.0f}/s" for k, v in times.items())
-              + f"; XLA: first epoch {row['xla_first_epoch_s']:.1f}s vs {row['first_epoch_s']:.1f}s, then "
-                f"{row['xla_epoch_s']:.2f}s vs {row['epoch_s']:.2f}s", flush=True)
-    return {"fixed_length": bucketed.max_length, "boundaries": bucketed.boundaries, "rows": rows}
-
-
-def _xla_cost(spec, inputs, train, val, repeats: int) -> dict:
-    """What XLA costs and saves in a real trial: epoch 1 (with validation) holds the compiles, one
-    per batch shape (each bucket's full and last batch, for training and for validation)."""
-    out = {}
-    for key, jit in (("", False), ("xla_", True)):
         keras.backend.clear_session()
-        model = build_model(spec, inputs, jit_compile=jit)
-        start = time.perf_counter()
-        model.fit(train, validation_data=val, epochs=1, verbose=0)
-        out[f"{key}first_epoch_s"] = time.perf_counter() - start
-        out[f"{key}epoch_s"] = median_time(lambda m=model: m.fit(train, validation_data=val, epochs=1, verbose=0),
-                                           repeats)
-    saved = out["epoch_s"] - out["xla_epoch_s"]
-    extra = out["xla_first_epoch_s"] - out["first_epoch_s"]
-    out["xla_break_even_epochs"] = 1 + extra / saved if saved > 0 else None
-    return out
+        runs = {}
+        for name, (how, masked) in PIPELINES.items():
+            if how == "one_length":
+                parts = ours("train", spec, shuffle_seed=1), ours("val", spec)
+            else:
+                parts = tuple(_padded(ours, data, p, how, spec.batch_size, s) for p, s in (("train", 1), ("val", None)))
+            runs[name] = (_pipeline_model(spec, inputs, masked), *parts, [], [])
+        for turn in range(repeats + 1):
+            for name, (model, train, val, times, accuracy) in runs.items():
+                start = time.perf_counter()
+                history = model.fit(train, validation_data=val, epochs=1, verbose=0)
+                times.append(time.perf_counter() - start)
+                accuracy.append(history.history["val_accuracy"][-1])
+        row = {"cell": cell}
+        for name, (_, _, _, times, accuracy) in runs.items():
+            row[name] = {"samples_s": n / statistics.median(times[1:]), "first_epoch_s": times[0],
+                         "val_accuracy": max(accuracy)}
+        row.update({"ours_vs_bare": row["one_length"]["samples_s"] / row["bare"]["samples_s"],
+                    "ours_vs_buckets": row["one_length"]["samples_s"] / row["buckets_masked"]["samples_s"]})
+        rows.append(row)
+        print(f"pipeline {cell}: " + ", ".join(f"{k} {row[k]['samples_s']:.0f}/s val {row[k]['val_accuracy']:.4f} "
+                                                 f"(epoch 1 {row[k]['first_epoch_s']:.1f}s)" for k in PIPELINES),
+              flush=True)
+    return {"epochs": repeats + 1, "pipelines": {k: list(v) for k, v in PIPELINES.items()}, "rows": rows}
 
 
 # --- distance to the hardware: LSTM training FLOP/s vs a large matmul -----------------------
