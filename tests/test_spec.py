@@ -22,9 +22,6 @@ def test_defaults_fill_everything_but_name_task_dataset():
     forecast = parse_sweep({"name": "y", "task": "forecasting", "dataset": {"kind": "statsmodels"}})
     assert forecast.objective == "val_rmse" and forecast.direction == "min"
     assert forecast.dataset.get("lookback").values == (8, 16, 32)
-    assert not spec.tuner.jit_compile and not forecast.tuner.jit_compile
-    xla = parse_sweep({"name": "y", "task": "forecasting", "dataset": {"kind": "statsmodels"}, "tuner": {"jit_compile": True}})
-    assert xla.tuner.jit_compile  # fixed windows: one shape (text is refused, below)
 
 
 def test_shipped_specs_load():
@@ -50,9 +47,6 @@ def test_shipped_specs_load():
      "s.yaml: tuner.max_trials must be an int. Got 'ten' instead."),
     ({"name": "x", "task": "classification", "dataset": {"kind": "sentiment"}, "tuner": {"workers": -1}},
      "s.yaml: tuner.workers must be an int in [0, 64]. Got -1 instead."),
-    ({"name": "x", "task": "classification", "dataset": {"kind": "sentiment"}, "tuner": {"jit_compile": True}},
-     "s.yaml: tuner.jit_compile must be false for task classification: a text batch holds texts of one length, "
-     "and XLA compiles every length anew (docs/benchmarks.md)"),
     ({"name": "x", "task": "classification", "dataset": {"kind": "imbd"}},
      "s.yaml: dataset.kind must be one of adding, imdb, sentiment, series_csv, statsmodels, text_csv, text_dir. "
      "Got 'imbd' instead. Did you mean 'imdb'?"),

@@ -1,9 +1,9 @@
 """Recurrent models built from a plain `ModelSpec`: no tuner needed to build or test them.
 
 Text models train on token ids (vectorised once, in the input pipeline, so that training can
-be XLA-compiled), in batches of texts of one length, unmasked; `serving_model` puts the
-`TextVectorization` layer in front of the trained layers and masks the padding of a batch of
-strings, so the export takes raw strings and returns one probability per class. Forecasting models take windows of raw values (normalisation inside the
+be XLA-compiled and batches bucketed by length); `serving_model` puts the `TextVectorization`
+layer in front of the trained layers, so the export takes raw strings and returns one
+probability per class. Forecasting models take windows of raw values (normalisation inside the
 model) and return the forecast in the original units.
 """
 
@@ -15,8 +15,6 @@ from dataclasses import asdict, dataclass
 import keras
 import numpy as np
 from keras import layers
-
-from lstm_models.models.layers import Changes, LastValue, PaddingMask
 
 CELLS = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}
 
@@ -33,11 +31,10 @@ CELLS = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}
 UNROLL_MAX_STEPS = 32
 UNROLL_MIN_STEPS = 4000
 
-# XLA-compiled training on CPU (make bench, 2 cores) runs a forecasting epoch 1.5x to 1.9x
-# faster, but compiles once per batch shape for every new model. So it is off unless a spec
-# turns it on (tuner.jit_compile: true), for long trials; a text spec cannot (its batches come
-# in one shape per text length: a sentiment trial's first epoch took 211-240 s with it against
-# 3-5 s without). On a GPU the cuDNN kernels need it off.
+# XLA-compiled training on CPU (make bench, 2 cores) runs an epoch 1.1x to 2.9x faster, every
+# cell, but compiles once per batch shape for every new model: a 2-epoch sentiment trial took
+# 35-45 s with it against 13-16 s without. So it is off unless a spec turns it on
+# (tuner.jit_compile: true), for long trials. On a GPU the cuDNN kernels need it off.
 
 # Hyperparameters that exist only for one task or one cell: not searched, not logged elsewhere.
 TASK_ONLY = {"bidirectional": "classification", "embedding_dim": "classification", "pooling": "classification",
@@ -117,18 +114,12 @@ class TextInputs:
         return "sparse_categorical_crossentropy", [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def serving(self, model: keras.Model) -> keras.Model:
-        """Strings in: the vectoriser, then the trained layers (sharing their weights), masked."""
+        """Strings in: the vectoriser, then the trained layers (sharing their weights)."""
         text = keras.Input(shape=(), dtype="string", name="text")
-        return keras.Model(text, self.masked(model, vectorizer(self)(text)), name=model.name)
-
-    def masked(self, model: keras.Model, ids):
-        """The trained layers on ``ids`` (a symbolic batch of token ids), with their padding masked:
-        a batch of texts of several lengths gets what each text gets alone."""
-        x = model.get_layer("embedding")(ids)
-        x = PaddingMask(name="padding_mask")([x, ids])
-        for layer in model.layers[2:]:  # a chain: recurrent stack, pooling, head
+        x = vectorizer(self)(text)
+        for layer in model.layers[1:]:  # a chain: embedding, recurrent stack, pooling, head
             x = layer(x)
-        return x
+        return keras.Model(text, x, name=model.name)
 
 
 @dataclass(frozen=True)
@@ -177,12 +168,6 @@ def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | 
     if seed is not None:
         keras.utils.set_random_seed(seed)
     model = inputs.network(spec, inputs.unrolls(spec) and (train_steps is None or train_steps >= UNROLL_MIN_STEPS))
-    return compile_model(model, spec, inputs, jit_compile)
-
-
-def compile_model(model: keras.Model, spec: ModelSpec, inputs: TextInputs | SeriesInputs,
-                  jit_compile: bool = False) -> keras.Model:
-    """Compile ``model`` with the spec's optimiser and the task's loss and metrics, its optimizer built."""
     loss, metrics = inputs.objective()
     optimizer = keras.optimizers.Adam(
         learning_rate=spec.learning_rate, clipnorm=spec.clipnorm if spec.clipnorm > 0 else None
@@ -238,8 +223,7 @@ def _recurrent_stack(x, spec: ModelSpec, last_sequences: bool, unroll: bool = Fa
 def _text_model(spec: ModelSpec, inputs: TextInputs) -> keras.Model:
     tokens = keras.Input(shape=(None,), dtype="int64", name="tokens")
     vocabulary_size = len(inputs.vocabulary) + 2  # with the padding and out-of-vocabulary ids
-    # No mask: its batches hold texts of one length (`TextBatches`); the export masks (`masked`).
-    x = layers.Embedding(vocabulary_size, spec.embedding_dim, name="embedding")(tokens)
+    x = layers.Embedding(vocabulary_size, spec.embedding_dim, mask_zero=True, name="embedding")(tokens)
     x = _recurrent_stack(x, spec, last_sequences=spec.pooling == "mean")
     if spec.pooling == "mean":
         x = layers.GlobalAveragePooling1D(name="mean_pool")(x)
@@ -267,3 +251,35 @@ def _series_model(spec: ModelSpec, inputs: SeriesInputs, unroll: bool) -> keras.
     change = layers.Rescaling(scale=float(inputs.step_std[0]), name="change")(x)
     forecast = layers.Add(name="forecast")([LastValue(inputs.horizon, name="last_value")(window), change])
     return keras.Model(window, forecast, name=f"{spec.cell}_forecaster")
+
+
+@keras.saving.register_keras_serializable(package="lstm_models")
+class Changes(layers.Layer):
+    """Each step's change from the step before, per feature (zero at the first step): what a
+    residual network reads beside the levels, so that small seasonal changes stay visible."""
+
+    def call(self, window):
+        import keras.ops as ops
+
+        return ops.concatenate([ops.zeros_like(window[:, :1]), window[:, 1:] - window[:, :-1]], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="lstm_models")
+class LastValue(layers.Layer):
+    """The window's last value of the target (feature 0), repeated ``horizon`` times: the naive
+    forecast the residual head adds its change to. Registered, so ``safe_mode`` loading knows it."""
+
+    def __init__(self, horizon: int, **kwargs):
+        super().__init__(**kwargs)
+        self.horizon = int(horizon)
+
+    def call(self, window):
+        import keras.ops as ops
+
+        return ops.repeat(window[:, -1:, 0], self.horizon, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.horizon)
+
+    def get_config(self):
+        return {**super().get_config(), "horizon": self.horizon}

@@ -118,5 +118,3 @@ OBJECTIVES = {
     "classification": ("val_accuracy", "val_loss"),
     "forecasting": ("val_rmse", "val_mae", "val_loss"),
 }
-# Why a task cannot XLA-compile (tuner.jit_compile): XLA compiles each batch shape anew.
-NO_XLA = {"classification": "a text batch holds texts of one length, and XLA compiles every length anew"}

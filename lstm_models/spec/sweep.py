@@ -15,7 +15,7 @@ import yaml
 
 from lstm_models.errors import ConfigError
 from lstm_models.spec.rules import Param, check_section
-from lstm_models.spec.sections import (DEFAULT_OBJECTIVE, DEFAULT_SEARCH, EARLY_STOPPING_RULES, NO_XLA, OBJECTIVES,
+from lstm_models.spec.sections import (DEFAULT_OBJECTIVE, DEFAULT_SEARCH, EARLY_STOPPING_RULES, OBJECTIVES,
                                        PRUNING_RULES, SEARCH_RULES, TOP_RULES, TRACKING_RULES, TUNER_RULES,
                                        VERDICT_RULES)
 
@@ -197,8 +197,6 @@ def parse_sweep(raw: Any, source: str = "<spec>") -> SweepSpec:
             f"{source}: objective must be one of {', '.join(OBJECTIVES[task])} for task {task}. "
             f"Got {objective!r} instead."
         )
-    if sections["tuner"].jit_compile and task in NO_XLA:
-        raise ConfigError(f"{source}: tuner.jit_compile must be false for task {task}: {NO_XLA[task]} (docs/benchmarks.md)")
     return SweepSpec(
         name=_check_name(top["name"], source),
         task=task,

@@ -35,7 +35,7 @@ class SeriesTask:
                             mean=tuple(float(m) for m in mean), variance=tuple(float(v) for v in var),
                             step_std=tuple(float(s) for s in self.data.step_std()))
 
-    def batches(self, inputs: SeriesInputs) -> "WindowBatches":
+    def batches(self, inputs: SeriesInputs, bucketing: bool = True) -> "WindowBatches":
         return WindowBatches(self.data)
 
     def baselines(self, model, max_tokens: int | None, seed: int, lookback: int | None = None) -> Baselines:

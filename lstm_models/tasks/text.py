@@ -1,8 +1,8 @@
-"""The text task: vocabulary from the training split, batches of one length, text baselines.
+"""The text task: vocabulary from the training split, length-bucketed batches, text baselines.
 
 Texts are vectorised once per sweep (the vocabulary comes from the training split) and batched
-by length: each batch holds sentences of one length, so no time goes into padding and the
-trained model needs no mask (docs/benchmarks.md: "Text batches of one length"). The
+by length: sentences of similar length share a batch, padded to their bucket's boundary, so
+little time goes into padding and an XLA-compiled model sees only a handful of shapes. The
 baselines are the majority class of the training split and the two linear models of
 `lstm_models.tasks.linear`: a tf-idf bag of words and NBSVM.
 """
@@ -40,8 +40,8 @@ class TextTask:
         vocab = vectorize.get_vocabulary()[2:]  # drop '' and [UNK]: the layer adds them back
         return TextInputs(vocabulary=tuple(vocab), num_classes=len(self.data.class_names))
 
-    def batches(self, inputs: TextInputs) -> "TextBatches":
-        return TextBatches(self.data, inputs)
+    def batches(self, inputs: TextInputs, bucketing: bool = True) -> "TextBatches":
+        return TextBatches(self.data, inputs, bucketing)
 
     def baselines(self, model, max_tokens: int | None, seed: int, lookback: int | None = None) -> Baselines:
         return classification_baselines(self.data, model, max_tokens, seed)
@@ -75,31 +75,46 @@ class TextTask:
         return lines
 
 
+def bucket_boundaries(lengths: np.ndarray) -> list[int]:
+    """Powers of two from 8 up to the first above the longest training sequence."""
+    longest = int(lengths.max()) if len(lengths) else 1
+    bounds = [8]
+    while bounds[-1] <= longest:
+        bounds.append(bounds[-1] * 2)
+    return bounds
+
+
 class TextBatches:
-    """The ``tf.data`` pipeline of one part for one model spec: token ids, each batch holding texts of
-    one length (at most ``batch_size`` of them), so nothing is padded and the trained model needs no
-    mask (`TextInputs.network`). An empty text is one padding id.
+    """The ``tf.data`` pipeline of one part for one model spec: token ids, bucketed by length.
 
     Args:
         data: the loaded splits.
         inputs: the vocabulary prepared from the training split.
+        bucketing: batch texts by length (else every batch is padded to its longest text).
     """
 
-    def __init__(self, data: TextSplits, inputs: TextInputs):
+    def __init__(self, data: TextSplits, inputs: TextInputs, bucketing: bool = True):
         self.data = data
+        self.bucketing = bucketing
         vectorize = vectorizer(inputs)
         self.tokens = {p: _ragged_ids(vectorize, data.part(p)[0]) for p in PARTS}
+        self.boundaries = bucket_boundaries(self.tokens["train"].row_lengths().numpy())
+        self.max_length = self.boundaries[-1] - 1
 
     def __call__(self, part: str, spec: ModelSpec, shuffle_seed: int | None = None):
         import tensorflow as tf
 
         labels = self.data.part(part)[1]
         ds = tf.data.Dataset.from_tensor_slices((self.tokens[part], labels))
-        ds = ds.map(lambda t, y: (tf.pad(t, [[0, 1 - tf.minimum(tf.size(t), 1)]]), y))  # empty: [0]
+        ds = ds.map(lambda t, y: (t[: self.max_length], y))  # longer than any training text
         if shuffle_seed is not None:
             ds = ds.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-        ds = ds.group_by_window(lambda t, y: tf.size(t, out_type=tf.int64), lambda _, texts: texts.batch(spec.batch_size),
-                                window_size=spec.batch_size)
+        if self.bucketing:
+            ds = ds.bucket_by_sequence_length(
+                lambda t, y: tf.shape(t)[0], self.boundaries,
+                [spec.batch_size] * (len(self.boundaries) + 1), pad_to_bucket_boundary=True)
+        else:
+            ds = ds.padded_batch(spec.batch_size)
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
