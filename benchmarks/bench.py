@@ -121,7 +121,7 @@ def bench_throughput(repeats: int, n: int = 512) -> dict:
             "samples_per_repeat": {"text": n, "series": m}, "rows": rows}
 
 
-# --- input pipeline on the sentiment default: padding and a mask vs batches of one length -----
+# --- input pipeline on the sentiment default: padding with and without a mask vs buckets -----
 
 def _sentiment():
     from lstm_models.data import load_dataset
@@ -138,9 +138,8 @@ PIPELINES = {  # name: whether the model masks the padding, whether its batches 
 }
 
 
-def _fixed(ours, data, part: str, batch: int, shuffle_seed: int | None = None):
-    """The pipeline's token ids, every batch padded to the longest training text."""
-    longest = int(ours.tokens["train"].row_lengths().numpy().max())
+def _fixed(ours, data, part: str, batch: int, longest: int, shuffle_seed: int | None = None):
+    """The pipeline's token ids, every batch padded to ``longest`` tokens (the longest training text)."""
     ds = tf.data.Dataset.from_tensor_slices((ours.tokens[part], data.part(part)[1]))
     ds = ds.map(lambda t, y: (t[:longest], y))
     if shuffle_seed is not None:
@@ -150,7 +149,7 @@ def _fixed(ours, data, part: str, batch: int, shuffle_seed: int | None = None):
 
 def _pipeline_model(spec, inputs, masked: bool, seed: int = 0):
     """Our model (one layer, its last state); unmasked: what a keras-io script writes, with our
-    model's initial weights, compiled with the same optimizer."""
+    model's initial weights, compiled with the same optimizer, loss and metrics."""
     model = build_model(spec, inputs, seed=seed)
     if masked:
         return model
@@ -158,8 +157,8 @@ def _pipeline_model(spec, inputs, masked: bool, seed: int = 0):
                              keras.layers.Embedding(len(inputs.vocabulary) + 2, spec.embedding_dim),
                              CELLS[spec.cell](spec.units[0]), keras.layers.Dense(inputs.num_classes, activation="softmax")])
     bare.set_weights(model.get_weights())
-    bare.compile(optimizer=keras.optimizers.Adam(spec.learning_rate, clipnorm=spec.clipnorm),
-                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    loss, metrics = inputs.objective()
+    bare.compile(optimizer=type(model.optimizer).from_config(model.optimizer.get_config()), loss=loss, metrics=metrics)
     return bare
 
 
@@ -170,7 +169,7 @@ def bench_pipeline(repeats: int) -> dict:
     validation accuracy of the ``repeats + 1`` epochs."""
     data, inputs = _sentiment()
     ours = task_for(data).batches(inputs)
-    n = data.sizes()["train"]
+    n, longest = data.sizes()["train"], int(ours.tokens["train"].row_lengths().numpy().max())
     rows = []
     for cell in CELLS:
         spec = ModelSpec(task="classification", cell=cell, units=(64,), embedding_dim=64, batch_size=64)
@@ -180,7 +179,8 @@ def bench_pipeline(repeats: int) -> dict:
             if bucketed:
                 parts = ours("train", spec, shuffle_seed=1), ours("val", spec)
             else:
-                parts = _fixed(ours, data, "train", spec.batch_size, 1), _fixed(ours, data, "val", spec.batch_size)
+                parts = (_fixed(ours, data, "train", spec.batch_size, longest, 1),
+                         _fixed(ours, data, "val", spec.batch_size, longest))
             runs[name] = (_pipeline_model(spec, inputs, masked), *parts, [], [])
         for turn in range(repeats + 1):
             for name, (model, train, val, times, accuracy) in runs.items():
@@ -201,7 +201,7 @@ def bench_pipeline(repeats: int) -> dict:
                                                  for k in PIPELINES)
               + f"; XLA: first epoch {row['xla_first_epoch_s']:.1f}s vs {row['first_epoch_s']:.1f}s, then "
                 f"{row['xla_epoch_s']:.2f}s vs {row['epoch_s']:.2f}s", flush=True)
-    return {"epochs": repeats + 1, "boundaries": ours.boundaries, "fixed_length": int(ours.tokens["train"].row_lengths().numpy().max()), "rows": rows}
+    return {"epochs": repeats + 1, "boundaries": ours.boundaries, "fixed_length": longest, "rows": rows}
 
 
 def _xla_cost(spec, inputs, train, val, repeats: int) -> dict:

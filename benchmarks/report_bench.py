@@ -36,7 +36,8 @@ def tables(results: Path) -> str:
         out.append("")
     p = _load(results, "pipeline")
     if p:
-        names = {"bare": f"bare: padded to {p['fixed_length']}, no mask", "fixed_masked": f"padded to {p['fixed_length']}, masked",
+        padded = f"padded to {p['fixed_length']}"
+        names = {"bare": f"bare: {padded}, no mask", "fixed_masked": f"{padded}, masked",
                  "ours": f"ours: buckets {p['boundaries']}, masked"}
         out += [f"**Input pipeline and mask**, sentiment default (samples/s of an epoch with its validation, median of "
                 f"epochs 2-{p['epochs']}, the pipelines taking turns; best validation accuracy in {p['epochs']} epochs; "
