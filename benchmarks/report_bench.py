@@ -38,16 +38,19 @@ def tables(results: Path) -> str:
     if p:
         padded = f"padded to {p['fixed_length']}"
         names = {"bare": f"bare: {padded}, no mask", "fixed_masked": f"{padded}, masked",
-                 "ours": f"ours: buckets {p['boundaries']}, masked"}
+                 "ours": f"ours: buckets {p['boundaries']}, masked",
+                 "ours_autotuned": "ours, tf.data autotuner on"}
         out += [f"**Input pipeline and mask**, sentiment default (samples/s of an epoch with its validation, median of "
                 f"epochs 2-{p['epochs']}, the pipelines taking turns; best validation accuracy in {p['epochs']} epochs; "
                 "one 64-unit layer, same initial weights). The bare model reads the padding.", "",
-                "| cell | " + " | ".join(names.values()) + " | ours / bare | ours / padded and masked |",
-                "|---|" + "---|" * (len(names) + 2)]
+                "| cell | " + " | ".join(names.values()) + " | ours / bare | ours / padded and masked | "
+                "ours / autotuner on | slowest epoch: ours, autotuner on (s) |",
+                "|---|" + "---|" * (len(names) + 4)]
         for r in p["rows"]:
             out.append(f"| {r['cell']} | " + " | ".join(f"{_f(r[k]['samples_s'])} ({r[k]['val_accuracy']:.3f})"
                                                       for k in names)
-                       + f" | {r['ours_vs_bare']:.2f}x | {r['ours_vs_fixed_masked']:.2f}x |")
+                       + f" | {r['ours_vs_bare']:.2f}x | {r['ours_vs_fixed_masked']:.2f}x | {r['ours_vs_autotuned']:.2f}x | "
+                         f"{r['ours']['slowest_epoch_s']:.2f}, {r['ours_autotuned']['slowest_epoch_s']:.2f} |")
         out.append("")
         out += ["**XLA in a real trial** (same data, bucketed, with validation; seconds): the first epoch "
                 "holds one compile per batch shape, which is why `jit_compile` is off by default.", "",

@@ -14,6 +14,7 @@ import numpy as np
 from lstm_models.data.splits import PARTS, SequenceSplits, SeriesSplits
 from lstm_models.models.build import ModelSpec, SeriesInputs
 from lstm_models.tasks.baselines import Baselines
+from lstm_models.tasks.feed import feed
 from lstm_models.tasks.forecast import (arima, drift, ets, forecast_scores, mase_scale, naive, seasonal_naive,
                                         theta)
 
@@ -115,7 +116,7 @@ class WindowBatches:
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if shuffle_seed is not None:
             ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
-        return ds.batch(spec.batch_size).prefetch(tf.data.AUTOTUNE)
+        return feed(ds.batch(spec.batch_size))
 
 
 def sequence_baselines(data: SequenceSplits, model) -> Baselines:

@@ -17,6 +17,7 @@ from lstm_models.data.splits import PARTS, TextSplits
 from lstm_models.errors import ConfigError
 from lstm_models.models.build import ModelSpec, TextInputs, vectorizer
 from lstm_models.tasks.baselines import Baselines
+from lstm_models.tasks.feed import feed
 
 _PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
 
@@ -115,7 +116,7 @@ class TextBatches:
                 [spec.batch_size] * (len(self.boundaries) + 1), pad_to_bucket_boundary=True)
         else:
             ds = ds.padded_batch(spec.batch_size)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return feed(ds)
 
 
 def _ragged_ids(vectorize, texts: np.ndarray):
@@ -152,7 +153,7 @@ def model_errors(data: TextSplits, model) -> np.ndarray:
     import tensorflow as tf
 
     texts, labels = data.part("test")
-    probs = model.predict(tf.data.Dataset.from_tensor_slices(texts.astype(str)).batch(256), verbose=0)
+    probs = model.predict(feed(tf.data.Dataset.from_tensor_slices(texts.astype(str)).batch(256)), verbose=0)
     return (np.argmax(probs, axis=1) != labels).astype("float64")
 
 
