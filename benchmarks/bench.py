@@ -149,11 +149,11 @@ def _autotuned(ds):
 def _fixed(ours, data, part: str, batch: int, longest: int, shuffle_seed: int | None = None):
     """The pipeline's token ids, every batch padded to ``longest`` tokens (the longest training text),
     fed to Keras as ours are."""
-    ds = tf.data.Dataset.from_tensor_slices((ours.tokens[part], data.part(part)[1]))
-    ds = ds.map(lambda t, y: (t[:longest], y))
+    ids = ours.padded(part, np.arange(data.sizes()[part]), width=longest)
+    ds = tf.data.Dataset.from_tensor_slices((ids, data.part(part)[1]))
     if shuffle_seed is not None:
-        ds = ds.shuffle(data.sizes()[part], seed=shuffle_seed, reshuffle_each_iteration=True)
-    return feed(ds.padded_batch(batch, padded_shapes=([longest], [])))
+        ds = ds.shuffle(len(ids), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return feed(ds.batch(batch))
 
 
 def _pipeline_model(spec, inputs, masked: bool, seed: int = 0):
@@ -178,7 +178,7 @@ def bench_pipeline(repeats: int) -> dict:
     validation accuracy of the ``repeats + 1`` epochs."""
     data, inputs = _sentiment()
     ours = task_for(data).batches(inputs)
-    n, longest = data.sizes()["train"], int(ours.tokens["train"].row_lengths().numpy().max())
+    n, longest = data.sizes()["train"], int(ours.lengths["train"].max())
     rows = []
     for cell in CELLS:
         spec = ModelSpec(task="classification", cell=cell, units=(64,), embedding_dim=64, batch_size=64)

@@ -10,6 +10,58 @@ from lstm_models.tasks.text import bucket_boundaries
 from conftest import toy_series_splits, toy_text_splits
 
 
+def _mixed_length_splits():
+    """Texts of 1 to 40 words: five buckets (8, 16, 32, 64)."""
+    from lstm_models.data.splits import TextSplits
+
+    rng = np.random.default_rng(1)
+    words = ["great", "awful", "the", "film", "was", "a", "plot", "dull"]
+    texts = np.array([" ".join(rng.choice(words, n)) for n in rng.integers(1, 41, 300)], dtype=object)
+    labels = rng.integers(0, 2, 300).astype("int32")
+    parts = {"train": slice(0, 200), "val": slice(200, 250), "test": slice(250, 300)}
+    return TextSplits(name="mixed", texts={p: texts[s] for p, s in parts.items()},
+                      labels={p: labels[s] for p, s in parts.items()}, class_names=("negative", "positive"))
+
+
+def _epoch(ds):
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+def test_text_batches_are_length_buckets_holding_each_text_once_with_its_own_ids():
+    from lstm_models.models.build import vectorizer
+
+    data = _mixed_length_splits()
+    task = task_for(data)
+    inputs = task.make_inputs()
+    pipe = task.batches(inputs)
+    assert pipe.boundaries == [8, 16, 32, 64]
+    want = {}  # each training text's ids -> its label
+    for ids, label in zip(np.asarray(vectorizer(inputs)(data.part("train")[0].astype(str))), data.part("train")[1]):
+        want.setdefault(tuple(ids[ids > 0]), []).append(int(label))
+    ds = pipe("train", ModelSpec(task="classification", batch_size=16), shuffle_seed=3)
+    batches = _epoch(ds)
+    assert int(ds.cardinality()) == len(batches)
+    got, partial = {}, []
+    for x, y in batches:
+        lengths = (x > 0).sum(axis=1)
+        bound = x.shape[1] + 1  # padded to its bucket's boundary, less one
+        lower = 0 if bound == pipe.boundaries[0] else bound // 2
+        assert bound in pipe.boundaries and ((lengths >= lower) & (lengths < bound)).all()
+        for row, label in zip(x, y):
+            got.setdefault(tuple(row[row > 0]), []).append(int(label))
+        partial.append(len(y) < 16)
+    assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in want.items()}
+    assert sum(len(y) for _, y in batches) == 200
+    first_partial = partial.index(True)
+    assert all(partial[first_partial:]) and sum(partial) <= len(pipe.boundaries)  # one per bucket, at the end
+    again = _epoch(ds)
+    assert [y.tolist() for _, y in again] != [y.tolist() for _, y in batches]  # reshuffled each epoch
+    fresh = _epoch(pipe("train", ModelSpec(task="classification", batch_size=16), shuffle_seed=3))
+    assert all((a == b).all() and (p == q).all() for (a, p), (b, q) in zip(batches, fresh))  # the same on every run
+    unshuffled = [y.tolist() for _, y in _epoch(pipe("val", ModelSpec(task="classification", batch_size=16)))]
+    assert unshuffled == [y.tolist() for _, y in _epoch(pipe("val", ModelSpec(task="classification", batch_size=16)))]
+
+
 def test_bucket_boundaries_cover_the_longest_text():
     assert bucket_boundaries(np.array([3, 9, 20])) == [8, 16, 32]
     assert bucket_boundaries(np.array([31, 32])) == [8, 16, 32, 64]

@@ -17,7 +17,7 @@ from lstm_models.data.splits import PARTS, TextSplits
 from lstm_models.errors import ConfigError
 from lstm_models.models.build import ModelSpec, TextInputs, vectorizer
 from lstm_models.tasks.baselines import Baselines
-from lstm_models.tasks.feed import feed
+from lstm_models.tasks.feed import epochs, feed
 
 _PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
 
@@ -88,6 +88,9 @@ def bucket_boundaries(lengths: np.ndarray) -> list[int]:
 class TextBatches:
     """The ``tf.data`` pipeline of one part for one model spec: token ids, bucketed by length.
 
+    The batches are cut as ``tf.data``'s ``bucket_by_sequence_length`` cuts them (a bucket's batch
+    leaves when it is full, the part-filled ones at the end), in numpy (`lstm_models.tasks.feed`).
+
     Args:
         data: the loaded splits.
         inputs: the vocabulary prepared from the training split.
@@ -98,33 +101,64 @@ class TextBatches:
         self.data = data
         self.bucketing = bucketing
         vectorize = vectorizer(inputs)
-        self.tokens = {p: _ragged_ids(vectorize, data.part(p)[0]) for p in PARTS}
-        self.boundaries = bucket_boundaries(self.tokens["train"].row_lengths().numpy())
-        self.max_length = self.boundaries[-1] - 1
+        tokens = {p: _token_ids(vectorize, data.part(p)[0]) for p in PARTS}  # (flat ids, lengths)
+        self.boundaries = bucket_boundaries(tokens["train"][1])
+        self.max_length = self.boundaries[-1] - 1  # longer than any training text: longer ones are cut
+        self.flat = {p: flat for p, (flat, _) in tokens.items()}
+        self.starts = {p: np.cumsum(lengths) - lengths for p, (_, lengths) in tokens.items()}
+        self.lengths = {p: np.minimum(lengths, self.max_length) for p, (_, lengths) in tokens.items()}
+        self.buckets = {p: np.searchsorted(self.boundaries, n, side="right") for p, n in self.lengths.items()}
 
     def __call__(self, part: str, spec: ModelSpec, shuffle_seed: int | None = None):
+        """The part's batches; ``shuffle_seed``: shuffled, differently each epoch, the same on every run."""
         import tensorflow as tf
 
         labels = self.data.part(part)[1]
-        ds = tf.data.Dataset.from_tensor_slices((self.tokens[part], labels))
-        ds = ds.map(lambda t, y: (t[: self.max_length], y))  # longer than any training text
-        if shuffle_seed is not None:
-            ds = ds.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-        if self.bucketing:
-            ds = ds.bucket_by_sequence_length(
-                lambda t, y: tf.shape(t)[0], self.boundaries,
-                [spec.batch_size] * (len(self.boundaries) + 1), pad_to_bucket_boundary=True)
-        else:
-            ds = ds.padded_batch(spec.batch_size)
-        return feed(ds)
+
+        def batches(rng):
+            for rows in self.cut(part, spec.batch_size, rng):
+                yield self.padded(part, rows), labels[rows]
+
+        signature = (tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None], tf.as_dtype(labels.dtype)))
+        return epochs(batches, signature, len(self.cut(part, spec.batch_size)), shuffle_seed)
+
+    def cut(self, part: str, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+        """The rows of each batch of one epoch, in the order they are trained on."""
+        n = len(self.lengths[part])
+        order = rng.permutation(n) if rng is not None else np.arange(n)
+        key = self.buckets[part][order] if self.bucketing else np.zeros(n, dtype=int)
+        batches = []
+        for b in np.unique(key):
+            at = np.flatnonzero(key == b)  # where the bucket's texts come in the stream
+            for k in range(0, len(at), batch_size):
+                chunk = at[k: k + batch_size]
+                leaves = chunk[-1] if len(chunk) == batch_size else n + b  # part-filled: at the end
+                batches.append((leaves, order[chunk]))
+        return [rows for _, rows in sorted(batches, key=lambda t: t[0])]
+
+    def padded(self, part: str, rows: np.ndarray, width: int | None = None) -> np.ndarray:
+        """The rows' token ids, zero-padded to ``width``: by default their bucket's boundary less one
+        (without buckets, their longest); a text longer than ``width`` is cut."""
+        lengths = self.lengths[part][rows]
+        if width is None and self.bucketing:
+            width = self.boundaries[int(self.buckets[part][rows[0]])] - 1
+        elif width is None:
+            width = max(int(lengths.max()), 1)
+        lengths = np.minimum(lengths, width)
+        steps = np.arange(width)
+        inside = steps < lengths[:, None]
+        out = np.zeros((len(rows), width), dtype="int64")
+        out[inside] = self.flat[part][(self.starts[part][rows][:, None] + steps)[inside]]
+        return out
 
 
-def _ragged_ids(vectorize, texts: np.ndarray):
+def _token_ids(vectorize, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All texts' token ids end to end, and each text's count."""
     import tensorflow as tf
 
-    ids = vectorize(tf.constant(texts.astype(str)))
-    ids = tf.RaggedTensor.from_tensor(ids, padding=0)
-    return tf.cast(ids, tf.int64)
+    ids = np.asarray(vectorize(tf.constant(texts.astype(str)))).astype("int64")
+    inside = ids > 0  # the vectoriser pads with 0 after a text's last token; no token is 0
+    return ids[inside], inside.sum(axis=1)
 
 
 def text_input(model, text: str) -> tuple[np.ndarray, list[str]]:
