@@ -1,5 +1,5 @@
-"""How every pipeline of the package hands its batches to Keras: cut in numpy, one epoch at a
-time, and fed through ``tf.data`` with its autotuner off."""
+"""How the package's pipelines hand their batches to Keras: through ``tf.data`` with its autotuner
+off (`feed`); text batches are cut in numpy, one epoch at a time (`epochs`)."""
 
 from __future__ import annotations
 

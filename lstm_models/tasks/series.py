@@ -14,7 +14,7 @@ import numpy as np
 from lstm_models.data.splits import PARTS, SequenceSplits, SeriesSplits
 from lstm_models.models.build import ModelSpec, SeriesInputs
 from lstm_models.tasks.baselines import Baselines
-from lstm_models.tasks.feed import epochs
+from lstm_models.tasks.feed import feed
 from lstm_models.tasks.forecast import (arima, drift, ets, forecast_scores, mase_scale, naive, seasonal_naive,
                                         theta)
 
@@ -113,16 +113,12 @@ class WindowBatches:
         if key not in self._windows:
             self._windows[key] = self.data.windows(part, spec.lookback)
         x, y = self._windows[key]
-        size = spec.batch_size
-
-        def batches(rng):
-            order = rng.permutation(len(y)) if rng is not None else np.arange(len(y))
-            for start in range(0, len(y), size):
-                rows = order[start: start + size]
-                yield x[rows], y[rows]
-
-        signature = tuple(tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)) for a in (x, y))
-        return epochs(batches, signature, -(-len(y) // size), shuffle_seed)
+        # tf.data, not numpy-cut batches as for text: dense windows shuffle cheaply element by element
+        # (42 ms an epoch for 2,400), and a generator costs 0.8 ms a batch against 0.3 ms.
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if shuffle_seed is not None:
+            ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+        return feed(ds.batch(spec.batch_size))
 
 
 def sequence_baselines(data: SequenceSplits, model) -> Baselines:
