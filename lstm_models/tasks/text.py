@@ -9,6 +9,7 @@ baselines are the majority class of the training split and the two linear models
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
@@ -17,7 +18,7 @@ from lstm_models.data.splits import PARTS, TextSplits
 from lstm_models.errors import ConfigError
 from lstm_models.models.build import ModelSpec, TextInputs, vectorizer
 from lstm_models.tasks.baselines import Baselines
-from lstm_models.tasks.feed import epochs, feed
+from lstm_models.tasks.feed import feed
 
 _PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
 
@@ -89,7 +90,10 @@ class TextBatches:
     """The ``tf.data`` pipeline of one part for one model spec: token ids, bucketed by length.
 
     The batches are cut as ``tf.data``'s ``bucket_by_sequence_length`` cuts them (a bucket's batch
-    leaves when it is full, the part-filled ones at the end), in numpy (`lstm_models.tasks.feed`).
+    leaves when it is full, the part-filled ones at the end), but in numpy, a whole epoch at a
+    time: tf.data's ``shuffle`` and bucketing work element by element, 0.66 s per sentiment epoch
+    against 0.10 s, and an epoch with its validation took 1.25x (LSTM) to 1.32x (SimpleRNN) as
+    long. Dense series windows stay on tf.data (`lstm_models.tasks.series`).
 
     Args:
         data: the loaded splits.
@@ -110,17 +114,20 @@ class TextBatches:
         self.buckets = {p: np.searchsorted(self.boundaries, n, side="right") for p, n in self.lengths.items()}
 
     def __call__(self, part: str, spec: ModelSpec, shuffle_seed: int | None = None):
-        """The part's batches; ``shuffle_seed``: shuffled, differently each epoch, the same on every run."""
+        """The part's batches; ``shuffle_seed``: shuffled, differently each epoch (the rng is seeded
+        by the seed and the epoch's number), the same on every run."""
         import tensorflow as tf
 
-        labels = self.data.part(part)[1]
+        labels, epochs = self.data.part(part)[1], itertools.count()
 
-        def batches(rng):
+        def batches():
+            rng = np.random.default_rng([shuffle_seed, next(epochs)]) if shuffle_seed is not None else None
             for rows in self.cut(part, spec.batch_size, rng):
                 yield self.padded(part, rows), labels[rows]
 
         signature = (tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None], tf.as_dtype(labels.dtype)))
-        return epochs(batches, signature, len(self.cut(part, spec.batch_size)), shuffle_seed)
+        ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
+        return feed(ds.apply(tf.data.experimental.assert_cardinality(len(self.cut(part, spec.batch_size)))))
 
     def cut(self, part: str, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
         """The rows of each batch of one epoch, in the order they are trained on."""
