@@ -1,4 +1,5 @@
-"""Interrupts: the Deferral that holds them, and one arriving while a trial's end is recorded."""
+"""Interrupts: the Deferral that holds them, one arriving while a trial's end is recorded, and one
+that TensorFlow turned into another error."""
 
 import json
 import signal
@@ -8,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import toy_series_splits
 from lstm_models.errors import Interrupted
-from lstm_models.search.interrupt import Deferral
+from lstm_models.interrupt import Deferral
 
 
 class Stop(KeyboardInterrupt):
@@ -104,6 +105,29 @@ def test_reset_forgets_held_sections_but_keeps_a_pending_interrupt():
     assert raised.value is pending
     guard.enter()
     guard.leave()
+
+
+def test_unmasking_raises_the_interrupt_that_an_error_escaping_it_stands_for():
+    guard = Deferral()
+    with pytest.raises(ValueError):  # no interrupt yet: an error is an error
+        with guard.unmasking():
+            raise ValueError("a real failure")
+    stop = Stop("signal")
+    with pytest.raises(Stop) as raised:
+        with guard.unmasking():
+            try:
+                guard.interrupt(stop)  # raised at once, inside code that rewords it (as TF's C++ did)
+            except Stop:
+                raise SystemError("Objects/listobject.c:338: bad argument to internal function") from None
+    assert raised.value is stop and isinstance(raised.value.__cause__, SystemError)
+    with pytest.raises(Stop) as raised:  # an interrupt deferred, then raised as its section ends, counts too
+        with guard.unmasking():
+            other = Deferral()
+            with pytest.raises(Stop):
+                with other.hold():
+                    other.interrupt(Stop("pending"))
+            raise TypeError("Expected int32, but got None of type 'NoneType'.")
+    assert raised.value is stop  # this guard's own interrupt, not another guard's
 
 
 def test_interrupted_carries_the_signal_and_its_exit_code():
@@ -203,3 +227,43 @@ def test_an_interrupt_while_a_trial_ends_is_raised_after_all_three_records_agree
     state = json.loads((workdir / "sweep.json").read_text(encoding="utf-8"))
     assert state["status"] == "finished" and state["trials"][record["run_id"]] == record
     assert sorted(p.name for p in tuner.glob("trial_*")) == ["trial_0", "trial_1", "trial_2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["    epoch 1/1", "inside/"])
+def test_an_interrupt_that_tensorflow_rewords_still_stops_the_sweep(tmp_path, seed, where):
+    """Seen in CI: SIGTERM reached a worker while TF traced its model and came out as a TypeError;
+    Keras Tuner recorded a failed trial and the worker trained the next one. ``where``: in a trial's
+    epoch, or at the end of the sweep (its inside views)."""
+    from lstm_models.search.run import Hooks, SweepPaths, run_sweep
+    from lstm_models.tracking.mlflow_store import MLflowTracker
+
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    guard, lines = Deferral(), []
+
+    def log(line):
+        lines.append(line)
+        if line.startswith(where):
+            try:
+                guard.interrupt(Interrupted(signal.SIGTERM))
+            except Interrupted:
+                raise SystemError("Objects/listobject.c:338: bad argument to internal function") from None
+
+    with pytest.raises(Interrupted) as raised:
+        run_sweep(_spec(2), toy_series_splits(), MLflowTracker(uri), SweepPaths(tmp_path / "exports", tmp_path / "t"),
+                  hooks=Hooks(log=log, guard=guard))
+    assert raised.value.exit_code == 143 and isinstance(raised.value.__cause__, SystemError)
+    assert sum(line.startswith(where) for line in lines) == 1, lines  # nothing ran on after it
+    (parent,), trials = _runs(uri)
+    assert (parent.info.status, parent.data.tags["error"]) == ("KILLED", "SIGTERM")
+    state = json.loads((tmp_path / "t" / "sweep.json").read_text(encoding="utf-8"))
+    records = sorted((r["number"], r["status"], r["lost"]) for r in state["trials"].values())
+    if where.startswith("    epoch"):  # the trial is lost, not failed: --resume runs it again
+        assert list(trials) == ["trial-01"] and not any(line.startswith("[trial 2/") for line in lines)
+        assert (trials["trial-01"].info.status, trials["trial-01"].data.tags["lost"]) == ("KILLED", "true")
+        assert records == [(1, "KILLED", True)]
+    else:  # both trials ran and are kept; the sweep stopped in its end
+        assert {k: r.info.status for k, r in trials.items()} == {"trial-01": "FINISHED", "trial-02": "FINISHED"}
+        assert records == [(1, "FINISHED", False), (2, "FINISHED", False)] and state["status"] == "searching"
+        assert "inside_error" not in parent.data.tags  # the stop is not reported as a failed view
+        assert (tmp_path / "exports" / "t" / "saved_model.pb").is_file()  # written whole before the views

@@ -409,7 +409,7 @@ def test_a_signal_during_an_epoch_report_waits_until_the_trial_file_is_written(t
     """Keras Tuner rewrites trial.json on each report; a signal arriving then must not leave it half-written."""
     from types import SimpleNamespace
 
-    from lstm_models.search.interrupt import Deferral
+    from lstm_models.interrupt import Deferral
 
     guard = Deferral()
 

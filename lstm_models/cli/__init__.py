@@ -3,7 +3,7 @@
 ``sweep`` checks everything it can before it trains, in this order: the spec, the output and
 state folders, the tracking store, the data; `run_sweep` then checks the sweep state
 (``--resume`` / ``--fresh``) before it writes anything. SIGINT and SIGTERM raise `Interrupted`
-through a `Deferral` (see `lstm_models.search.interrupt`); the sweep marks its runs KILLED and
+through a `Deferral` (see `lstm_models.interrupt`); the sweep marks its runs KILLED and
 the command exits 130 or 143 after printing the command that resumes.
 """
 
@@ -142,7 +142,7 @@ def _install_signal_handlers(guard) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lstm-models`` and ``python -m lstm_models``; returns the exit code."""
-    from lstm_models.search.interrupt import Deferral
+    from lstm_models.interrupt import Deferral
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # MLflow prints "View run ... at URL" for every run it closes on a server: two lines per trial.

@@ -13,12 +13,14 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Mapping
 
+from lstm_models.interrupt import Deferral
+
 EXAMPLES = 3
 PROBE_LENGTH = 100
 
 
 def log_inside_views(result, task, tracker, models: Mapping[str, object],
-                     log: Callable[[str], None] = print) -> list[str]:
+                     log: Callable[[str], None] = print, guard: Deferral | None = None) -> list[str]:
     """Write the gate and gradient views of a finished sweep and log them to its parent run.
 
     Args:
@@ -27,6 +29,8 @@ def log_inside_views(result, task, tracker, models: Mapping[str, object],
         tracker: skipped when it records nothing (``--tracking-uri none``).
         models: cell -> the Keras model of that cell's best trial (`result.best_per_cell`).
         log: where the one progress line goes.
+        guard: the sweep's interrupts: one that TensorFlow reworded as an error stops the sweep,
+            it is not reported as a failed view.
 
     Returns:
         The names of the files logged (under ``inside/``); none when a view failed: the export
@@ -35,7 +39,7 @@ def log_inside_views(result, task, tracker, models: Mapping[str, object],
     if not tracker.enabled or not result.parent_run_id or result.export_dir is None:
         return []
     try:
-        with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
+        with (guard or Deferral()).unmasking(), tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
             return _write_and_log(result, task, tracker, Path(scratch), models, log)
     except Exception as exc:  # the export is done: a failed view is reported, not fatal
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]

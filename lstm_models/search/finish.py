@@ -21,6 +21,7 @@ from lstm_models.errors import SweepFailed
 from lstm_models.export import export_model, to_tensor
 from lstm_models.inspect.views import log_inside_views
 from lstm_models.models.build import serving_model
+from lstm_models.interrupt import Deferral
 from lstm_models.search.recorder import TrialResult, better
 from lstm_models.search.timing import Phases
 from lstm_models.search.verdict import run_verdict
@@ -43,6 +44,7 @@ class Sweep:
     dataset: dict = field(default_factory=dict)  # `lstm_models.data.splits.dataset_record`
     hypermodel: Any = None  # builds and trains a ModelSpec: the verdict's seed runs
     phases: Phases = field(default_factory=Phases)  # the sweep's clock: the search's phases, then finishing's
+    guard: Deferral = field(default_factory=Deferral)  # the sweep's interrupts (`lstm_models.interrupt`)
 
 
 @dataclass
@@ -118,7 +120,7 @@ def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], kera
         with timed("register"):
             _register(sweep, result, best_id)
     with timed("views"):
-        log_inside_views(result, sweep.task, tracker, models, sweep.log)
+        log_inside_views(result, sweep.task, tracker, models, sweep.log, sweep.guard)
     result.phases = sweep.phases.metrics()
     tracker.log_metrics(parent, result.phases)
     tracker.end_run(parent, "FINISHED")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from lstm_models.errors import ConfigError, SearchDone
-from lstm_models.search.interrupt import Deferral
+from lstm_models.interrupt import Deferral
 from lstm_models.search.limits import Limits
 from lstm_models.search.recorder import TrialRecorder, TrialResult
 from lstm_models.search.resume import close_abandoned, open_state, restore_trials
@@ -111,7 +111,8 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
                                  hooks.log, hooks.on_trial, dataset=dataset,
                                  system_metrics=spec.tracking.system_metrics)
         try:
-            result = _search_and_finish(spec, task, tracker, recorder, folder, paths, mode, hooks, workers)
+            with hooks.guard.unmasking():
+                result = _search_and_finish(spec, task, tracker, recorder, folder, paths, mode, hooks, workers)
             state.status = FINISHED
             recorder.save()
         except BaseException as exc:
@@ -148,7 +149,8 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
                              test_metric=task.test_metric, parent_run_id=recorder.state.parent_run_id,
                              test_size=task.data.sizes()["test"], stop_reason=limits.stop_reason,
                              resumed=mode == "resume")
-        sweep = Sweep(spec, task, inputs, batches, tracker, hooks.log, recorder.dataset or {}, hypermodel, phases)
+        sweep = Sweep(spec, task, inputs, batches, tracker, hooks.log, recorder.dataset or {}, hypermodel, phases,
+                      hooks.guard)
         finish(sweep, result, lambda t: tuner.load_model(tuner.oracle.get_trial(t.trial_id)), paths.output)
     return result
 

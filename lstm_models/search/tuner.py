@@ -18,7 +18,7 @@ import keras
 import keras_tuner as kt
 
 from lstm_models.search.hypermodel import EpochLog, SweepHyperModel
-from lstm_models.search.interrupt import Deferral
+from lstm_models.interrupt import Deferral
 from lstm_models.search.limits import Limits
 from lstm_models.search.pruning import Pruned, forget_metrics, report_epoch
 from lstm_models.search.recorder import TrialRecorder
@@ -149,7 +149,8 @@ class _TrackedTuner:
         kwargs.update(model_spec=self._spec, shuffle_seed=self._seed + int(trial.trial_id) + 1, clock=clock,
                       extra_callbacks=[EpochLog(self._recorder, lambda epoch, logs: self._report(
                           trial.trial_id, logs, epoch), clock)])
-        return super().run_trial(trial, *args, **kwargs)
+        with self._guard.unmasking():  # not a failed trial, but a stop that TensorFlow reworded
+            return super().run_trial(trial, *args, **kwargs)
 
     def _report(self, trial_id: str, logs: dict, epoch: int) -> str:
         # Keras Tuner rewrites the trial's file on each report (not atomically): a signal in mid-write

@@ -120,7 +120,7 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     objective = kt.Objective(spec.objective, direction=spec.direction)
     tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder, role="worker")
     try:
-        with long_lived_objects_frozen():
+        with long_lived_objects_frozen(), hooks.guard.unmasking():
             tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
     except SearchDone:
         pass

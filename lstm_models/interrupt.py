@@ -5,6 +5,12 @@ environment); each handler hands an `Interrupted` to a `Deferral`. Outside a hel
 exception is raised at once, so a trial in training stops at its next step. Inside one (the few
 milliseconds in which Keras Tuner, the sweep state file and MLflow record a trial's start or end)
 it waits until the section ends, so the three never disagree about a trial.
+
+An interrupt raised inside TensorFlow's C++ (a signal handler runs between two Python steps, and
+TF calls back into Python while it traces a model) can come out as another error: a SystemError,
+or a TypeError from a tensor conversion. Keras Tuner records any error as a failed trial and goes
+on to the next, so a worker stopped by its chief trained on. Code that must stop on an interrupt
+runs inside `Deferral.unmasking`, which raises the interrupt again from such an error.
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ class Deferral:
     def __init__(self):
         self._depth = 0
         self._pending: BaseException | None = None
+        self._raised: BaseException | None = None  # the interrupt raised, kept in case it is masked
 
     def interrupt(self, exc: BaseException) -> None:
         """Called from a signal handler: raise ``exc`` now, or when the held section ends."""
         if self._depth:
             self._pending = self._pending or exc
             return
+        self._raised = exc
         raise exc
 
     def enter(self) -> None:
@@ -34,6 +42,7 @@ class Deferral:
         self._depth = max(0, self._depth - 1)
         if not self._depth and self._pending is not None:
             exc, self._pending = self._pending, None
+            self._raised = exc
             raise exc
 
     @contextmanager
@@ -50,3 +59,14 @@ class Deferral:
     def reset(self) -> None:
         """Forget held sections (after an exception escaped one); keep a pending interrupt."""
         self._depth = 0
+
+    @contextmanager
+    def unmasking(self):
+        """Once an interrupt was raised, an error escaping the block raises that interrupt instead
+        (chained from the error): the error is what TensorFlow made of it."""
+        try:
+            yield
+        except Exception as error:
+            if self._raised is None:
+                raise
+            raise self._raised from error
