@@ -194,10 +194,11 @@ def test_resume_without_flags_continues_a_sweep_with_as_many_local_workers_as_it
     begun = [r for r in client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
              if "mlflow.parentRunId" in r.data.tags]
     stopped = [r for r in begun if r.info.status != "FINISHED"]  # the other worker may have just ended one
-    assert stopped and {(r.info.status, r.data.tags["lost"]) for r in stopped} == {("KILLED", "true")}  # by its worker
+    assert stopped and {(r.info.status, r.data.tags.get("lost"), r.data.tags.get("error")) for r in stopped} == {
+        ("KILLED", "true", "interrupted: the sweep was stopped while this trial ran; --resume runs it again")}  # by its worker
     alone = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--resume", "--workers", "0", cwd=tmp_path)
-    assert (alone.returncode, alone.stderr.strip()) == (2, f"lstm-models: error: --resume --workers 0: the sweep in "
-                                                            f"runs/tiny-sunspots ran with a chief; resume it with "
+    assert (alone.returncode, alone.stderr.strip()) == (2, "lstm-models: error: --resume --workers 0: the sweep in "
+                                                            "runs/tiny-sunspots ran with a chief; resume it with "
                                                             "--workers N or --chief, or start a new sweep with --fresh")
 
     done = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--cache-dir", str(CACHE), "--resume", cwd=tmp_path)
