@@ -20,8 +20,8 @@ import keras
 from lstm_models.errors import SweepFailed
 from lstm_models.export import export_model, to_tensor
 from lstm_models.inspect.views import log_inside_views
-from lstm_models.models.build import serving_model
 from lstm_models.interrupt import Deferral
+from lstm_models.models.build import serving_model
 from lstm_models.search.recorder import TrialResult, better
 from lstm_models.search.timing import Phases
 from lstm_models.search.verdict import run_verdict

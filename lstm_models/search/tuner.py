@@ -17,8 +17,8 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from lstm_models.search.hypermodel import EpochLog, SweepHyperModel
 from lstm_models.interrupt import Deferral
+from lstm_models.search.hypermodel import EpochLog, SweepHyperModel
 from lstm_models.search.limits import Limits
 from lstm_models.search.pruning import Pruned, forget_metrics, report_epoch
 from lstm_models.search.recorder import TrialRecorder
