@@ -91,7 +91,7 @@ bench: $(STAMP) data postgres ## measure speed side by side: benchmarks/results/
 	$(BIN)/python benchmarks/versus.py $(PEER_ARGS)
 	$(BIN)/python benchmarks/serving.py --tracking-uri $(TRACKING_URI) $(SERVING_ARGS)
 
-bench-peer: $(STAMP) data ## only the peer section (~1 h): ours vs a hand-written Keras Tuner script, and where our time goes
+bench-peer: $(STAMP) data ## only the peer section (~30 min): ours vs a hand-written Keras Tuner script, and where our time goes
 	$(BIN)/python benchmarks/versus.py $(PEER_ARGS)
 
 bench-workers: $(STAMP) data postgres ## only the workers section (~30 min): 1 vs 2 workers, PostgreSQL vs SQLite, a 16-worker simulation
