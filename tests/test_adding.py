@@ -78,6 +78,7 @@ def test_a_failed_view_is_reported_not_fatal(tmp_path):
     from types import SimpleNamespace
 
     from lstm_models.inspect.views import log_inside_views
+    from lstm_models.interrupt import Deferral
 
     class Tracker:
         enabled, tags = True, []
@@ -87,6 +88,6 @@ def test_a_failed_view_is_reported_not_fatal(tmp_path):
 
     lines, tracker = [], Tracker()
     result = SimpleNamespace(export_dir=tmp_path / "gone", parent_run_id="p1")
-    assert log_inside_views(result, None, tracker, models={}, log=lines.append) == []
+    assert log_inside_views(result, None, tracker, models={}, log=lines.append, guard=Deferral()) == []
     message = f"ConfigError: {tmp_path / 'gone'}: no such export folder (a sweep writes one to exports/<sweep name>)"
     assert tracker.tags == [("p1", {"inside_error": message})] and lines == [f"inside/: not written ({message})"]

@@ -19,8 +19,8 @@ EXAMPLES = 3
 PROBE_LENGTH = 100
 
 
-def log_inside_views(result, task, tracker, models: Mapping[str, object],
-                     log: Callable[[str], None] = print, guard: Deferral | None = None) -> list[str]:
+def log_inside_views(result, task, tracker, models: Mapping[str, object], log: Callable[[str], None],
+                     guard: Deferral) -> list[str]:
     """Write the gate and gradient views of a finished sweep and log them to its parent run.
 
     Args:
@@ -39,7 +39,7 @@ def log_inside_views(result, task, tracker, models: Mapping[str, object],
     if not tracker.enabled or not result.parent_run_id or result.export_dir is None:
         return []
     try:
-        with (guard or Deferral()).unmasking(), tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
+        with guard.unmasking(), tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
             return _write_and_log(result, task, tracker, Path(scratch), models, log)
     except Exception as exc:  # the export is done: a failed view is reported, not fatal
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
