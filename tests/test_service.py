@@ -320,6 +320,25 @@ def test_a_restarted_chief_adopts_the_trials_still_running_and_requeues_the_othe
     assert oracle.create_trial("w4").trial_id == "2"  # then new trials
 
 
+def test_a_restarted_chief_never_runs_again_the_trial_a_worker_ended_just_before_the_stop(tmp_path, clock):
+    """Fresh-clone CI: trial 4 ran twice to the end after a resume. Keras Tuner saves the oracle in
+    end_trial before it takes the trial off ongoing_trials; nothing saved it again before the chief stopped."""
+    before = open_oracle(tmp_path)
+    running, ended = before.create_trial("w1"), before.create_trial("w2")
+    complete(before, ended)
+    assert saved_state(tmp_path)["ongoing_trials"] == {"w1": "0", "w2": "1"}  # the last save the stopped chief made
+
+    oracle = open_oracle(tmp_path)
+    oracle.reload()
+    assert sorted(oracle._retry_queue) == ["0", "1"]  # Keras Tuner's reload would run both again
+    # Its run is FINISHED, not RUNNING; even a run its worker had not closed yet is not adopted.
+    assert oracle.adopt_unended({"1"}) == set()
+    assert oracle._retry_queue == ["0"] and oracle.ongoing_trials == {}
+    assert saved_state(tmp_path)["retry_queue"] == ["0"]
+    assert [oracle.create_trial(w).trial_id for w in ("w3", "w4")] == ["0", "2"]
+    assert oracle.trials["1"].status == COMPLETED and oracle.end_order == ["1"]
+
+
 def test_a_restarted_chief_adopts_nothing_when_no_run_is_still_running(tmp_path, clock):
     before = open_oracle(tmp_path)
     before.create_trial("w1")

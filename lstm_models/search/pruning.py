@@ -17,7 +17,7 @@ import keras_tuner as kt
 
 from lstm_models.spec.sweep import PruningSpec
 
-COMPLETED = kt.engine.trial.TrialStatus.COMPLETED
+COMPLETED, FAILED = kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED  # a trial ended
 STOPPED = kt.engine.trial.TrialStatus.STOPPED
 # What the oracle's STOPPED answer carries (its metrics travel through gRPC; its message does not).
 MEDIAN, ENDED = "pruning/median", "pruning/ended_trials"

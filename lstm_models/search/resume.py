@@ -63,7 +63,8 @@ def restore_trials(recorder: TrialRecorder, oracle, model_spec: Callable, folder
         model_spec: ``hp -> ModelSpec`` (the hypermodel's), to rebuild each trial's spec.
         folder: the state folder, for messages. name: the sweep's name.
     """
-    from lstm_models.search.tuner import COMPLETED, requeue_unended
+    from lstm_models.search.pruning import COMPLETED
+    from lstm_models.search.tuner import requeue_unended
 
     again = requeue_unended(oracle)
     state = recorder.state

@@ -19,10 +19,9 @@ from typing import Callable
 
 import keras_tuner as kt
 
-from lstm_models.search.pruning import forget_metrics
+from lstm_models.search.pruning import COMPLETED, FAILED, STOPPED, forget_metrics
 
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
-STOPPED = kt.engine.trial.TrialStatus.STOPPED
 IDLE = kt.engine.trial.TrialStatus.IDLE
 
 
@@ -113,12 +112,18 @@ class Watched:
         """After a chief restarts (``--resume``): its trials whose runs are still ``running`` stay
         with their workers, which reconnect; each is heard of from now, so a dead worker's trial
         goes back to the queue after ``worker_timeout``. The others (their workers closed their
-        runs) run again first. Return the adopted ids."""
+        runs) run again first. Return the adopted ids.
+
+        A trial that ended is neither: Keras Tuner's ``end_trial`` saves the oracle before it takes
+        the trial off ``ongoing_trials``, so the trial a worker ended last before its chief stopped
+        is still "ongoing" in the saved state, and its reload would run it a second time."""
         # Private `_get_oracle_fname` and `_retry_queue`: Keras Tuner's reload queues every ongoing
         # trial again, which would give a trial a surviving worker still trains to a second one.
+        ended = {t.trial_id for t in self.trials.values() if t.status in (COMPLETED, FAILED)}
+        self._retry_queue[:] = [t for t in self._retry_queue if t not in ended]
         with open(self._get_oracle_fname(), encoding="utf-8") as f:
             saved = json.load(f).get("ongoing_trials", {})
-        saved = {w: t for w, t in saved.items() if t in running}
+        saved = {w: t for w, t in saved.items() if t in running and t not in ended}
         trials, workers = self._heard()
         for worker, trial_id in saved.items():
             if trial_id in self._retry_queue:

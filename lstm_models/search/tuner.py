@@ -20,7 +20,7 @@ import keras_tuner as kt
 from lstm_models.interrupt import Deferral
 from lstm_models.search.hypermodel import EpochLog, SweepHyperModel
 from lstm_models.search.limits import Limits
-from lstm_models.search.pruning import Pruned, forget_metrics, report_epoch
+from lstm_models.search.pruning import COMPLETED, FAILED, Pruned, forget_metrics, report_epoch
 from lstm_models.search.recorder import TrialRecorder
 from lstm_models.search.state import TUNER_PROJECT
 from lstm_models.search.timing import TRIAL_PHASES, EpochClock, Phases
@@ -32,7 +32,6 @@ KERAS_TUNERS = {"random": (kt.RandomSearch, kt.oracles.RandomSearchOracle),
                 "bayesian": (kt.BayesianOptimization, kt.oracles.BayesianOptimizationOracle),
                 "hyperband": (kt.Hyperband, kt.oracles.HyperbandOracle)}
 assert set(KERAS_TUNERS) == set(TUNERS), "every tuner kind a spec accepts has its Keras Tuner classes"
-COMPLETED, FAILED = kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED
 # Each epoch's objective goes to the oracle (`report_epoch`, for the pruner), so Keras Tuner finds
 # the trial's metrics already reported and skips its own final report, with this warning.
 warnings.filterwarnings("ignore", message="The use case of calling", category=DeprecationWarning)
