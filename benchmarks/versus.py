@@ -21,6 +21,12 @@ benchmarks/results/peer.{json,md} and the README's tables.
 
     python benchmarks/versus.py [--only csv,sentiment,sunspots] [--ours none,2-workers,median,median-2-workers]
                                 [--skip-peer]
+    python benchmarks/versus.py --seeds 42,1,2,3,4 [--only csv] [--ours 2-workers]
+
+With ``--seeds``, the side-by-side is repeated once per seed (ours ``--seed S``, the script
+``--seed S``; the same split), and the test accuracies are compared pair by pair: one seed's
+difference of a few sentences is a draw of the search, not a verdict. Results:
+benchmarks/results/peer-seeds.{json,md} and the README.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from report_bench import best_test, replace_between  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 START, END = "<!-- peer:start -->", "<!-- peer:end -->"  # where the table goes in the README
+SEEDS_START, SEEDS_END = "<!-- peer-seeds:start -->", "<!-- peer-seeds:end -->"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true"}
 SHORT_WORDS, SHORT_COUNT = 20, 3000
 VARIANTS = {"none": ("none", 1), "2-workers": ("none", 2), "median": ("median", 1),
@@ -75,17 +82,18 @@ def specs(folder: Path) -> dict[str, Path]:
     return {"sentiment": ROOT / "sweeps" / "sentiment.yaml", "csv": csv_spec, "sunspots": ROOT / "sweeps" / "sunspots.yaml"}
 
 
-def ours(spec: Path, folder: Path, pruning: str, workers: int = 1) -> dict:
+def ours(spec: Path, folder: Path, pruning: str, workers: int = 1, seed: int | None = None) -> dict:
     """The whole sweep command; its test accuracy and the split of its wall time (with workers,
     the trials overlap: their sums exceed the search's span)."""
     from mlflow.tracking import MlflowClient
 
-    label = f"{spec.stem}-{pruning}-{workers}"
+    label = f"{spec.stem}-{pruning}-{workers}" + (f"-seed{seed}" if seed is not None else "")
     uri = f"sqlite:///{folder / label}.db"
     start = time.time()
     with open(folder / f"{label}.log", "w") as out:
         code = subprocess.call([sys.executable, "-m", "lstm_models", "sweep", str(spec), "--fresh", "--tracking-uri", uri,
                                 "--verdict-seeds", "0", "--pruning", pruning,
+                                *(["--seed", str(seed)] if seed is not None else []),
                                 "--workers", str(workers if workers > 1 else 0), "--workdir", str(folder / "runs"),
                                 "--output", str(folder / "exports"), "--cache-dir", str(ROOT / "datasets" / "cache")],
                                env=ENV, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
@@ -108,10 +116,11 @@ def ours(spec: Path, folder: Path, pruning: str, workers: int = 1) -> dict:
             "process_seconds": end - start - sum(sweep.values())}
 
 
-def peer(spec: Path, folder: Path) -> dict:
+def peer(spec: Path, folder: Path, seed: int | None = None) -> dict:
     """The hand-written script's whole command (its own figures are measured from its first line)."""
     start = time.time()
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peer.py"), str(spec)], env=ENV, cwd=folder,
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peer.py"), str(spec),
+                          *(["--seed", str(seed)] if seed is not None else [])], env=ENV, cwd=folder,
                          capture_output=True, text=True)
     seconds = time.time() - start
     if out.returncode != 0:
@@ -157,6 +166,42 @@ def phases_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def by_seed(chosen: dict[str, Path], folder: Path, seeds: list[int], variants: list[str]) -> dict:
+    """Ours (each of ``variants``) and the script, side by side once per seed, on each data set."""
+    results = {"when": time.strftime("%Y-%m-%d %H:%M"), "data": {}}
+    for data, spec in chosen.items():
+        for variant in variants:
+            rows = []
+            for seed in seeds:
+                mine, theirs = ours(spec, folder, *VARIANTS[variant], seed=seed), peer(spec, folder, seed=seed)
+                rows.append({"seed": seed, "ours_seconds": mine["seconds"], "ours_test": mine["test_value"],
+                             "ours_cell": mine["best_cell"], "peer_seconds": theirs["seconds"],
+                             "peer_test": theirs["test_value"], "peer_cell": theirs["best_cell"]})
+                print(json.dumps(rows[-1]), flush=True)
+            results["data"][f"{data}, ours {variant}"] = rows
+    return results
+
+
+def seeds_table(results: dict) -> str:
+    """Per seed, both test accuracies and wall times; then the means and the paired difference."""
+    lines = ["| data | seed | ours: test accuracy (best cell) | script: test accuracy (best cell) | ours - script "
+             "| ours s | script s | script s / ours s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for data, rows in results["data"].items():
+        for r in rows:
+            lines.append(f"| {data} | {r['seed']} | {r['ours_test']:.4f} ({r['ours_cell']}) | {r['peer_test']:.4f} "
+                         f"({r['peer_cell']}) | {r['ours_test'] - r['peer_test']:+.4f} | {r['ours_seconds']:.0f} | "
+                         f"{r['peer_seconds']:.0f} | {r['peer_seconds'] / r['ours_seconds']:.2f}x |")
+        diff = np.array([r["ours_test"] - r["peer_test"] for r in rows])
+        error = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+        wins = f"{(diff > 0).sum()} ahead, {(diff == 0).sum()} level, {(diff < 0).sum()} behind"
+        speed = sum(r["peer_seconds"] for r in rows) / sum(r["ours_seconds"] for r in rows)
+        lines.append(f"| {data} | mean of {len(rows)} | {np.mean([r['ours_test'] for r in rows]):.4f} | "
+                     f"{np.mean([r['peer_test'] for r in rows]):.4f} | {diff.mean():+.4f} ± {error:.4f} ({wins}) | "
+                     f"{np.mean([r['ours_seconds'] for r in rows]):.0f} | "
+                     f"{np.mean([r['peer_seconds'] for r in rows]):.0f} | {speed:.2f}x |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", type=lambda v: v.split(","), default=None,
@@ -164,8 +209,12 @@ def main(argv=None) -> int:
     ap.add_argument("--ours", type=lambda v: v.split(","), default=list(VARIANTS),
                     help=f"comma-separated runs of ours among {', '.join(VARIANTS)} (default: all)")
     ap.add_argument("--skip-peer", action="store_true")
+    ap.add_argument("--seeds", type=lambda v: [int(s) for s in v.split(",")], default=None,
+                    help="comma-separated seeds: the side by side once per seed, compared pair by pair")
     args = ap.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.seeds:
+        return main_seeds(args)
     results = {"when": time.strftime("%Y-%m-%d %H:%M"), "data": {}}
     with tempfile.TemporaryDirectory(prefix="lstm-models-versus-") as tmp:
         folder = Path(tmp)
@@ -182,6 +231,19 @@ def main(argv=None) -> int:
     print(text)
     if replace_between(README, START, END, f"Measured {results['when']} by `make bench-peer`:\n\n{text}"):
         print(f"updated the peer table in {README}")
+    return 0
+
+
+def main_seeds(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="lstm-models-versus-") as tmp:
+        chosen = {d: s for d, s in specs(Path(tmp)).items() if d != "sunspots" and d in (args.only or ["csv"])}
+        results = by_seed(chosen, Path(tmp), args.seeds, args.ours)
+    (RESULTS / "peer-seeds.json").write_text(json.dumps(results, indent=1))
+    text = seeds_table(results) + "\n"
+    (RESULTS / "peer-seeds.md").write_text(text)
+    print(text)
+    if replace_between(README, SEEDS_START, SEEDS_END, f"Measured {results['when']} by `make bench-peer-seeds`:\n\n{text}"):
+        print(f"updated the peer-seeds table in {README}")
     return 0
 
 
