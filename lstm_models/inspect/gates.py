@@ -144,26 +144,31 @@ def plot_gates(gates: list[LayerGates], labels: list[str], path: Path, title: st
 
 
 def _draw_gates(fig, axes, gates: list[LayerGates], names: list[str], labels: list[str]) -> None:
+    """One colour scale and one colorbar per row (a gate across the layers): 24 colorbars of their
+    own took about a second of each figure's layout, and one scale compares the layers."""
     steps = len(labels)
     every = max(1, steps // 40)
-    for col, g in enumerate(gates):
-        for row, name in enumerate(names):
+    for row, name in enumerate(names):
+        peak = max((float(np.abs(g.arrays[name]).max()) for g in gates if name in g.arrays), default=0.0) or 1.0
+        lo, hi = _RANGES.get(name, (-peak, peak))
+        cmap = "viridis" if lo == 0 else "RdBu_r"
+        im = None
+        for col, g in enumerate(gates):
             ax = axes[row][col]
             if name not in g.arrays:
                 ax.axis("off")
                 continue
-            data = g.arrays[name].T
-            lo, hi = _RANGES.get(name, (-np.abs(data).max() or -1, np.abs(data).max() or 1))
-            cmap = "viridis" if lo == 0 else "RdBu_r"
-            im = ax.imshow(data, aspect="auto", cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
-            ax.set_ylabel(f"{name}\nunit")
+            im = ax.imshow(g.arrays[name].T, aspect="auto", cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+            if col == 0:
+                ax.set_ylabel(f"{name}\nunit")
             if row == len(names) - 1:  # tokens under the last row only: ticks on every heatmap cost seconds
                 ax.set_xticks(range(0, steps, every), labels[::every], rotation=90, fontsize=8)
             else:
                 ax.set_xticks([])
             if row == 0:
                 ax.set_title(f"{g.label} ({g.cell})")
-            fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
+        if im is not None:
+            fig.colorbar(im, ax=axes[row][-1], fraction=0.025, pad=0.01)  # the scale of the whole row
 
 
 def gates_report(model, x, labels: list[str], out: Path, title: str = "", stem: str = "gates") -> list[str]:
