@@ -21,11 +21,13 @@ benchmarks/results/peer.{json,md} and the README's tables.
 
     python benchmarks/versus.py [--only csv,sentiment,sunspots] [--ours none,2-workers,median,median-2-workers]
                                 [--skip-peer]
-    python benchmarks/versus.py --seeds 42,1,2,3,4 [--only csv] [--ours 2-workers]
+    python benchmarks/versus.py --seeds 42,1042,2042,3042,4042 [--only csv] [--ours 2-workers]
 
 With ``--seeds``, the side-by-side is repeated once per seed (ours ``--seed S``, the script
 ``--seed S``; the same split), and the test accuracies are compared pair by pair: one seed's
-difference of a few sentences is a draw of the search, not a verdict. Results:
+difference of a few sentences is a draw of the search, not a verdict. Keras Tuner draws the n-th
+hyperparameter value with ``seed + n``, so seeds 1, 2 and 3 search mostly the same trials: the
+seeds must lie far apart (1,000: a sweep draws a few hundred values). Results:
 benchmarks/results/peer-seeds.{json,md} and the README.
 """
 
