@@ -52,8 +52,9 @@ from lstm_models.search.timing import SWEEP_PHASES, TRIAL_PHASES, metric, outsid
 from report_bench import best_test, replace_between  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
-START, END = "<!-- peer:start -->", "<!-- peer:end -->"  # where the table goes in the README
-SEEDS_START, SEEDS_END = "<!-- peer-seeds:start -->", "<!-- peer-seeds:end -->"
+# Each report: its results' stem in benchmarks/results, and the make target named above its README table
+# (which sits between <!-- STEM:start --> and <!-- STEM:end -->).
+REPORTS = {"peer": "make bench-peer", "peer-seeds": "make bench-peer-seeds"}
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true"}
 SHORT_WORDS, SHORT_COUNT = 20, 3000
 VARIANTS = {"none": ("none", 1), "2-workers": ("none", 2), "median": ("median", 1),
@@ -214,38 +215,30 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=lambda v: [int(s) for s in v.split(",")], default=None,
                     help="comma-separated seeds: the side by side once per seed, compared pair by pair")
     args = ap.parse_args(argv)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    if args.seeds:
-        return main_seeds(args)
-    results = {"when": time.strftime("%Y-%m-%d %H:%M"), "data": {}}
     with tempfile.TemporaryDirectory(prefix="lstm-models-versus-") as tmp:
         folder = Path(tmp)
-        for data, spec in specs(folder).items():
-            if args.only and data not in args.only:
-                continue
+        chosen = {d: spec for d, spec in specs(folder).items() if not args.only or d in args.only}
+        if args.seeds:  # the peer is a text script: no seeds comparison on a series
+            results = by_seed({d: spec for d, spec in chosen.items() if d != "sunspots"}, folder, args.seeds, args.ours)
+            return publish("peer-seeds", results, seeds_table(results) + "\n")
+        results = {"when": time.strftime("%Y-%m-%d %H:%M"), "data": {}}
+        for data, spec in chosen.items():
             rows = [ours(spec, folder, *VARIANTS[v]) for v in args.ours]
             rows += [] if args.skip_peer or data == "sunspots" else [peer(spec, folder)]
             results["data"][data] = rows
             print(json.dumps(rows, indent=1), flush=True)
-    (RESULTS / "peer.json").write_text(json.dumps(results, indent=1))
-    text = f"{table(results)}\n\nWhere our time went (seconds):\n\n{phases_table(results)}\n"
-    (RESULTS / "peer.md").write_text(text)
-    print(text)
-    if replace_between(README, START, END, f"Measured {results['when']} by `make bench-peer`:\n\n{text}"):
-        print(f"updated the peer table in {README}")
-    return 0
+    return publish("peer", results, f"{table(results)}\n\nWhere our time went (seconds):\n\n{phases_table(results)}\n")
 
 
-def main_seeds(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="lstm-models-versus-") as tmp:
-        chosen = {d: s for d, s in specs(Path(tmp)).items() if d != "sunspots" and d in (args.only or ["csv"])}
-        results = by_seed(chosen, Path(tmp), args.seeds, args.ours)
-    (RESULTS / "peer-seeds.json").write_text(json.dumps(results, indent=1))
-    text = seeds_table(results) + "\n"
-    (RESULTS / "peer-seeds.md").write_text(text)
+def publish(stem: str, results: dict, text: str) -> int:
+    """``results`` and their ``text`` to benchmarks/results/<stem>.{json,md}, and the text into the README."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1))
+    (RESULTS / f"{stem}.md").write_text(text)
     print(text)
-    if replace_between(README, SEEDS_START, SEEDS_END, f"Measured {results['when']} by `make bench-peer-seeds`:\n\n{text}"):
-        print(f"updated the peer-seeds table in {README}")
+    body = f"Measured {results['when']} by `{REPORTS[stem]}`:\n\n{text}"
+    if replace_between(README, f"<!-- {stem}:start -->", f"<!-- {stem}:end -->", body):
+        print(f"updated the {stem} table in {README}")
     return 0
 
 
