@@ -1,22 +1,21 @@
-"""Adam in one TensorFlow op per variable.
+"""Adam, as `keras.optimizers.Adam` computes it, in one TensorFlow op per dense variable.
 
 Keras writes Adam's update as about twenty small ops per variable (casts, the bias corrections,
 then the moments and the step, each a separate kernel over the whole variable). TensorFlow's
-``ResourceApplyAdam`` computes the update in one kernel, as the paper (Kingma & Ba 2015) writes it:
+``ResourceApplyAdam`` computes the same update in one kernel:
 
     m <- m + (g - m)(1 - beta_1);  v <- v + (g^2 - v)(1 - beta_2)
     w <- w - lr sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)
 
-On a dense gradient that is `keras.optimizers.Adam`'s update (tests/test_optimizer.py). An
-embedding's gradient is sparse, one row per token of the batch: here a token's rows are summed
-before squaring, as for a dense gradient (and in PyTorch's and Keras 2's Adam); Keras 3's Adam
-squares each row first, so where a token repeats in a batch its second moment differs.
-
-Fewer ops make every trial's first trace shorter, and the embedding's update (a dense pass over
-vocabulary x dimensions every batch, since Adam's moments decay everywhere) one pass instead of
-eight. Measured side by side on 2 cores: a 1-layer LSTM's first batch 1.5 -> 1.3 s, and with a
-10,000 x 128 embedding an epoch 13% shorter. The moments are built as Adam builds them, in the
-same order, so weights saved with either optimizer load into the other.
+An embedding's gradient is sparse, one row per token of the batch, and there Keras 3 differs from
+that formula: it squares each row before the rows of a repeated token are summed, so a frequent
+token's second moment is the sum of its squares, not the square of its sum. Fusing it the
+paper's way trained an embedding's epoch 13% faster (10,000 x 128) but, on the short sentences
+of `make bench-peer` at four seeds in one process, left the best model's test accuracy 0 to 1.7
+points lower (0.7433-0.7600 against 0.7383-0.7600). So a sparse gradient gets Keras's own update,
+op by op; every other variable gets the one op. Fewer ops make every trial's first trace shorter
+(see docs/benchmarks.md for the measured sweeps). The moments are built as Adam builds them, in
+the same order, so weights saved with either optimizer load into the other.
 """
 
 from __future__ import annotations
@@ -25,11 +24,12 @@ from types import MappingProxyType
 
 import keras
 import tensorflow as tf
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="lstm_models")
 class FusedAdam(keras.optimizers.Optimizer):
-    """Adam without AMSGrad, one fused op per variable (TensorFlow backend).
+    """Adam without AMSGrad, one fused op per variable with a dense gradient (TensorFlow backend).
 
     Args:
         learning_rate: the step size (a float or a schedule).
@@ -58,12 +58,17 @@ class FusedAdam(keras.optimizers.Optimizer):
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.constant(self.beta_1, dtype), tf.constant(self.beta_2, dtype)
+        lr = tf.cast(learning_rate, dtype)
+        if isinstance(gradient, tf.IndexedSlices):  # an embedding's: Keras's update, op by op (see the module)
+            alpha = lr * tf.sqrt(1 - tf.pow(beta_2, step)) / (1 - tf.pow(beta_1, step))
+            self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+            self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+            self.assign_sub(variable, ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), self.epsilon)))
+            return
         tf.raw_ops.ResourceApplyAdam(
             var=_resource(variable).handle, m=_resource(m).handle, v=_resource(v).handle,
-            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
-            beta1=beta_1, beta2=beta_2, epsilon=tf.constant(self.epsilon, dtype),
-            grad=tf.cast(tf.convert_to_tensor(gradient), dtype),  # an embedding's sparse gradient made dense
-        )
+            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=lr,
+            beta1=beta_1, beta2=beta_2, epsilon=tf.constant(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
