@@ -1,1 +1,1 @@
-"""Networks: `lstm_models.models.build` (build_model from a plain ModelSpec), `lstm_models.models.cells` (the gate equations), `lstm_models.models.optimizer` (Adam in one op per variable)."""
+"""Networks: `lstm_models.models.build` (build_model from a plain ModelSpec), `lstm_models.models.cells` (the gate equations)."""

@@ -16,8 +16,6 @@ import keras
 import numpy as np
 from keras import layers
 
-from lstm_models.models.optimizer import FusedAdam
-
 CELLS = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}
 
 # Forecasting windows have a fixed length, so their recurrent layers can be unrolled: no loop,
@@ -171,7 +169,9 @@ def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | 
         keras.utils.set_random_seed(seed)
     model = inputs.network(spec, inputs.unrolls(spec) and (train_steps is None or train_steps >= UNROLL_MIN_STEPS))
     loss, metrics = inputs.objective()
-    optimizer = FusedAdam(learning_rate=spec.learning_rate, clipnorm=spec.clipnorm if spec.clipnorm > 0 else None)
+    optimizer = keras.optimizers.Adam(
+        learning_rate=spec.learning_rate, clipnorm=spec.clipnorm if spec.clipnorm > 0 else None
+    )
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
     # Keras creates the optimizer's slots (and a metric named by a string) inside the first train
     # step's trace; TensorFlow then traces the step again, as it must when a trace creates
