@@ -1,0 +1,147 @@
+"""The shared recurrent loops compute Keras's loop, outputs and gradients, and are traced once."""
+
+import numpy as np
+import pytest
+from conftest import assert_train_alike
+
+from lstm_models.models.build import ModelSpec, SeriesInputs, TextInputs, build_model
+from lstm_models.models.loops import _loop, _shared_inner_loop, recurrent_layers, share_loops, shares
+
+pytestmark = pytest.mark.slow  # every test here runs TensorFlow
+
+CLASSES = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
+
+
+def _pair(cell: str, bidirectional: bool, sequences: bool, backwards: bool):
+    """The same small network twice, with the same weights: Keras's loop, and the shared one."""
+    import keras
+
+    def make():
+        keras.utils.set_random_seed(1)
+        x, mask = keras.Input((None, 3)), keras.Input((None,), dtype="bool")
+        layer = getattr(keras.layers, CLASSES[cell])(4, return_sequences=sequences, go_backwards=backwards,
+                                                     bias_initializer="random_normal")
+        if bidirectional:
+            layer = keras.layers.Bidirectional(layer)
+        return keras.Model([x, mask], layer(x, mask=mask))
+
+    keras_loop, shared = make(), share_loops(make())
+    shared.set_weights(keras_loop.get_weights())
+    return keras_loop, shared
+
+
+def _shared(layer) -> bool:
+    return getattr(layer.inner_loop, "func", None) is _shared_inner_loop
+
+
+def _outputs_and_gradients(model, x, mask):
+    import tensorflow as tf
+
+    @tf.function
+    def run():
+        with tf.GradientTape() as tape:
+            y = model([x, mask])
+            loss = tf.reduce_sum(y * y)
+        return y, tape.gradient(loss, model.trainable_variables)
+
+    y, grads = run()
+    return [np.asarray(y)] + [np.asarray(g) for g in grads]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("bidirectional,sequences,backwards",
+                         [(False, False, False), (False, True, False), (False, True, True), (True, False, False),
+                          (True, True, False)])
+def test_the_shared_loop_computes_what_keras_computes(cell, bidirectional, sequences, backwards, seed):
+    keras_loop, shared = _pair(cell, bidirectional, sequences, backwards)
+    x = np.random.default_rng(0).normal(size=(5, 7, 3)).astype("float32")
+    mask = np.ones((5, 7), bool)
+    mask[0, 4:] = False  # padded at the end
+    mask[2, 1:] = False  # one real step
+    mask[3, :2] = False  # padded at the start
+    mask[4, :] = False  # nothing real: Keras gives zeros
+    expected, got = _outputs_and_gradients(keras_loop, x, mask), _outputs_and_gradients(shared, x, mask)
+    assert len(expected) == len(got) == 1 + len(keras_loop.trainable_variables)
+    assert np.abs(expected[0]).max() > 0.1  # the layer computed something
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    recurrent = recurrent_layers(shared)
+    assert [type(l).__name__ for l in recurrent] == [CLASSES[cell]] * (2 if bidirectional else 1)
+    assert all(_shared(l) for l in recurrent)  # it did run the shared loop
+
+
+def test_models_of_other_sizes_reuse_the_loop_traced_once(seed):
+    """The point of sharing: a second trial's model, another size, traces no loop of its own."""
+    import keras
+
+    inputs = TextInputs(vocabulary=tuple(f"w{i}" for i in range(20)), num_classes=2)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 22, size=(32, 9))
+    ids[::2, 6:] = 0
+    labels = rng.integers(0, 2, size=32)
+    counts = []
+    for units, embedding in [((8,), 4), ((16, 6), 8), ((5,), 3)]:
+        keras.backend.clear_session()
+        model = build_model(ModelSpec(task="classification", cell="gru", units=units, embedding_dim=embedding),
+                            inputs, seed=3)
+        history = model.fit(ids, labels, batch_size=8, epochs=1, validation_data=(ids, labels), verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+        counts.append((_loop("gru", False).experimental_get_tracing_count(),
+                       _loop("gru", True).experimental_get_tracing_count()))
+    assert counts[0][0] == 1  # the last layer's loop (no sequences), traced by the first model
+    assert counts[1] == (1, 1)  # the 2-layer model adds the loop that returns sequences, once
+    assert counts[2] == (1, 1)  # and the third model traces neither again
+
+
+def test_training_matches_keras_loop_from_the_same_start(seed):
+    import keras
+
+    inputs = TextInputs(vocabulary=tuple(f"w{i}" for i in range(30)), num_classes=2)
+    spec = ModelSpec(task="classification", cell="lstm", units=(8, 4), bidirectional=True, embedding_dim=6,
+                     learning_rate=0.01)
+    shared = build_model(spec, inputs, seed=5)
+    keras_loop = keras.models.clone_model(shared)  # Keras's own layers, nothing shared
+    assert len(recurrent_layers(keras_loop)) == 4 and not any(_shared(l) for l in recurrent_layers(keras_loop))
+    keras_loop.set_weights(shared.get_weights())
+    keras_loop.compile(optimizer=keras.optimizers.Adam(0.01, clipnorm=1.0), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    ids = rng.integers(1, 32, size=(48, 10))
+    ids[:, 7:] = 0
+    labels = rng.integers(0, 2, size=48)
+    assert_train_alike(shared, keras_loop, ids, labels)
+
+
+def test_a_saved_model_keras_file_is_plain_keras(tmp_path, seed):
+    import keras
+
+    inputs = TextInputs(vocabulary=("good", "bad", "film"), num_classes=2)
+    model = build_model(ModelSpec(task="classification", cell="rnn", units=(4,), embedding_dim=3), inputs, seed=2)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)  # no custom objects: Keras's own classes
+    assert type(loaded.get_layer("rnn_1")).__name__ == "SimpleRNN"
+    assert _shared(model.get_layer("rnn_1")) and not _shared(loaded.get_layer("rnn_1"))  # Keras's own loop
+    ids = np.array([[2, 4, 0], [3, 3, 4]])
+    np.testing.assert_allclose(np.asarray(loaded(ids)), np.asarray(model(ids)), atol=1e-6)
+
+
+def test_layers_it_would_not_compute_exactly_keep_keras_loop(seed):
+    import keras
+
+    assert shares(keras.layers.LSTM(4))
+    assert not shares(keras.layers.LSTM(4, recurrent_dropout=0.1))
+    assert not shares(keras.layers.LSTM(4, dropout=0.1))  # the cell's own input dropout
+    assert not shares(keras.layers.GRU(4, reset_after=False))
+    assert not shares(keras.layers.SimpleRNN(4, activation="relu"))
+    assert not shares(keras.layers.LSTM(4, recurrent_activation="hard_sigmoid"))
+    assert not shares(keras.layers.LSTM(4, unroll=True))
+    inputs = TextInputs(vocabulary=("good", "bad"), num_classes=2)
+    dropped = build_model(ModelSpec(task="classification", cell="lstm", units=(4,), recurrent_dropout=0.2), inputs)
+    assert not _shared(dropped.get_layer("lstm_1"))
+    compiled = build_model(ModelSpec(task="classification", cell="lstm", units=(4,)), inputs, jit_compile=True)
+    assert not _shared(compiled.get_layer("lstm_1"))  # XLA compiles Keras's loop
+    plain = build_model(ModelSpec(task="classification", cell="lstm", units=(4,)), inputs)
+    assert _shared(plain.get_layer("lstm_1"))
+    series = SeriesInputs(num_features=1, horizon=1, mean=(0.0,), variance=(1.0,))
+    forecaster = build_model(ModelSpec(task="forecasting", cell="lstm", units=(4,), lookback=40), series)
+    assert not forecaster.get_layer("lstm_1").unroll and not _shared(forecaster.get_layer("lstm_1"))
