@@ -70,6 +70,26 @@ def test_the_shared_loop_computes_what_keras_computes(cell, bidirectional, seque
     assert all(_shared(l) for l in recurrent)  # it did run the shared loop
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_a_traced_layer_keeps_keras_static_shapes(cell, seed):
+    """Code that traces a layer reads its output's static shape (the gradient probe, which sizes its
+    Jacobians by it), so the shared loop gives the shapes Keras's loop gives."""
+    import tensorflow as tf
+
+    from lstm_models.inspect.gradients import probe_trained
+
+    for sequences in (False, True):
+        keras_loop, shared = _pair(cell, False, sequences, False)
+        layers = [recurrent_layers(m)[0] for m in (keras_loop, shared)]
+        shapes = [tf.function(lambda t, layer=layer: layer(t)).get_concrete_function(
+            tf.TensorSpec([2, None, 3], tf.float32)).output_shapes for layer in layers]
+        assert shapes[1] == shapes[0] == ([2, None, 4] if sequences else [2, 4])
+    inputs = TextInputs(vocabulary=tuple(f"w{i}" for i in range(20)), num_classes=2)
+    model = build_model(ModelSpec(task="classification", cell=cell, units=(4,), embedding_dim=8), inputs, seed=1)
+    probe = probe_trained(model, length=12, batch=4)
+    assert probe.norms.shape == (12,) and np.all(np.isfinite(probe.norms)) and probe.norms[-1] > 0
+
+
 def test_models_of_other_sizes_reuse_the_loop_traced_once(seed):
     """The point of sharing: a second trial's model, another size, traces no loop of its own."""
     import keras

@@ -82,6 +82,12 @@ def _shared_inner_loop(layer, sequences, initial_state, mask, training=False):
         x, mask = tf.reverse(x, [1]), tf.reverse(mask, [1])
     loop = _loop(kind, bool(layer.return_sequences))
     last, outputs, *final = loop(x, mask, cell.kernel.value, cell.recurrent_kernel.value, cell.bias.value, *states)
+    # The loop's outputs have no static shape; Keras's have, and code that traces a layer reads it
+    # (the gradient probe sizes its Jacobians by the units)
+    batch, steps = x.shape[0], x.shape[1] if layer.return_sequences else 1
+    for state in [last, *final]:
+        state.set_shape([batch, cell.units])
+    outputs.set_shape([batch, steps, cell.units])
     if layer.return_sequences and layer.zero_output_for_mask:
         outputs = tf.where(mask[:, :, None], outputs, tf.zeros_like(outputs))
     return last, outputs, final
