@@ -4,13 +4,10 @@ import numpy as np
 import pytest
 from conftest import assert_train_alike
 
-from lstm_models.models.build import ModelSpec, SeriesInputs, TextInputs, build_model
-from lstm_models.models.loops import _loop, _shared_inner_loop, recurrent_layers, share_loops, shares
+from lstm_models.models.build import CELLS, ModelSpec, SeriesInputs, TextInputs, build_model
+from lstm_models.models.loops import _loop, _shared_inner_loop, layers_per_direction, share_loops, shares
 
 pytestmark = pytest.mark.slow  # every test here runs TensorFlow
-
-CLASSES = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
-
 
 def _pair(cell: str, bidirectional: bool, sequences: bool):
     """The same small network twice, with the same weights: Keras's loop, and the shared one."""
@@ -19,8 +16,7 @@ def _pair(cell: str, bidirectional: bool, sequences: bool):
     def make():
         keras.utils.set_random_seed(1)
         x, mask = keras.Input((None, 3)), keras.Input((None,), dtype="bool")
-        layer = getattr(keras.layers, CLASSES[cell])(4, return_sequences=sequences,
-                                                     bias_initializer="random_normal")
+        layer = CELLS[cell](4, return_sequences=sequences, bias_initializer="random_normal")
         if bidirectional:
             layer = keras.layers.Bidirectional(layer)
         return keras.Model([x, mask], layer(x, mask=mask))
@@ -65,8 +61,8 @@ def test_the_shared_loop_computes_what_keras_computes(cell, sequences, seed):
     assert np.abs(expected[0]).max() > 0.1  # the layer computed something
     for e, g in zip(expected, got):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
-    recurrent = recurrent_layers(shared)
-    assert [type(l).__name__ for l in recurrent] == [CLASSES[cell]] * 2
+    recurrent = layers_per_direction(shared)
+    assert [type(l) for l in recurrent] == [CELLS[cell]] * 2
     assert [l.go_backwards for l in recurrent] == [False, True]
     assert all(_shared(l) for l in recurrent)  # it did run the shared loop
 
@@ -81,7 +77,7 @@ def test_a_traced_layer_keeps_keras_static_shapes(cell, seed):
 
     for sequences in (False, True):
         keras_loop, shared = _pair(cell, False, sequences)
-        layers = [recurrent_layers(m)[0] for m in (keras_loop, shared)]
+        layers = [layers_per_direction(m)[0] for m in (keras_loop, shared)]
         shapes = [tf.function(lambda t, layer=layer: layer(t)).get_concrete_function(
             tf.TensorSpec([2, None, 3], tf.float32)).output_shapes for layer in layers]
         assert shapes[1] == shapes[0] == ([2, None, 4] if sequences else [2, 4])
@@ -122,7 +118,7 @@ def test_training_matches_keras_loop_from_the_same_start(seed):
                      learning_rate=0.01)
     shared = build_model(spec, inputs, seed=5)
     keras_loop = keras.models.clone_model(shared)  # Keras's own layers, nothing shared
-    assert len(recurrent_layers(keras_loop)) == 4 and not any(_shared(l) for l in recurrent_layers(keras_loop))
+    assert len(layers_per_direction(keras_loop)) == 4 and not any(_shared(l) for l in layers_per_direction(keras_loop))
     keras_loop.set_weights(shared.get_weights())
     keras_loop.compile(optimizer=keras.optimizers.Adam(0.01, clipnorm=1.0), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(1)

@@ -37,6 +37,7 @@ GATES = {
     "rnn": ("h",),
 }
 STATES = {"lstm": ("c", "h"), "gru": ("h",), "rnn": ("h",)}
+KINDS = {"LSTMCell": "lstm", "GRUCell": "gru", "SimpleRNNCell": "rnn"}  # Keras cell class -> kind
 
 _ACTIVATIONS = {
     "sigmoid": lambda a: 1.0 / (1.0 + np.exp(-a)),
@@ -49,10 +50,9 @@ _ACTIVATIONS = {
 def cell_kind(layer) -> str:
     """``lstm``, ``gru`` or ``rnn`` for a Keras LSTM, GRU or SimpleRNN layer (or its cell)."""
     name = type(getattr(layer, "cell", layer)).__name__
-    kinds = {"LSTMCell": "lstm", "GRUCell": "gru", "SimpleRNNCell": "rnn"}
-    if name not in kinds:
+    if name not in KINDS:
         raise TypeError(f"expected a Keras LSTM, GRU or SimpleRNN layer, got {type(layer).__name__}")
-    return kinds[name]
+    return KINDS[name]
 
 
 def run_reference(layer, x, mask=None) -> dict[str, np.ndarray]:

@@ -26,8 +26,7 @@ import functools
 
 import keras
 
-KINDS = {"LSTMCell": "lstm", "GRUCell": "gru", "SimpleRNNCell": "rnn"}
-_STATES = {"lstm": 2, "gru": 1, "rnn": 1}
+from lstm_models.models.cells import KINDS, STATES
 
 
 def share_loops(model: keras.Model) -> keras.Model:
@@ -36,13 +35,13 @@ def share_loops(model: keras.Model) -> keras.Model:
     The layer keeps its class: only this object's ``inner_loop`` (the public method through which
     `keras.layers.RNN` runs its loop) is replaced, so its config, weights and saved files are
     Keras's own."""
-    for layer in recurrent_layers(model):
+    for layer in layers_per_direction(model):
         if shares(layer):
             layer.inner_loop = functools.partial(_shared_inner_loop, layer)
     return model
 
 
-def recurrent_layers(model: keras.Model) -> list:
+def layers_per_direction(model: keras.Model) -> list:
     """The model's Keras recurrent layers, both of a ``Bidirectional`` wrapper's included."""
     out = []
     for layer in model.layers:
@@ -103,7 +102,7 @@ def _loop(kind: str, sequences: bool):
     step = {"lstm": _lstm_step, "gru": _gru_step, "rnn": _rnn_step}[kind]
     matrix, vector = tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.float32)
     signature = [tf.TensorSpec([None, None, None], tf.float32), tf.TensorSpec([None, None], tf.bool),
-                 matrix, matrix, matrix if kind == "gru" else vector] + [matrix] * _STATES[kind]
+                 matrix, matrix, matrix if kind == "gru" else vector] + [matrix] * len(STATES[kind])
 
     @tf.function(input_signature=signature, autograph=False)
     def loop(x, mask, kernel, recurrent, bias, *states):
