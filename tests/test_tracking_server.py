@@ -52,7 +52,7 @@ def test_bad_flags_exit_2_with_one_line(tmp_path, args, message):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_credentials_come_from_a_file_only_its_owner_reads(tmp_path):
+def test_credentials_come_from_a_file_only_its_owner_reads(tmp_path, monkeypatch):
     path = tmp_path / "creds"
     path.write_text("admin:s3cret:with-colon\n")
     path.chmod(0o600)
@@ -69,6 +69,12 @@ def test_credentials_come_from_a_file_only_its_owner_reads(tmp_path):
     assert env["MLFLOW_AUTH_CONFIG_PATH"] == str(tmp_path / "auth" / "basic_auth.ini")
     assert (env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"]) == ("admin", "pw")
     assert "pw" not in config and "admin" not in config  # the password never lands in a file
+    from mlflow.server.auth.config import read_auth_config
+
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", env["MLFLOW_AUTH_CONFIG_PATH"])
+    read = read_auth_config()  # as the server reads it: a verified password is cached, not hashed per request
+    assert (read.auth_cache_ttl_seconds, read.default_permission) == (server.AUTH_CACHE_SECONDS, "READ")
+    assert server.AUTH_CACHE_SECONDS > 0
 
 
 def test_auth_without_credentials_exits_2(tmp_path):
