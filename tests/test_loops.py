@@ -9,6 +9,7 @@ from lstm_models.models.loops import _loop, _shared_inner_loop, layers_per_direc
 
 pytestmark = pytest.mark.slow  # every test here runs TensorFlow
 
+
 def _pair(cell: str, bidirectional: bool, sequences: bool):
     """The same small network twice, with the same weights: Keras's loop, and the shared one."""
     import keras

@@ -186,11 +186,9 @@ def read_credentials(path: Path) -> tuple[str, str]:
     return user, password
 
 
-# MLflow checks the password's scrypt hash on every request (0.11 s here), unless its own cache of
-# verified credentials is on: a tiny 4-trial sweep against the server took 103 s with --auth, 36 s
-# with the cache, 40 s without --auth. With the cache, a changed password or a deleted user is still
-# accepted for up to this long by a server worker that did not handle the change (MLflow's
-# basic_auth.ini says so).
+# MLflow checks the password's scrypt hash on every request unless its own cache of verified
+# credentials is on; with it, a changed password or a deleted user is still accepted for up to this
+# long by a server worker that did not handle the change (docs/distributed.md: what it costs, measured).
 AUTH_CACHE_SECONDS = 60
 
 
