@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -24,6 +25,8 @@ def test_each_worker_gets_its_share_of_the_cores_and_its_own_gpu():
                                "--worker", "127.0.0.1:4321", "--worker-id", "worker-2"]
     wildcard = WorkerPlan(1, ("sweep", "s.yaml"), host="0.0.0.0", port=99)
     assert wildcard.command(0)[-3:] == ["127.0.0.1:99", "--worker-id", "worker-1"]  # its own workers dial loopback
+    queued = WorkerPlan(1, ("sweep", "s.yaml"), port=99, jobs=Path("runs/s/verdict/jobs.json"))
+    assert queued.command(0)[-4:] == ["--worker-id", "worker-1", "--verdict-jobs", "runs/s/verdict/jobs.json"]
 
 
 def test_the_gpus_to_share_come_from_cuda_visible_devices():
@@ -40,6 +43,8 @@ def test_the_gpus_to_share_come_from_cuda_visible_devices():
     (["--worker", "127.0.0.1:1", "--worker-id", "a b"],
      "--worker-id 'a b': expected 1-128 letters, digits, '.', '_' or '-'"),
     (["--chief", "nowhere"], "--chief nowhere: expected HOST:PORT"),
+    (["--verdict-jobs", "jobs.json"], "--verdict-jobs: a chief gives it to its local workers, with --worker; "
+     "not for other commands"),
     (["--chief", "0.0.0.0:7070"], "--chief 0.0.0.0:7070: not a loopback address; Keras Tuner's oracle service has no "
      "authentication, so binding it needs --allow-public (on a private network only)"),
     (["--worker-timeout", "soon"], "command line: worker_timeout must be a duration above 0 and at most 30 days, "
@@ -132,7 +137,7 @@ def test_a_chief_and_two_workers_finish_every_trial_once_though_one_is_killed(tm
     for line in chief.stdout:
         lines.append(line)
         if killed is None and line.startswith("worker-1:     epoch 2/"):  # worker-1 is in mid-trial
-            (killed,) = [pid for pid, cmd in _children(chief.pid) if cmd[-2:] == ["--worker-id", "worker-1"]]
+            (killed,) = [pid for pid, cmd in _children(chief.pid) if "worker-1" in cmd]
             os.kill(killed, signal.SIGKILL)
     err = chief.stderr.read()
     assert chief.wait(timeout=900) == 0, err[-3000:]
@@ -258,3 +263,65 @@ def test_hyperband_with_two_workers_continues_trials_from_their_parents(tmp_path
     steps = [m.step for m in client.get_metric_history(continued.info.run_id, "val_rmse")]
     assert [m.step for m in client.get_metric_history(parent.info.run_id, "val_rmse")] == [0] and steps[0] == 1
     assert "5 trials (0 failed)" in done.stdout
+
+
+@pytest.mark.slow
+def test_local_workers_train_the_verdict_as_one_process_does_though_one_is_killed(tmp_path):
+    """After the search, the 2 local workers train the verdict's seed runs while the chief exports;
+    kill -9 of one in mid-run: the chief trains that run again, and every seed run scores what it
+    scores in one process, bit for bit."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import ROOT
+
+    spec = tiny_series_spec(max_trials=2, max_epochs=20)
+    spec["early_stopping"] = {"patience": 0}  # every seed run trains its 20 epochs: time to kill one
+    write_spec(tmp_path, spec)
+    flags = ["--cache-dir", str(CACHE), "--verdict-seeds", "2"]
+    alone = run_cli("sweep", "spec.yaml", "--tracking-uri", f"sqlite:///{tmp_path}/alone.db", "--workdir", "alone",
+                    "--workers", "0", *flags, cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path}/crew.db"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        chief = subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--tracking-uri", uri,
+                                  "--workers", "2", *flags], cwd=tmp_path, env=env, stdout=out, stderr=err)
+    queue, killed = tmp_path / "runs" / "tiny-sunspots" / "verdict", None
+    while chief.poll() is None and killed is None:  # kill worker-1 in the seed run it has taken
+        if any(p.read_text() == "worker-1" for p in queue.glob("*.claim")) and MlflowClient(uri).search_runs(
+                ["1"], "tags.worker = 'worker-1' and tags.verdict = 'true' and attributes.status = 'RUNNING'"):
+            (killed,) = [pid for pid, cmd in _children(chief.pid) if "worker-1" in cmd]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    assert chief.wait(timeout=600) == 0, (tmp_path / "err.txt").read_text()[-3000:]
+    text = (tmp_path / "out.txt").read_text()
+    assert killed is not None, text[-3000:]
+    assert "chief: worker-1 died (exit code -9) during verdict seeds " in text and "; the chief trains it again" in text
+    assert "worker-1: " not in text.partition("; the chief trains it again")[2]  # it was the one killed
+
+    def seed_runs(db):
+        client = MlflowClient(f"sqlite:///{tmp_path}/{db}")
+        runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
+        return [r for r in runs if r.data.tags.get("verdict") == "true"], next(
+            r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+
+    (one, one_parent), (crew, parent) = seed_runs("alone.db"), seed_runs("crew.db")
+    (lost,) = [r for r in crew if r.info.status != "FINISHED"]
+    assert (lost.info.status, lost.data.tags["lost"], lost.data.tags["worker"]) == ("FAILED", "true", "worker-1")
+    finished = [r for r in crew if r.info.status == "FINISHED"]
+    scores = {(r.data.tags["cell"], r.data.tags["seed"]): r.data.metrics["test_rmse"] for r in one}
+    assert len(scores) == len(one) >= 2 and [r.info.status for r in one] == ["FINISHED"] * len(one)
+    assert f"verdict: {len(one)} seed runs shared out between the local workers (worker-1, worker-2)" in text
+    assert "worker-2: " in text and "seed run(s) of the verdict trained" in text
+    assert {(r.data.tags["cell"], r.data.tags["seed"]): r.data.metrics["test_rmse"] for r in finished} == scores
+    assert len(finished) == len(scores)  # each seed run once, the lost one again
+    again = [r for r in finished if r.data.tags["verdict_job"] == lost.data.tags["verdict_job"]]
+    assert len(again) == 1 and again[0].data.tags.get("worker") is None  # the chief's own
+    assert {r.data.tags.get("worker") for r in finished} - {None} <= {"worker-1", "worker-2"}
+    assert lost.data.tags["error"].startswith("worker-1 died (exit code -9) in this seed run; the chief ran it again")
+    verdict = {k: v for k, v in one_parent.data.metrics.items() if k.startswith("test_rmse_")}  # and the CIs
+    assert verdict and {k: parent.data.metrics[k] for k in verdict} == verdict
+    assert parent.data.tags["cell_verdict"] == one_parent.data.tags["cell_verdict"]
+    assert parent.info.status == "FINISHED"

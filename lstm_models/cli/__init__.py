@@ -88,6 +88,7 @@ def _sweep_parser(sub) -> None:
     sweep.add_argument("--worker", metavar="HOST:PORT", help="join the chief at HOST:PORT and train its trials")
     sweep.add_argument("--worker-id", default=f"worker-{socket.gethostname()}-{os.getpid()}",
                        help="this worker's id, unique in the sweep (default worker-HOSTNAME-PID)")
+    sweep.add_argument("--verdict-jobs", metavar="FILE", help=argparse.SUPPRESS)  # a chief's local workers, after the search
     sweep.add_argument("--worker-timeout", metavar="DURATION",
                        help="a trial unheard of this long goes to another worker (default 2m; spec key tuner.worker_timeout)")
     sweep.add_argument("--credentials", metavar="FILE",

@@ -121,8 +121,9 @@ def _work(args: argparse.Namespace, spec, data, tracker, folder: Path, hooks) ->
     wid = args.worker_id
     hooks = dataclasses.replace(hooks, log=lambda text: print("\n".join(f"{wid}: {line}" for line in text.splitlines()),
                                                               flush=True))
-    trained = run_worker(spec, data, tracker, folder, args.worker, wid, args.parent_run_id, hooks)
-    print(f"{args.worker_id}: {trained} trial(s) trained; the chief finishes the sweep", flush=True)
+    jobs = Path(args.verdict_jobs) if args.verdict_jobs else None
+    trained = run_worker(spec, data, tracker, folder, args.worker, wid, args.parent_run_id, hooks, jobs)
+    print(f"{wid}: {trained} trial(s) trained; the chief finishes the sweep", flush=True)
     return 0
 
 

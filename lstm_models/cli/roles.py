@@ -35,6 +35,8 @@ def check_roles(args: argparse.Namespace) -> None:
     if (roles or args.worker) and args.tracking_uri == NO_TRACKING:
         raise ConfigError(f"{(roles or ['--worker'])[0]} with --tracking-uri none: workers report their trials "
                           "through MLflow; give a sqlite:/// URI on one machine, an http:// server across hosts")
+    if args.verdict_jobs and not args.worker:
+        raise ConfigError("--verdict-jobs: a chief gives it to its local workers, with --worker; not for other commands")
     if args.worker and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", args.worker_id):
         raise ConfigError(f"--worker-id {args.worker_id!r}: expected 1-128 letters, digits, '.', '_' or '-'")
     if args.chief:

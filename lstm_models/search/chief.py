@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, TrialResult, fail_runs
@@ -40,6 +41,8 @@ class WorkerPlan:
         cores: the cores this machine has (shared out between the workers).
         gpus: the GPUs the workers take in turn (``CUDA_VISIBLE_DEVICES``), none on a CPU machine.
         host, port: where the oracle listens (port 0: a free one, or a resumed sweep's).
+        jobs: the verdict's queue (`lstm_models.search.crew`): local workers train its seed runs
+            once the search is over.
     """
 
     count: int
@@ -49,6 +52,7 @@ class WorkerPlan:
     gpus: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 0
+    jobs: Path | None = None
 
     @property
     def address(self) -> str:
@@ -72,8 +76,9 @@ class WorkerPlan:
 
     def command(self, index: int) -> list[str]:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        jobs = ["--verdict-jobs", str(self.jobs)] if self.jobs else []
         return [sys.executable, "-m", "lstm_models", *self.argv, "--worker", f"{host}:{self.port}",
-                "--worker-id", worker_id(index)]
+                "--worker-id", worker_id(index), *jobs]
 
 
 def worker_id(index: int) -> str:
@@ -98,7 +103,7 @@ def sweep_tags(plan: WorkerPlan, spec: dict) -> dict[str, str]:
 
 
 def run_chief(plan: WorkerPlan, oracle, recorder: TrialRecorder, model_spec: Callable, timeout: float,
-              log: Callable[[str], None]) -> None:
+              log: Callable[[str], None]) -> dict[str, subprocess.Popen]:
     """Serve ``oracle`` until every trial has ended and no worker is left; then keep their trials.
 
     Args:
@@ -106,6 +111,10 @@ def run_chief(plan: WorkerPlan, oracle, recorder: TrialRecorder, model_spec: Cal
         oracle: the chief's oracle (`lstm_models.search.service.Watched`).
         recorder: the sweep's recorder; the workers' trials are gathered into it.
         model_spec: ``hp -> ModelSpec``. timeout: the sweep's ``worker_timeout``, in seconds.
+
+    Returns:
+        The local workers still running, each told that the search is over: with ``plan.jobs``
+        they wait for the verdict's seed runs (`lstm_models.search.crew`).
     """
     from lstm_models.search.service import serve_oracle
 
@@ -122,6 +131,7 @@ def run_chief(plan: WorkerPlan, oracle, recorder: TrialRecorder, model_spec: Cal
         recorder.keep(result)
         recorder.save(result)
     recorder.save()
+    return supervisor.handed_over
 
 
 def _wait_for_runs(recorder: TrialRecorder, timeout: float) -> None:
@@ -162,6 +172,7 @@ class _Supervisor:
     def __init__(self, plan: WorkerPlan, oracle, recorder: TrialRecorder, timeout: float, log: Callable[[str], None]):
         self.plan, self.oracle, self.recorder, self.timeout, self.log = plan, oracle, recorder, timeout, log
         self.procs: dict[str, subprocess.Popen] = {}
+        self.handed_over: dict[str, subprocess.Popen] = {}  # searched, kept for the verdict
         known = [int(m[1]) for m in map(re.compile(r"worker-(\d+)").fullmatch, oracle.tuner_ids) if m]
         self.started = max(known, default=0)  # a resumed chief's workers take new ids
 
@@ -197,13 +208,18 @@ class _Supervisor:
                 self.log(f"chief: {wid} exited with code {proc.returncode} between trials")
         for wid, _ in self.oracle.silent(self.timeout):
             self._lose(wid, f"was not heard of for {self.timeout:.0f}s")
-        local = any(proc.poll() is None for proc in self.procs.values())
-        return not local and self.oracle.finished(self.timeout)
+        told = self.oracle.told_to_stop() if self.plan.jobs else set()
+        local = any(proc.poll() is None and wid not in told for wid, proc in self.procs.items())
+        if local or not self.oracle.finished(self.timeout):
+            return False
+        self.handed_over = {wid: proc for wid, proc in self.procs.items() if proc.poll() is None}
+        return True
 
     def stop(self) -> None:
-        """Stop the local workers while the oracle still answers: a worker ending its trial (its
-        signal deferred meanwhile) needs the chief for that; one still running after 60 s is killed."""
-        running = [proc for proc in self.procs.values() if proc.poll() is None]
+        """Stop the local workers while the oracle still answers (a worker ending its trial, its
+        signal deferred meanwhile, needs the chief for that; one still running after 60 s is
+        killed), but those handed over to the verdict."""
+        running = [proc for wid, proc in self.procs.items() if proc.poll() is None and wid not in self.handed_over]
         for proc in running:
             proc.terminate()
         for proc in running:

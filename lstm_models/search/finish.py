@@ -24,7 +24,8 @@ from lstm_models.interrupt import Deferral
 from lstm_models.models.build import serving_model
 from lstm_models.search.recorder import TrialResult, better
 from lstm_models.search.timing import Phases
-from lstm_models.search.verdict import run_verdict
+from lstm_models.search.crew import Crew
+from lstm_models.search.verdict import plan_verdict, post_verdict, run_verdict
 from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tasks.baselines import Baselines
 from lstm_models.tracking import report, verdict_report
@@ -45,6 +46,8 @@ class Sweep:
     hypermodel: Any = None  # builds and trains a ModelSpec: the verdict's seed runs
     phases: Phases = field(default_factory=Phases)  # the sweep's clock: the search's phases, then finishing's
     guard: Deferral = field(default_factory=Deferral)  # the sweep's interrupts (`lstm_models.interrupt`)
+    folder: Path | None = None  # the sweep's folder: the verdict's queue (`lstm_models.search.crew`)
+    helpers: dict = field(default_factory=dict)  # a chief's local workers, searched: they train the verdict
 
 
 @dataclass
@@ -87,9 +90,23 @@ def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], kera
         load: trial -> its best Keras model.
         output_dir: the export goes to ``output_dir / spec.name``.
     """
+    crew = Crew(sweep.log, sweep.helpers)
+    try:
+        with sweep.phases.timed("verdict"):  # the chief's local workers train it while this process goes on
+            plan = plan_verdict(sweep, result)
+            post_verdict(sweep, result.parent_run_id, plan, crew)
+        if result.best is None:  # run_sweep closes the parent run as FAILED
+            raise SweepFailed(f"sweep {sweep.spec.name}: no trial finished, nothing to export")
+        _finish(sweep, result, load, output_dir, plan, crew)
+    except BaseException:
+        crew.close(wait=False)
+        raise
+    crew.close(wait=True)
+
+
+def _finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], keras.Model], output_dir: Path,
+            plan, crew) -> None:
     spec, tracker, parent, timed = sweep.spec, sweep.tracker, result.parent_run_id, sweep.phases.timed
-    if result.best is None:  # run_sweep closes the parent run as FAILED
-        raise SweepFailed(f"sweep {spec.name}: no trial finished, nothing to export")
     best_model, best_id, models = None, "", {}
     with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
         for cell, trial in sorted(result.best_per_cell.items()):
@@ -112,15 +129,15 @@ def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], kera
     with timed("baselines"):
         result.baselines = sweep.task.baselines(best_model, spec.dataset.options.get("max_tokens"), spec.tuner.seed,
                                                 result.best.spec.lookback)
+    with timed("views"):
+        log_inside_views(result, sweep.task, tracker, models, sweep.log, sweep.guard)
     with timed("verdict"):
-        result.verdict = run_verdict(sweep, result)
+        result.verdict = run_verdict(sweep, result, plan, crew)
     with timed("report"), tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
         _log_parent(sweep, result, Path(scratch))
     if best_id:
         with timed("register"):
             _register(sweep, result, best_id)
-    with timed("views"):
-        log_inside_views(result, sweep.task, tracker, models, sweep.log, sweep.guard)
     result.phases = sweep.phases.metrics()
     tracker.log_metrics(parent, result.phases)
     tracker.end_run(parent, "FINISHED")

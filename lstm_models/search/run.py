@@ -15,12 +15,13 @@ from __future__ import annotations
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from lstm_models.errors import ConfigError, SearchDone
 from lstm_models.interrupt import Deferral
+from lstm_models.search.crew import Queue
 from lstm_models.search.limits import Limits
 from lstm_models.search.recorder import TrialRecorder, TrialResult
 from lstm_models.search.resume import close_abandoned, open_state, restore_trials
@@ -96,8 +97,8 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         task = task_for(data)
         resumed = previous if mode == "resume" else None
         _check_same_role(resumed, workers, folder)
-        if workers:
-            workers = workers.bound(resumed.oracle if resumed else "")
+        if workers:  # its local workers train the verdict's seed runs too (`lstm_models.search.crew`)
+            workers = replace(workers.bound(resumed.oracle if resumed else ""), jobs=Queue.at(folder).file)
         parallel = sweep_tags(workers, spec.to_dict()) if workers else {}
         state = open_state(spec, tracker, folder, resumed, {**task.tags(), **hooks.tags, **parallel})
         if workers:
@@ -143,21 +144,22 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
                        "chief" if workers else "single")
     with long_lived_objects_frozen():
         with phases.timed("search"):
-            _search(spec, tuner, recorder, limits, hypermodel.model_spec, folder, mode, hooks, workers)
+            searched = _search(spec, tuner, recorder, limits, hypermodel.model_spec, folder, mode, hooks, workers)
         result = SweepResult(spec=spec, trials=recorder.trials, best=recorder.best,
                              best_per_cell=best_per_cell(recorder.trials, spec.direction),
                              test_metric=task.test_metric, parent_run_id=recorder.state.parent_run_id,
                              test_size=task.data.sizes()["test"], stop_reason=limits.stop_reason,
                              resumed=mode == "resume")
         sweep = Sweep(spec, task, inputs, batches, tracker, hooks.log, recorder.dataset or {}, hypermodel, phases,
-                      hooks.guard)
+                      hooks.guard, folder, searched)
         finish(sweep, result, lambda t: tuner.load_model(tuner.oracle.get_trial(t.trial_id)), paths.output)
     return result
 
 
 def _search(spec: SweepSpec, tuner, recorder: TrialRecorder, limits: Limits, model_spec: Callable, folder: Path,
-            mode: str, hooks: Hooks, workers: WorkerPlan | None) -> None:
-    """Keras Tuner's search, in this process or served to workers; a resume picks up its trials first."""
+            mode: str, hooks: Hooks, workers: WorkerPlan | None) -> dict:
+    """Keras Tuner's search, in this process or served to workers; a resume picks up its trials first.
+    Returns the local workers still running (`run_chief`), none in one process."""
     tracker = recorder.tracker
     if mode == "resume" and workers:
         running = {r["tags"].get("trial_id") for r in tracker.trial_runs(recorder.state.parent_run_id)
@@ -177,15 +179,16 @@ def _search(spec: SweepSpec, tuner, recorder: TrialRecorder, limits: Limits, mod
         tuner.save()
         if spec.tuner.time_budget:
             tuner.oracle.deadline = time.monotonic() + spec.tuner.time_budget
-        run_chief(workers, tuner.oracle, recorder, model_spec, spec.tuner.worker_timeout, hooks.log)
+        searched = run_chief(workers, tuner.oracle, recorder, model_spec, spec.tuner.worker_timeout, hooks.log)
         if tuner.oracle.deadline and time.monotonic() >= tuner.oracle.deadline and recorder.counted() < spec.tuner.max_trials:
             limits.stop_reason = (f"time budget {format_duration(spec.tuner.time_budget)} spent after "
                                   f"{recorder.counted()} of {spec.tuner.max_trials} trials")
-    else:
-        try:
-            tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
-        except SearchDone:
-            pass
+        return searched
+    try:
+        tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
+    except SearchDone:
+        pass
+    return {}
 
 
 def _check_same_role(previous, workers: WorkerPlan | None, folder: Path) -> None:

@@ -63,7 +63,15 @@ class Watched:
         trial = super().create_trial(tuner_id)
         if trial.status == RUNNING:
             trials[trial.trial_id] = time.monotonic()
+        elif trial.status == STOPPED:
+            self.told_to_stop().add(tuner_id)
         return trial
+
+    def told_to_stop(self) -> set[str]:
+        """The workers told that the search is over: none of them calls again."""
+        if not hasattr(self, "_told_to_stop"):
+            self._told_to_stop = set()
+        return self._told_to_stop
 
     def _hear(self, trial_id: str) -> None:
         """A call about a trial: it, and the worker running it, are alive."""

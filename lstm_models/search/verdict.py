@@ -6,13 +6,20 @@ also trains every other cell with the winner's configuration at the unit count t
 the winner's parameter count, so the verdict says whether the cell or the size made the
 difference. Every seed run is a nested run of the sweep tagged ``verdict=true``; the statistics
 are `lstm_models.tasks.verdict`.
+
+The seed runs are planned as the search ends. A chief's local workers train them meanwhile, while
+it scores, exports and draws the views (`lstm_models.search.crew`); in one process the sweep
+trains them one after another.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field, replace
+from itertools import product
+from pathlib import Path
 from typing import Callable
 
 import keras
@@ -20,6 +27,7 @@ import numpy as np
 
 from lstm_models.errors import TrialFailed
 from lstm_models.models.build import ModelSpec, serving_model
+from lstm_models.search.crew import POLL_SECONDS, Crew, Job, Outcome, Queue
 from lstm_models.tasks.paired import metric_of
 from lstm_models.tasks.verdict import CellRuns, VerdictTable, compare, plural
 
@@ -41,38 +49,66 @@ def seeds_of(spec) -> list[int]:
     return [spec.tuner.seed + SEED_OFFSET + i for i in range(spec.verdict.seeds)]
 
 
-def run_verdict(sweep, result) -> Verdict:
-    """Train the seed runs, compare the cells, and return the verdict (empty if ``seeds`` is 0).
+@dataclass(frozen=True)
+class Plan:
+    """The verdict's seed runs, in order: each cell's best configuration with every seed, then
+    (``match: params``) every other cell at the winner's parameter count, ``target``."""
+
+    jobs: list[Job]
+    target: int = 0
+
+
+def plan_verdict(sweep, result) -> Plan:
+    """The seed runs to train (none if ``seeds`` is 0), said in the sweep's log."""
+    spec = sweep.spec
+    if spec.verdict.seeds == 0 or not result.best_per_cell:
+        return Plan([])
+    seeds = seeds_of(spec)
+    sweep.log(f"verdict: each cell's best configuration trained again with {plural(len(seeds), 'seed')} "
+              f"({', '.join(map(str, seeds))}), early-stopped on val, scored once on test")
+    configs, target = [("seeds", t.spec) for _, t in sorted(result.best_per_cell.items())], 0
+    if spec.verdict.match == "params" and len(result.best_per_cell) > 1:
+        winner = result.best.spec
+        target = count_params(winner, sweep.inputs)
+        sweep.log(f"verdict: every cell at about {target:,} parameters (the winner's, {winner.label()})")
+        configs += [("matched", matched_spec(winner, cell, target, sweep.inputs))
+                    for cell in sorted(result.best_per_cell) if cell != winner.cell]
+    jobs = [Job(i, kind, model_spec, seed) for i, ((kind, model_spec), seed) in enumerate(product(configs, seeds))]
+    return Plan(jobs, target)
+
+
+def post_verdict(sweep, parent_run_id: str, plan: Plan, crew: Crew) -> None:
+    """The seed runs' queue in the sweep's folder: the chief's local workers start on it."""
+    crew.post(Queue.create(sweep.folder, parent_run_id, plan.jobs), plan.jobs)
+
+
+def run_verdict(sweep, result, plan: Plan, crew: Crew) -> Verdict:
+    """Gather the seed runs (training those no helper takes), compare the cells, return the verdict.
 
     Args:
         sweep: the sweep's fixed parts (`lstm_models.search.finish.Sweep`); its hypermodel trains.
         result: the search's outcome: the best trial of each cell, the winner.
+        plan: `plan_verdict`'s seed runs; crew: the workers that train them (`post_verdict`).
     """
-    spec, started, hypermodel = sweep.spec, time.perf_counter(), sweep.hypermodel
     verdict = Verdict()
-    if spec.verdict.seeds == 0 or not result.best_per_cell:
+    if not plan.jobs:
         return verdict
-    seeds, metric = seeds_of(spec), sweep.task.test_metric
-    sweep.log(f"verdict: each cell's best configuration trained again with {plural(len(seeds), 'seed')} "
-              f"({', '.join(map(str, seeds))}), early-stopped on val, scored once on test")
-    try:
-        by_cell = {cell: _cell_runs(sweep, hypermodel, t.spec, seeds, "seeds")
-                   for cell, t in sorted(result.best_per_cell.items())}
+    spec, metric, seeds = sweep.spec, sweep.task.test_metric, seeds_of(sweep.spec)
+    done = crew.outcomes(lambda job: train_job(sweep, job), lambda job, who, why: _lost(sweep, result, job, who, why))
+    failed = next((done[j.index].error for j in plan.jobs if j.index in done and done[j.index].error), "")
+    by_cell = _cell_runs([j for j in plan.jobs if j.kind == "seeds"], done)
+    if by_cell:
         verdict.tables.append(compare(sweep.task.name, metric, list(by_cell.values()), seeds, "seeds",
                                       seed=spec.tuner.seed))
-        if spec.verdict.match == "params" and len(by_cell) > 1:
-            winner = result.best.spec
-            target = count_params(winner, sweep.inputs)
-            sweep.log(f"verdict: every cell at about {target:,} parameters (the winner's, {winner.label()})")
-            matched = [by_cell[cell] if cell == winner.cell else
-                       _cell_runs(sweep, hypermodel, matched_spec(winner, cell, target, sweep.inputs), seeds,
-                                  "matched") for cell in sorted(by_cell)]
-            verdict.tables.append(compare(sweep.task.name, metric, matched, seeds, "matched",
-                                          target_params=target, seed=spec.tuner.seed))
-    except TrialFailed as exc:  # a seed run diverged: the verdict so far, and why it stops there
-        sweep.log(f"verdict stopped: a seed run failed ({exc}); its runs are FAILED in the tracking store")
-        verdict.failure = str(exc)
-    verdict.seconds = time.perf_counter() - started
+        matched = _cell_runs([j for j in plan.jobs if j.kind == "matched"], done)
+        if matched:
+            runs = [by_cell[cell] if cell == result.best.spec.cell else matched[cell] for cell in sorted(by_cell)]
+            verdict.tables.append(compare(sweep.task.name, metric, runs, seeds, "matched",
+                                          target_params=plan.target, seed=spec.tuner.seed))
+    if failed:  # a seed run diverged: the verdict so far, and why it stops there
+        sweep.log(f"verdict stopped: a seed run failed ({failed}); its runs are FAILED in the tracking store")
+        verdict.failure = failed
+    verdict.seconds = time.perf_counter() - crew.started
     return verdict
 
 
@@ -110,30 +146,21 @@ def matched_spec(winner: ModelSpec, cell: str, target: int, inputs,
     return min((at(low), at(high)), key=lambda s: abs(size(s) - target))
 
 
-def _cell_runs(sweep, hypermodel, model_spec: ModelSpec, seeds: list[int], kind: str) -> CellRuns:
-    """Train one configuration once per seed; each a nested run tagged ``verdict=true``."""
-    scores, losses, run_ids, n_params = [], [], [], 0
-    for seed in seeds:
-        score, loss, run_id, n_params = _seed_run(sweep, hypermodel, model_spec, seed, kind)
-        scores.append(score)
-        losses.append(loss)
-        run_ids.append(run_id)
-    return CellRuns(model_spec.cell, model_spec.label(), n_params, scores, np.stack(losses), run_ids)
-
-
-def _seed_run(sweep, hypermodel, model_spec: ModelSpec, seed: int, kind: str):
-    tracker, metric = sweep.tracker, sweep.task.test_metric
-    name = f"verdict {kind} {model_spec.cell} seed {seed}"
-    run_id = tracker.start_trial(name, {**model_spec.params(), "seed": seed},
-                                 {"verdict": "true", "verdict_kind": kind, "cell": model_spec.cell, "seed": str(seed)})
+def train_job(sweep, job: Job, worker: str = "") -> Outcome:
+    """One seed run, a nested run tagged ``verdict=true`` (and the worker that trained it)."""
+    tracker, metric, model_spec = sweep.tracker, sweep.task.test_metric, job.spec
+    name = f"verdict {job.kind} {model_spec.cell} seed {job.seed}"
+    tags = {"verdict": "true", "verdict_kind": job.kind, "verdict_job": str(job.index), "cell": model_spec.cell,
+            "seed": str(job.seed), **({"worker": worker} if worker else {})}
+    run_id = tracker.start_trial(name, {**model_spec.params(), "seed": job.seed}, tags)
     if sweep.dataset:
         tracker.log_dataset(run_id, sweep.dataset)
     try:
         keras.backend.clear_session()
         started = time.perf_counter()
-        model = hypermodel.build_spec(model_spec, seed=seed)
-        history = hypermodel.fit(None, model, model_spec=model_spec, shuffle_seed=seed + 1,
-                                 epochs=sweep.spec.tuner.max_epochs, restore_best=True).history
+        model = sweep.hypermodel.build_spec(model_spec, seed=job.seed)
+        history = sweep.hypermodel.fit(None, model, model_spec=model_spec, shuffle_seed=job.seed + 1,
+                                       epochs=sweep.spec.tuner.max_epochs, restore_best=True).history
         loss = sweep.task.test_losses(serving_model(model, sweep.inputs), model_spec.lookback)
         score = float(metric_of(sweep.task.name, loss.mean()))
         for epoch in range(len(history.get("loss", []))):
@@ -142,8 +169,66 @@ def _seed_run(sweep, hypermodel, model_spec: ModelSpec, seed: int, kind: str):
         tracker.log_metrics(run_id, {f"test_{metric}": score, "param_count": model.count_params(),
                                      "epochs": len(objective), "seconds": time.perf_counter() - started})
         sweep.log(f"  {name}: test {metric} {score:.4f} after {len(objective)} epochs")
+    except TrialFailed as exc:
+        tracker.end_run(run_id, "FAILED")
+        return Outcome(run_id=run_id, error=str(exc))
     except BaseException as exc:
         tracker.end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     tracker.end_run(run_id, "FINISHED")
-    return score, loss, run_id, int(model.count_params())
+    return Outcome(run_id, score, np.asarray(loss), int(model.count_params()))
+
+
+def help_verdict(sweep, jobs_file: Path, worker: str) -> int:
+    """A chief's local worker after the search: wait for the verdict's queue, then train the seed
+    runs no other process has taken, until none is left (`lstm_models.search.crew`).
+
+    Args:
+        sweep: the worker's sweep parts (its tracker joined to the sweep's parent run).
+        jobs_file: the chief's queue. worker: this worker's id.
+
+    Returns:
+        How many seed runs it trained (0 if its chief exited without a queue).
+    """
+    queue, chief = Queue(Path(jobs_file).parent), os.getppid()
+    while not queue.file.exists():
+        if os.getppid() != chief:
+            return 0
+        time.sleep(POLL_SECONDS)
+    _, jobs = queue.read()
+    trained = 0
+    with sweep.guard.unmasking():
+        for job in jobs:
+            if queue.stopped():
+                break
+            if queue.claim(job, worker):
+                queue.put(job, train_job(sweep, job, worker))
+                trained += 1
+    return trained
+
+
+def _cell_runs(jobs: list[Job], done: dict[int, Outcome]) -> dict[str, CellRuns]:
+    """Each configuration's seed runs, by cell; none if one of them is missing or failed."""
+    if not jobs or any(j.index not in done or done[j.index].error for j in jobs):
+        return {}
+    out = {}
+    for job in jobs:
+        runs = out.setdefault(job.spec.cell, CellRuns(job.spec.cell, job.spec.label(), 0, [], [], []))
+        outcome = done[job.index]
+        runs.n_params = outcome.n_params
+        runs.scores.append(outcome.score)
+        runs.losses.append(outcome.losses)
+        runs.run_ids.append(outcome.run_id)
+    for runs in out.values():
+        runs.losses = np.stack(runs.losses)
+    return out
+
+
+def _lost(sweep, result, job: Job, helper: str, why: str) -> None:
+    """A helper died in a seed run: its run is closed FAILED and ``lost``; the chief runs it again."""
+    from lstm_models.search.recorder import fail_runs
+
+    tracker = sweep.tracker
+    runs = tracker.running_trials(result.parent_run_id, {"verdict_job": str(job.index), "worker": helper})
+    fail_runs(tracker, runs, f"{why} in this seed run; the chief ran it again", {"lost": "true"})
+    sweep.log(f"chief: {why} during verdict {job.kind} {job.spec.cell} seed {job.seed}; the chief trains it again")

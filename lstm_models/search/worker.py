@@ -76,8 +76,10 @@ def worker_tags(wid: str) -> dict[str, str]:
     return {"worker": wid, "worker_host": socket.gethostname(), "worker_pid": str(os.getpid())}
 
 
-def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_run_id: str, hooks) -> int:
-    """Join the chief at ``chief`` (HOST:PORT) and train the trials its oracle hands out.
+def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_run_id: str, hooks,
+               verdict_jobs: Path | None = None) -> int:
+    """Join the chief at ``chief`` (HOST:PORT) and train the trials its oracle hands out; then, as a
+    local worker, the verdict's seed runs (`lstm_models.search.crew`).
 
     Args:
         spec: the same sweep spec as the chief's. data: the loaded splits.
@@ -85,6 +87,7 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
         folder: this worker's sweep folder (checkpoints, its own records); need not be shared.
         wid: this worker's id. parent_run_id: the sweep's (`find_sweep`).
         hooks: progress lines, signals, clock (`lstm_models.search.run.Hooks`).
+        verdict_jobs: the chief's queue of seed runs (its local workers only).
 
     Returns:
         How many trials this worker trained.
@@ -119,15 +122,23 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     limits = Limits(spec.name, UNCAPPED, None, hooks.clock, hooks.log)
     objective = kt.Objective(spec.objective, direction=spec.direction)
     tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder, role="worker")
+    told_to_stop = True  # by the oracle: the search is over, and the chief waits for its verdict
     try:
         with long_lived_objects_frozen(), hooks.guard.unmasking():
             tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
     except SearchDone:
-        pass
+        told_to_stop = False  # it stopped on its own (failures in a row): it leaves
     except BaseException as exc:  # its trial was lost with it: its run closes, so a chief requeues it at once
         hooks.guard.reset()
         with hooks.guard.hold(drop=True):
             recorder.abort("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", lost=True)
         raise
     recorder.save()
+    if verdict_jobs is not None and told_to_stop:
+        from lstm_models.search.finish import Sweep
+        from lstm_models.search.verdict import help_verdict
+
+        sweep = Sweep(spec, task, inputs, hypermodel.batches, tracker, hooks.log, recorder.dataset or {}, hypermodel,
+                      guard=hooks.guard)
+        hooks.log(f"{help_verdict(sweep, verdict_jobs, wid)} seed run(s) of the verdict trained")
     return len(recorder.trials)

@@ -1,0 +1,214 @@
+"""The verdict's seed runs shared out between a chief and its local workers, through its sweep folder.
+
+A chief's local workers are started with ``--verdict-jobs FILE``: told that the search is over,
+they do not exit but wait for that file, and train the verdict's seed runs while the chief scores
+on test, exports and draws the views, with their data loaded and their recurrent loops traced.
+The file lists the seed runs (none if there is no verdict: the workers exit); a process takes
+one by creating its claim file (``O_EXCL``: one taker), and writes its result (test score,
+per-example test losses, parameter count, or why the run failed) beside it once the run is
+closed. The chief trains what no worker will: every seed run when it has no local workers, the
+one a worker died in. One seed run gives the same bits in any of these processes (one
+TensorFlow thread or two, the process's first model or not), so the verdict does not depend on
+who trained what.
+
+The queue is a folder on the chief's machine: workers on other hosts take no seed runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from lstm_models.models.build import ModelSpec
+
+FOLDER = "verdict"
+JOBS_FILE = "jobs.json"
+CHIEF = "chief"
+POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Job:
+    """One seed run of the verdict: a configuration (``seeds``: a cell's best; ``matched``: the
+    winner's at another cell's matched size) and a seed."""
+
+    index: int
+    kind: str
+    spec: ModelSpec
+    seed: int
+
+
+@dataclass
+class Outcome:
+    """A closed seed run: its test score and per-example test losses, or why it failed."""
+
+    run_id: str = ""
+    score: float = math.nan
+    losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    n_params: int = 0
+    error: str = ""
+
+
+class Queue:
+    """The jobs file, the claims and the results, in ``<sweep folder>/verdict``."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    @classmethod
+    def at(cls, sweep_folder: Path) -> "Queue":
+        """The sweep's queue, emptied: an earlier run's jobs, claims and results are gone (its seed
+        runs were closed); its file appears with `create`."""
+        queue = cls(Path(sweep_folder) / FOLDER)
+        shutil.rmtree(queue.folder, ignore_errors=True)
+        return queue
+
+    @classmethod
+    def create(cls, sweep_folder: Path, parent_run_id: str, jobs: list[Job]) -> "Queue":
+        """A new queue of ``jobs`` (none: the waiting workers exit)."""
+        folder = cls.at(sweep_folder).folder
+        folder.mkdir(parents=True)
+        text = json.dumps({"parent_run_id": parent_run_id,
+                           "jobs": [{"index": j.index, "kind": j.kind, "seed": j.seed, "spec": asdict(j.spec)}
+                                    for j in jobs]})
+        (folder / f"{JOBS_FILE}.tmp").write_text(text, encoding="utf-8")
+        os.replace(folder / f"{JOBS_FILE}.tmp", folder / JOBS_FILE)
+        return cls(folder)
+
+    @property
+    def file(self) -> Path:
+        return self.folder / JOBS_FILE
+
+    def read(self) -> tuple[str, list[Job]]:
+        """The sweep's parent run and the jobs, as the chief wrote them."""
+        from lstm_models.models.build import ModelSpec  # Keras
+
+        raw = json.loads(self.file.read_text(encoding="utf-8"))
+        return raw["parent_run_id"], [Job(j["index"], j["kind"], ModelSpec(**{**j["spec"], "units": tuple(j["spec"]["units"])}),
+                                          j["seed"]) for j in raw["jobs"]]
+
+    def claim(self, job: Job, who: str) -> bool:
+        """Take ``job`` for ``who``; False if another process has it."""
+        try:
+            fd = os.open(self._path(job, "claim"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(who)
+        return True
+
+    def claimant(self, job: Job) -> str | None:
+        path = self._path(job, "claim")
+        return path.read_text() or None if path.exists() else None
+
+    def put(self, job: Job, outcome: Outcome) -> None:
+        path = self._path(job, "npz")
+        with open(f"{path}.tmp", "wb") as f:  # np.savez would add a second suffix to a name it does not know
+            np.savez(f, losses=outcome.losses, meta=json.dumps({"run_id": outcome.run_id, "score": outcome.score,
+                                                                 "n_params": outcome.n_params, "error": outcome.error}))
+        os.replace(f"{path}.tmp", path)
+
+    def get(self, job: Job) -> Outcome | None:
+        path = self._path(job, "npz")
+        if not path.exists():
+            return None
+        with np.load(path) as saved:
+            return Outcome(losses=saved["losses"], **json.loads(str(saved["meta"])))
+
+    def stop(self) -> None:
+        """No job is taken after this (a seed run failed: the verdict stops)."""
+        (self.folder / "stop").touch()
+
+    def stopped(self) -> bool:
+        return (self.folder / "stop").exists()
+
+    def _path(self, job: Job, suffix: str) -> Path:
+        return self.folder / f"{job.index:03d}.{suffix}"
+
+
+class Crew:
+    """The chief's side: the local workers handed over by the search, and every job's outcome."""
+
+    def __init__(self, log: Callable[[str], None], procs: dict[str, subprocess.Popen] | None = None):
+        self.log, self.procs = log, dict(procs or {})
+        self.queue: Queue | None = None
+        self.jobs: list[Job] = []
+        self.started = 0.0  # when the seed runs were posted
+
+    def post(self, queue: Queue, jobs: list[Job]) -> None:
+        """The queue is written (`Queue.create`): the workers start on it, or exit if it is empty."""
+        self.queue, self.jobs, self.started = queue, jobs, time.perf_counter()
+        if jobs and self.procs:
+            self.log(f"verdict: {len(jobs)} seed runs shared out between the local workers ({', '.join(self.procs)})")
+
+    def outcomes(self, train: Callable[[Job], Outcome], lost: Callable[[Job, str, str], None]) -> dict[int, Outcome]:
+        """Every job's outcome by index, up to the first failure. The chief trains with ``train``
+        what no helper will: every job without helpers, and a job whose helper died in it, after
+        ``lost(job, helper, why)`` closed that helper's run."""
+        done: dict[int, Outcome] = {}
+        dropped: set[int] = set()  # not needed: the verdict stopped at a failed run before they began
+        told = False
+        while pending := [j for j in self.jobs if j.index not in done and j.index not in dropped]:
+            trained = False
+            for job in pending:
+                outcome, who = self.queue.get(job), self.queue.claimant(job)
+                if outcome is None and who not in (None, CHIEF) and not self._alive(who):
+                    outcome = self.queue.get(job)  # written just before its process ended?
+                    if outcome is None:
+                        lost(job, who, f"{who} died (exit code {getattr(self.procs.get(who), 'returncode', None)})")
+                        who = CHIEF  # its claim stays: no helper takes the job now
+                        if not self.queue.stopped():
+                            outcome, trained = self._train(job, train), True
+                elif outcome is None and who is None and not self.queue.stopped() and not self._alive():
+                    if self.procs and not told:
+                        told = True
+                        self.log(f"chief: its workers have exited ({self._codes()}); it trains the verdict's "
+                                 "seed runs they left")
+                    if self.queue.claim(job, CHIEF):
+                        outcome, trained = self._train(job, train), True
+                if outcome is not None:
+                    done[job.index] = outcome
+                    if outcome.error:
+                        self.queue.stop()
+                elif self.queue.stopped() and (who is None or who == CHIEF):
+                    dropped.add(job.index)
+            if not trained:
+                time.sleep(POLL_SECONDS)
+        return done
+
+    def _train(self, job: Job, train: Callable[[Job], Outcome]) -> Outcome:
+        outcome = train(job)
+        self.queue.put(job, outcome)
+        return outcome
+
+    def close(self, wait: bool) -> None:
+        """End the workers: ``wait`` for them to find no seed run left and exit (60 s at most), or
+        stop them at once (the chief was interrupted, or failed)."""
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=60 if wait else 0)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _codes(self) -> str:
+        return ", ".join(f"{who} exit code {p.returncode}" for who, p in self.procs.items())
+
+    def _alive(self, who: str | None = None) -> bool:
+        procs = [self.procs[who]] if who in self.procs else [] if who else list(self.procs.values())
+        return any(p.poll() is None for p in procs)
