@@ -1,7 +1,9 @@
-"""The cell verdict: intervals, paired bootstrap, the sentence, matched sizes, the spec keys.
+"""The cell verdict: intervals, paired bootstrap, the sentence, matched sizes, the spec keys, the
+queue of seed runs that a chief shares with its local workers.
 
 The statistics run on made-up per-example losses; matched sizes build real Keras models.
-The whole verdict inside a CLI sweep is checked in tests/test_serving.py.
+The whole verdict inside a CLI sweep is checked in tests/test_serving.py, and trained by local
+workers (one of them killed) in tests/test_workers.py.
 """
 
 import numpy as np
@@ -122,3 +124,68 @@ def test_verdict_keys_in_the_spec_and_on_the_command_line():
         parse_sweep({**tiny_series_spec(), "verdict": {"seed": 3}})
     # The verdict runs after the search: a resumed sweep or a worker may ask for other seeds.
     assert spec_changes(spec.to_dict(), spec.with_overrides(verdict_seeds=1).to_dict()) == []
+
+
+def _jobs(n: int = 4):
+    from lstm_models.search.crew import Job
+
+    return [Job(i, "seeds", ModelSpec(task="forecasting", cell=("lstm", "gru")[i % 2], units=(4, 8)), 10007 + i)
+            for i in range(n)]
+
+
+def test_the_queue_gives_each_seed_run_to_one_process_and_keeps_its_result(tmp_path):
+    from lstm_models.search.crew import Outcome, Queue
+
+    (tmp_path / "verdict").mkdir()
+    (tmp_path / "verdict" / "000.claim").write_text("worker-9")  # an earlier run's: emptied
+    queue = Queue.create(tmp_path, "parent-1", _jobs())
+    assert queue.read() == ("parent-1", _jobs()) and queue.file == tmp_path / "verdict" / "jobs.json"
+    job = _jobs()[0]
+    assert queue.claimant(job) is None and queue.claim(job, "worker-1") and not queue.claim(job, "worker-2")
+    assert queue.claimant(job) == "worker-1" and queue.get(job) is None
+    losses = np.array([0.25, 1.5, 4.0], "float32")
+    queue.put(job, Outcome("run-1", 0.75, losses, 123))
+    got = queue.get(job)
+    assert (got.run_id, got.score, got.n_params, got.error) == ("run-1", 0.75, 123, "")
+    assert got.losses.dtype == np.float32 and got.losses.tolist() == [0.25, 1.5, 4.0]
+    assert sorted(p.name for p in queue.folder.iterdir()) == ["000.claim", "000.npz", "jobs.json"]
+
+
+def test_without_workers_the_chief_trains_every_seed_run_in_order_and_stops_at_a_failure(tmp_path):
+    from lstm_models.search.crew import CHIEF, Crew, Outcome, Queue
+
+    trained, lines = [], []
+
+    def train(job):
+        trained.append(job.index)
+        return Outcome(f"run-{job.index}", error="loss became nan at batch 3" if job.index == 1 else "",
+                       score=0.5, losses=np.zeros(3))
+
+    crew = Crew(lines.append)
+    queue = Queue.create(tmp_path, "parent-1", _jobs())
+    crew.post(queue, _jobs())
+    done = crew.outcomes(train, lambda job, who, why: pytest.fail("no worker to lose"))
+    assert trained == [0, 1] and sorted(done) == [0, 1] and done[1].error == "loss became nan at batch 3"
+    assert queue.stopped() and queue.claimant(_jobs()[2]) is None and lines == []  # the rest never began
+    assert queue.claimant(_jobs()[0]) == CHIEF and queue.get(_jobs()[1]).error == "loss became nan at batch 3"
+
+
+def test_the_chief_trains_what_dead_workers_left_and_closes_the_run_one_died_in(tmp_path):
+    import subprocess
+    import sys
+
+    from lstm_models.search.crew import Crew, Outcome, Queue
+
+    dead = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    dead.wait()
+    lines, lost, trained = [], [], []
+    crew = Crew(lines.append, {"worker-1": dead})
+    queue = Queue.create(tmp_path, "parent-1", _jobs(3))
+    crew.post(queue, _jobs(3))
+    assert queue.claim(_jobs(3)[1], "worker-1")  # it died in this one; job 2 it had not taken
+    done = crew.outcomes(lambda job: trained.append(job.index) or Outcome(f"run-{job.index}", 0.5, np.zeros(2)),
+                         lambda job, who, why: lost.append((job.index, who, why)))
+    assert sorted(done) == [0, 1, 2] and sorted(trained) == [0, 1, 2]
+    assert lost == [(1, "worker-1", "worker-1 died (exit code 3)")]
+    assert lines == ["verdict: 3 seed runs shared out between the local workers (worker-1)",
+                     "chief: its workers have exited (worker-1 exit code 3); it trains the verdict's seed runs they left"]

@@ -66,7 +66,7 @@ class Queue:
         self.folder = Path(folder)
 
     @classmethod
-    def at(cls, sweep_folder: Path) -> "Queue":
+    def emptied(cls, sweep_folder: Path) -> "Queue":
         """The sweep's queue, emptied: an earlier run's jobs, claims and results are gone (its seed
         runs were closed); its file appears with `create`."""
         queue = cls(Path(sweep_folder) / FOLDER)
@@ -76,7 +76,7 @@ class Queue:
     @classmethod
     def create(cls, sweep_folder: Path, parent_run_id: str, jobs: list[Job]) -> "Queue":
         """A new queue of ``jobs`` (none: the waiting workers exit)."""
-        folder = cls.at(sweep_folder).folder
+        folder = cls.emptied(sweep_folder).folder
         folder.mkdir(parents=True)
         text = json.dumps({"parent_run_id": parent_run_id,
                            "jobs": [{"index": j.index, "kind": j.kind, "seed": j.seed, "spec": asdict(j.spec)}
@@ -94,8 +94,8 @@ class Queue:
         from lstm_models.models.build import ModelSpec  # Keras
 
         raw = json.loads(self.file.read_text(encoding="utf-8"))
-        return raw["parent_run_id"], [Job(j["index"], j["kind"], ModelSpec(**{**j["spec"], "units": tuple(j["spec"]["units"])}),
-                                          j["seed"]) for j in raw["jobs"]]
+        specs = [ModelSpec(**{**j["spec"], "units": tuple(j["spec"]["units"])}) for j in raw["jobs"]]
+        return raw["parent_run_id"], [Job(j["index"], j["kind"], s, j["seed"]) for j, s in zip(raw["jobs"], specs)]
 
     def claim(self, job: Job, who: str) -> bool:
         """Take ``job`` for ``who``; False if another process has it."""
