@@ -27,8 +27,10 @@ class Deferral:
         self._raised: BaseException | None = None  # the interrupt raised, kept in case it is masked
 
     def interrupt(self, exc: BaseException) -> None:
-        """Called from a signal handler: raise ``exc`` now, or when the held section ends."""
-        if self._depth:
+        """Called from a signal handler: raise ``exc`` now, or when the held section ends. Once
+        one interrupt has been raised, a later one waits too: it would cut short the clean-up
+        of the first (Ctrl-C reaches a chief's workers, then the chief's own SIGTERM does)."""
+        if self._depth or self._raised is not None:
             self._pending = self._pending or exc
             return
         self._raised = exc
@@ -55,6 +57,14 @@ class Deferral:
             if drop:
                 self._pending = None
             self.leave()
+
+    def raise_lost(self) -> None:
+        """Raise again an interrupt raised where Python could not deliver it: a signal handler
+        that ran inside a finalizer, or inside the hook reporting one (``Exception ignored in
+        sys.unraisablehook``), while TensorFlow trained; or one that waited behind it. Called
+        between training steps, where no clean-up runs."""
+        if not self._depth and (self._raised or self._pending) is not None:
+            raise self._raised or self._pending
 
     def reset(self) -> None:
         """Forget held sections (after an exception escaped one); keep a pending interrupt."""

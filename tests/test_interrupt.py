@@ -267,3 +267,38 @@ def test_an_interrupt_that_tensorflow_rewords_still_stops_the_sweep(tmp_path, se
         assert records == [(1, "FINISHED", False), (2, "FINISHED", False)] and state["status"] == "searching"
         assert "inside_error" not in parent.data.tags  # the stop is not reported as a failed view
         assert (tmp_path / "exports" / "t" / "saved_model.pb").is_file()  # written whole before the views
+
+
+def test_a_second_interrupt_waits_while_the_first_one_is_cleaned_up():
+    """Ctrl-C reaches a chief's workers, then the chief's own SIGTERM: the second must not cut
+    short the clean-up that the first one started (closing the seed run it stopped)."""
+    guard = Deferral()
+    first, second = Stop("SIGINT"), Stop("SIGTERM")
+    closed = []
+    with pytest.raises(Stop) as raised:
+        try:
+            guard.interrupt(first)
+        except Stop:
+            guard.interrupt(second)  # before the clean-up holds the guard: it waits
+            guard.reset()
+            with guard.hold(drop=True):
+                closed.append("run KILLED")
+            raise
+    assert raised.value is first and closed == ["run KILLED"]
+    guard.enter()
+    guard.leave()  # dropped with the clean-up
+
+
+def test_an_interrupt_that_python_dropped_is_raised_again_between_training_steps():
+    guard = Deferral()
+    guard.raise_lost()  # none yet
+    lost = Stop("SIGTERM")
+    try:
+        guard.interrupt(lost)
+    except Stop:
+        pass  # what Python does with it inside a finalizer: "Exception ignored in sys.unraisablehook"
+    with guard.hold():
+        guard.raise_lost()  # not inside a held section
+    with pytest.raises(Stop) as raised:
+        guard.raise_lost()
+    assert raised.value is lost

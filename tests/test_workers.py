@@ -300,6 +300,7 @@ def test_local_workers_train_the_verdict_as_one_process_does_though_one_is_kille
     assert killed is not None, text[-3000:]
     assert "chief: worker-1 died (exit code -9) during verdict seeds " in text and "; the chief trains it again" in text
     assert "worker-1: " not in text.partition("; the chief trains it again")[2]  # it was the one killed
+    assert "goaway" not in (tmp_path / "err.txt").read_text()  # worker-2 left the oracle before the chief stopped it
 
     def seed_runs(db):
         client = MlflowClient(f"sqlite:///{tmp_path}/{db}")
@@ -325,3 +326,47 @@ def test_local_workers_train_the_verdict_as_one_process_does_though_one_is_kille
     assert verdict and {k: parent.data.metrics[k] for k in verdict} == verdict
     assert parent.data.tags["cell_verdict"] == one_parent.data.tags["cell_verdict"]
     assert parent.info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_the_workers_verdict_leaves_no_run_open_and_resume_finishes_it(tmp_path):
+    """Ctrl-C reaches the chief and its workers (one process group) while the workers train seed
+    runs: every run is closed, the sweep is KILLED, and --resume trains the verdict again."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import ROOT
+
+    spec = tiny_series_spec(max_trials=2, max_epochs=20, workers=2)
+    spec["early_stopping"] = {"patience": 0}
+    write_spec(tmp_path, spec)
+    uri = f"sqlite:///{tmp_path}/m.db"
+    flags = ["--tracking-uri", uri, "--cache-dir", str(CACHE), "--verdict-seeds", "3"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    with open(tmp_path / "out.txt", "w") as out:
+        chief = subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", *flags], cwd=tmp_path,
+                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    while chief.poll() is None:  # both workers in a seed run
+        if len(MlflowClient(uri).search_runs(["1"], "tags.verdict = 'true' and attributes.status = 'RUNNING'")) == 2:
+            os.killpg(chief.pid, signal.SIGINT)
+            break
+        time.sleep(0.05)
+    assert chief.wait(timeout=300) == 130, (tmp_path / "out.txt").read_text()[-3000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs(["1"])
+    seeded = [r for r in runs if r.data.tags.get("verdict") == "true"]
+    assert "RUNNING" not in {r.info.status for r in runs}
+    assert [r.info.status for r in seeded].count("KILLED") == 2 and len(seeded) < 6
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "KILLED"
+
+    done = run_cli("sweep", "spec.yaml", *flags, "--resume", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "verdict: 6 seed runs shared out between the local workers (worker-1, worker-2)" in done.stdout
+    runs = client.search_runs(["1"])
+    finished = [r for r in runs if r.data.tags.get("verdict") == "true" and r.info.status == "FINISHED"
+                and r.info.start_time > parent.info.end_time]
+    assert len(finished) == 6 and "RUNNING" not in {r.info.status for r in runs}
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FINISHED" and parent.data.tags["cell_verdict"]

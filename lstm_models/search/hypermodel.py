@@ -15,6 +15,7 @@ import keras
 import keras_tuner as kt
 
 from lstm_models.errors import TrialFailed
+from lstm_models.interrupt import Deferral
 from lstm_models.models.build import ModelSpec, build_model
 from lstm_models.search.space import sample_spec
 from lstm_models.search.timing import EpochClock
@@ -31,11 +32,12 @@ class SweepHyperModel(kt.HyperModel):
         spec: the sweep spec (search space, task, objective, early stopping, XLA).
         inputs: the task's model inputs (vocabulary, or normalisation statistics).
         batches: ``(part, ModelSpec, shuffle_seed) -> tf.data.Dataset``, from the task.
+        guard: the sweep's interrupts (`lstm_models.interrupt`): one that got lost stops training.
     """
 
-    def __init__(self, spec: SweepSpec, inputs, batches):
+    def __init__(self, spec: SweepSpec, inputs, batches, guard: Deferral | None = None):
         super().__init__()
-        self.spec, self.inputs, self.batches = spec, inputs, batches
+        self.spec, self.inputs, self.batches, self.guard = spec, inputs, batches, guard
 
     def model_spec(self, hp) -> ModelSpec:
         """Declare the space on ``hp`` (first call) and read its values into a `ModelSpec`."""
@@ -68,7 +70,7 @@ class SweepHyperModel(kt.HyperModel):
 
     def _callbacks(self, restore_best: bool = False) -> list:
         es = self.spec.early_stopping
-        out = [StopOnNaN()]
+        out = [StopOnNaN()] + ([StopOnInterrupt(self.guard)] if self.guard is not None else [])
         if es.patience > 0 or restore_best:
             out.append(keras.callbacks.EarlyStopping(monitor=self.spec.objective, mode=self.spec.direction,
                                                      patience=es.patience if es.patience > 0 else self.spec.tuner.max_epochs,
@@ -83,6 +85,21 @@ class StopOnNaN(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise TrialFailed(f"loss became {float(loss)} at batch {batch}")
+
+
+class StopOnInterrupt(keras.callbacks.Callback):
+    """An interrupt (Ctrl-C, the chief's SIGTERM) that its handler raised where Python dropped it
+    stops the training at the next batch (`Deferral.raise_lost`), as it would have at once."""
+
+    def __init__(self, guard: Deferral):
+        super().__init__()
+        self.guard = guard
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.guard.raise_lost()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.guard.raise_lost()
 
 
 class EpochLog(keras.callbacks.Callback):

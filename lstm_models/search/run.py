@@ -137,7 +137,7 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
     with phases.timed("inputs"):
         inputs = task.make_inputs(spec.dataset.options.get("max_tokens"))
         batches = task.batches(inputs)
-    hypermodel = SweepHyperModel(spec, inputs, batches)
+    hypermodel = SweepHyperModel(spec, inputs, batches, hooks.guard)
     limits = Limits(spec.name, spec.tuner.max_trials, spec.tuner.time_budget, hooks.clock, hooks.log)
     objective = kt.Objective(spec.objective, direction=spec.direction)
     tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder,

@@ -183,6 +183,13 @@ def join_chief(host: str, port: str, worker: str) -> None:
     _quiet_conditions()
 
 
+def leave_chief(client) -> None:
+    """A worker told that the search is over closes its connection to the chief's oracle now (a
+    local worker lives on to train the verdict): else the chief, stopping its service, cancels
+    the connection, and gRPC logs that in the worker (``Got goaway``)."""
+    client.stub = None  # Keras Tuner's `OracleClient` holds its channel only through its stub
+
+
 def _quiet_conditions() -> None:
     """keras-tuner 1.4.8's ``Parent.to_proto`` prints a condition's first value (a stray debug
     print) each time a conditional hyperparameter crosses gRPC; its output is dropped here."""

@@ -152,10 +152,12 @@ def train_job(sweep, job: Job, worker: str = "") -> Outcome:
     name = f"verdict {job.kind} {model_spec.cell} seed {job.seed}"
     tags = {"verdict": "true", "verdict_kind": job.kind, "verdict_job": str(job.index), "cell": model_spec.cell,
             "seed": str(job.seed), **({"worker": worker} if worker else {})}
-    run_id = tracker.start_trial(name, {**model_spec.params(), "seed": job.seed}, tags)
-    if sweep.dataset:
-        tracker.log_dataset(run_id, sweep.dataset)
+    run_id = ""
     try:
+        with sweep.guard.hold():  # an interrupt waits until the run exists, then closes it
+            run_id = tracker.start_trial(name, {**model_spec.params(), "seed": job.seed}, tags)
+        if sweep.dataset:
+            tracker.log_dataset(run_id, sweep.dataset)
         keras.backend.clear_session()
         started = time.perf_counter()
         model = sweep.hypermodel.build_spec(model_spec, seed=job.seed)
@@ -170,12 +172,17 @@ def train_job(sweep, job: Job, worker: str = "") -> Outcome:
                                      "epochs": len(objective), "seconds": time.perf_counter() - started})
         sweep.log(f"  {name}: test {metric} {score:.4f} after {len(objective)} epochs")
     except TrialFailed as exc:
-        tracker.end_run(run_id, "FAILED")
+        with sweep.guard.hold():
+            tracker.end_run(run_id, "FAILED")
         return Outcome(run_id=run_id, error=str(exc))
     except BaseException as exc:
-        tracker.end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        sweep.guard.reset()
+        with sweep.guard.hold(drop=True):  # a second signal (Ctrl-C, then the chief's) must not leave it RUNNING
+            if run_id:
+                tracker.end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
-    tracker.end_run(run_id, "FINISHED")
+    with sweep.guard.hold():  # an interrupt in this write (SQLite's lock is retried) waits until it is done
+        tracker.end_run(run_id, "FINISHED")
     return Outcome(run_id, score, np.asarray(loss), int(model.count_params()))
 
 

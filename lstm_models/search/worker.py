@@ -110,7 +110,7 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     fail_runs(tracker, tracker.running_trials(parent_run_id, {"worker": wid}), RESTARTED, {"lost": "true"})
     task = task_for(data)
     inputs = task.make_inputs(spec.dataset.options.get("max_tokens"))
-    hypermodel = SweepHyperModel(spec, inputs, task.batches(inputs))
+    hypermodel = SweepHyperModel(spec, inputs, task.batches(inputs), hooks.guard)
     state = SweepState(name=spec.name, parent_run_id=parent_run_id, tracking_uri=tracker.uri, spec=spec.to_dict())
     recorder = TrialRecorder(spec.objective, spec.direction, spec.tuner.max_trials, tracker, state,
                              Path(folder) / WORKERS_FOLDER / wid, hooks.log, hooks.on_trial,
@@ -136,8 +136,11 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     recorder.save()
     if verdict_jobs is not None and told_to_stop:
         from lstm_models.search.finish import Sweep
+        from lstm_models.search.service import leave_chief
+
         from lstm_models.search.verdict import help_verdict
 
+        leave_chief(tuner.oracle)
         sweep = Sweep(spec, task, inputs, hypermodel.batches, tracker, hooks.log, recorder.dataset or {}, hypermodel,
                       guard=hooks.guard)
         hooks.log(f"{help_verdict(sweep, verdict_jobs, wid)} seed run(s) of the verdict trained")
