@@ -50,8 +50,10 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 30
 
 
 def _spec(tmp_path: Path) -> None:
-    spec = tiny_series_spec(max_trials=4, max_epochs=4)
-    spec["early_stopping"] = {"patience": 0}  # every trial trains all its epochs: time to kill a process
+    # Every trial trains all its 40 epochs: time to kill a process in one (4 of this size's epochs
+    # took 0.1 s on a fast day, and the kill landed after the trial's end).
+    spec = tiny_series_spec(max_trials=4, max_epochs=40)
+    spec["early_stopping"] = {"patience": 0}
     write_spec(tmp_path, spec)
 
 
@@ -89,7 +91,7 @@ def test_workers_with_their_own_folders_lose_no_trial_to_a_kill_and_the_chief_ex
             "user's with --credentials FILE, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
         a = _spawn(tmp_path, "a.log", *common, "--worker", oracle, "--worker-id", "a", "--workdir", "host-a")
         b = _spawn(tmp_path, "b.log", *common, "--worker", oracle, "--worker-id", "b", "--workdir", "host-b")
-        _wait_for(tmp_path / "a.log", "a:     epoch 2/4", a)
+        _wait_for(tmp_path / "a.log", "a:     epoch 2/40", a)
         os.kill(a.pid, signal.SIGKILL)
         assert chief.wait(timeout=600) == 0, (tmp_path / "chief.log").read_text()[-3000:]
         assert b.wait(timeout=120) == 0 and a.wait() == -9

@@ -116,7 +116,7 @@ def _chief_with_two_workers(tmp_path):
 
     from conftest import ROOT
 
-    spec = tiny_series_spec(max_trials=4, max_epochs=4)
+    spec = tiny_series_spec(max_trials=4, max_epochs=40)  # 4 epochs could end before the kill landed
     spec["early_stopping"] = {"patience": 0}
     write_spec(tmp_path, spec)
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
