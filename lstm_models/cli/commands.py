@@ -53,7 +53,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
 
     from lstm_models.tracking.tracker import make_tracker
 
-    tracker = make_tracker(args.tracking_uri)
+    tracker = make_tracker(args.tracking_uri, guard)
     tracker.check()
     if args.worker:
         from lstm_models.search.worker import find_sweep

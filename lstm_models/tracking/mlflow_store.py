@@ -7,12 +7,15 @@ store, do not mix).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
 from lstm_models.errors import ConfigError, check_writable
+from lstm_models.interrupt import Deferral
 
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LENGTH = 6000
@@ -41,12 +44,13 @@ class MLflowTracker:
     Args:
         uri: the tracking URI, e.g. ``sqlite:///mlflow/mlflow.db`` or ``http://127.0.0.1:5000``.
         artifact_root: where new experiments keep artifacts (default: beside a SQLite file).
+        guard: the process's interrupts (`lstm_models.interrupt.Deferral`), held by SQLite writes.
     """
 
     enabled = True
 
-    def __init__(self, uri: str, artifact_root: str | None = None):
-        self.uri = uri
+    def __init__(self, uri: str, artifact_root: str | None = None, guard=None):
+        self.uri, self.guard = uri, guard
         self.artifact_root = artifact_root or default_artifact_root(uri)
         self._client = None
         self.experiment_id: str | None = None
@@ -57,7 +61,7 @@ class MLflowTracker:
     def client(self):
         """The `MlflowClient`, made on first use: a new SQLite store is created then, not before."""
         if self._client is None:
-            self._client = _make_client(self.uri)
+            self._client = _make_client(self.uri, self.guard)
         return self._client
 
     def check(self, timeout: float = 10.0) -> None:
@@ -104,8 +108,6 @@ class MLflowTracker:
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log finite metrics (NaN and inf are skipped), all at one step."""
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -205,8 +207,6 @@ def _experiment(client, name: str, artifact_root: str | None) -> str:
 
 
 def _dataset_input(dataset: Mapping[str, Any]):
-    import json
-
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
     sizes = dict(dataset["sizes"])
@@ -218,7 +218,7 @@ def _dataset_input(dataset: Mapping[str, Any]):
     return DatasetInput(found, tags + [InputTag(f"{part}_size", str(n)) for part, n in sizes.items()])
 
 
-def _make_client(uri: str):
+def _make_client(uri: str, guard=None):
     from mlflow.tracking import MlflowClient
 
     db = sqlite_path(uri)
@@ -232,7 +232,7 @@ def _make_client(uri: str):
         fcntl.flock(lock, fcntl.LOCK_EX)
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         client.search_experiments(max_results=1)  # creates and migrates the tables
-    return _RetryLocked(client)
+    return _RetryLocked(client, guard)
 
 
 class _RetryLocked:
@@ -240,13 +240,15 @@ class _RetryLocked:
 
     Several processes (a sweep's workers, or two sweeps) write one SQLite file; SQLite refuses a
     write while another one holds the lock ("database is locked"). The refused transaction was
-    rolled back whole, so running the call again writes it once: no run is lost or doubled.
+    rolled back whole, so running the call again writes it once: no run is lost or doubled. An
+    interrupt waits until a call is done (``guard``): one raised inside MLflow's session could
+    leave the write lock with this process, and every process's writes, its clean-up's too, wait.
     """
 
     TRIES = 12
 
-    def __init__(self, client):
-        self._client = client
+    def __init__(self, client, guard=None):
+        self._client, self._guard = client, guard or Deferral()
 
     def __getattr__(self, name):
         method = getattr(self._client, name)
@@ -254,11 +256,10 @@ class _RetryLocked:
             return method
 
         def call(*args, **kwargs):
-            import time
-
             for attempt in range(self.TRIES):
                 try:
-                    return method(*args, **kwargs)
+                    with self._guard.hold():
+                        return method(*args, **kwargs)
                 except Exception as exc:  # MlflowException wrapping sqlalchemy's OperationalError
                     if "database is locked" not in str(exc) or attempt == self.TRIES - 1:
                         raise

@@ -139,13 +139,14 @@ class NullTracker:
         raise FileNotFoundError(f"{artifact_path}: nothing is tracked, so no run has it")
 
 
-def make_tracker(uri: str) -> Tracker:
-    """The tracker of a tracking URI: `NullTracker` for ``none``, else an `MLflowTracker`."""
+def make_tracker(uri: str, guard=None) -> Tracker:
+    """The tracker of a tracking URI: `NullTracker` for ``none``, else an `MLflowTracker` whose
+    writes to a SQLite store ``guard`` (`lstm_models.interrupt.Deferral`) does not cut in half."""
     if uri == NO_TRACKING:
         return NullTracker()
     from lstm_models.tracking.mlflow_store import MLflowTracker
 
-    return MLflowTracker(uri)
+    return MLflowTracker(uri, guard=guard)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
