@@ -219,12 +219,17 @@ class _Supervisor:
         """Stop the local workers while the oracle still answers (a worker ending its trial, its
         signal deferred meanwhile, needs the chief for that; one still running after 60 s is
         killed), but those handed over to the verdict."""
-        running = [proc for wid, proc in self.procs.items() if proc.poll() is None and wid not in self.handed_over]
-        for proc in running:
-            proc.terminate()
-        for proc in running:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        end_processes([proc for wid, proc in self.procs.items() if wid not in self.handed_over])
+
+
+def end_processes(procs) -> None:
+    """SIGTERM to those still running (each closes its run on it), SIGKILL to one still there after 60 s."""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
+        proc.terminate()
+    for proc in running:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

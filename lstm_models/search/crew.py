@@ -153,8 +153,8 @@ class Crew:
 
     def outcomes(self, train: Callable[[Job], Outcome], lost: Callable[[Job, str, str], None]) -> dict[int, Outcome]:
         """Every job's outcome by index, up to the first failure. The chief trains with ``train``
-        what no helper will: every job without helpers, and a job whose helper died in it, after
-        ``lost(job, helper, why)`` closed that helper's run."""
+        what no worker will: every job without workers, and a job whose worker died in it, after
+        ``lost(job, worker, why)`` closed that worker's run."""
         done: dict[int, Outcome] = {}
         dropped: set[int] = set()  # not needed: the verdict stopped at a failed run before they began
         told = False
@@ -166,7 +166,7 @@ class Crew:
                     outcome = self.queue.get(job)  # written just before its process ended?
                     if outcome is None:
                         lost(job, who, f"{who} died (exit code {getattr(self.procs.get(who), 'returncode', None)})")
-                        who = CHIEF  # its claim stays: no helper takes the job now
+                        who = CHIEF  # its claim stays: no worker takes the job now
                         if not self.queue.stopped():
                             outcome, trained = self._train(job, train), True
                 elif outcome is None and who is None and not self.queue.stopped() and not self._alive():
@@ -194,17 +194,14 @@ class Crew:
     def close(self, wait: bool) -> None:
         """End the workers: ``wait`` for them to find no seed run left and exit (60 s at most), or
         stop them at once (the chief was interrupted, or failed)."""
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=60 if wait else 0)
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-        for proc in self.procs.values():
+        from lstm_models.search.chief import end_processes
+
+        for proc in self.procs.values() if wait else ():
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                break
+        end_processes(self.procs.values())
 
     def _codes(self) -> str:
         return ", ".join(f"{who} exit code {p.returncode}" for who, p in self.procs.items())

@@ -24,8 +24,8 @@ from lstm_models.interrupt import Deferral
 from lstm_models.models.build import serving_model
 from lstm_models.search.recorder import TrialResult, better
 from lstm_models.search.timing import Phases
-from lstm_models.search.crew import Crew
-from lstm_models.search.verdict import plan_verdict, post_verdict, run_verdict
+from lstm_models.search.crew import Crew, Queue
+from lstm_models.search.verdict import plan_verdict, run_verdict
 from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tasks.baselines import Baselines
 from lstm_models.tracking import report, verdict_report
@@ -47,7 +47,7 @@ class Sweep:
     phases: Phases = field(default_factory=Phases)  # the sweep's clock: the search's phases, then finishing's
     guard: Deferral = field(default_factory=Deferral)  # the sweep's interrupts (`lstm_models.interrupt`)
     folder: Path | None = None  # the sweep's folder: the verdict's queue (`lstm_models.search.crew`)
-    helpers: dict = field(default_factory=dict)  # a chief's local workers, searched: they train the verdict
+    workers: dict = field(default_factory=dict)  # a chief's local workers, searched: they train the verdict
 
 
 @dataclass
@@ -90,11 +90,11 @@ def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], kera
         load: trial -> its best Keras model.
         output_dir: the export goes to ``output_dir / spec.name``.
     """
-    crew = Crew(sweep.log, sweep.helpers)
+    crew = Crew(sweep.log, sweep.workers)
     try:
         with sweep.phases.timed("verdict"):  # the chief's local workers train it while this process goes on
             plan = plan_verdict(sweep, result)
-            post_verdict(sweep, result.parent_run_id, plan, crew)
+            crew.post(Queue.create(sweep.folder, result.parent_run_id, plan.jobs), plan.jobs)
         if result.best is None:  # run_sweep closes the parent run as FAILED
             raise SweepFailed(f"sweep {sweep.spec.name}: no trial finished, nothing to export")
         _finish(sweep, result, load, output_dir, plan, crew)

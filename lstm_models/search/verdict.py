@@ -77,18 +77,13 @@ def plan_verdict(sweep, result) -> Plan:
     return Plan(jobs, target)
 
 
-def post_verdict(sweep, parent_run_id: str, plan: Plan, crew: Crew) -> None:
-    """The seed runs' queue in the sweep's folder: the chief's local workers start on it."""
-    crew.post(Queue.create(sweep.folder, parent_run_id, plan.jobs), plan.jobs)
-
-
 def run_verdict(sweep, result, plan: Plan, crew: Crew) -> Verdict:
-    """Gather the seed runs (training those no helper takes), compare the cells, return the verdict.
+    """Gather the seed runs (training those no worker takes), compare the cells, return the verdict.
 
     Args:
         sweep: the sweep's fixed parts (`lstm_models.search.finish.Sweep`); its hypermodel trains.
         result: the search's outcome: the best trial of each cell, the winner.
-        plan: `plan_verdict`'s seed runs; crew: the workers that train them (`post_verdict`).
+        plan: `plan_verdict`'s seed runs; crew: the workers that train them, the queue posted.
     """
     verdict = Verdict()
     if not plan.jobs:
@@ -231,11 +226,11 @@ def _cell_runs(jobs: list[Job], done: dict[int, Outcome]) -> dict[str, CellRuns]
     return out
 
 
-def _lost(sweep, result, job: Job, helper: str, why: str) -> None:
-    """A helper died in a seed run: its run is closed FAILED and ``lost``; the chief runs it again."""
+def _lost(sweep, result, job: Job, worker: str, why: str) -> None:
+    """A worker died in a seed run: its run is closed FAILED and ``lost``; the chief runs it again."""
     from lstm_models.search.recorder import fail_runs
 
     tracker = sweep.tracker
-    runs = tracker.running_trials(result.parent_run_id, {"verdict_job": str(job.index), "worker": helper})
+    runs = tracker.running_trials(result.parent_run_id, {"verdict_job": str(job.index), "worker": worker})
     fail_runs(tracker, runs, f"{why} in this seed run; the chief ran it again", {"lost": "true"})
     sweep.log(f"chief: {why} during verdict {job.kind} {job.spec.cell} seed {job.seed}; the chief trains it again")
