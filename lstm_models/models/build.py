@@ -17,6 +17,7 @@ import numpy as np
 from keras import layers
 
 from lstm_models.models.loops import share_loops
+from lstm_models.models.residual import Changes, LastValue
 
 CELLS = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}
 
@@ -261,35 +262,3 @@ def _series_model(spec: ModelSpec, inputs: SeriesInputs, unroll: bool) -> keras.
     change = layers.Rescaling(scale=float(inputs.step_std[0]), name="change")(x)
     forecast = layers.Add(name="forecast")([LastValue(inputs.horizon, name="last_value")(window), change])
     return keras.Model(window, forecast, name=f"{spec.cell}_forecaster")
-
-
-@keras.saving.register_keras_serializable(package="lstm_models")
-class Changes(layers.Layer):
-    """Each step's change from the step before, per feature (zero at the first step): what a
-    residual network reads beside the levels, so that small seasonal changes stay visible."""
-
-    def call(self, window):
-        import keras.ops as ops
-
-        return ops.concatenate([ops.zeros_like(window[:, :1]), window[:, 1:] - window[:, :-1]], axis=1)
-
-
-@keras.saving.register_keras_serializable(package="lstm_models")
-class LastValue(layers.Layer):
-    """The window's last value of the target (feature 0), repeated ``horizon`` times: the naive
-    forecast the residual head adds its change to. Registered, so ``safe_mode`` loading knows it."""
-
-    def __init__(self, horizon: int, **kwargs):
-        super().__init__(**kwargs)
-        self.horizon = int(horizon)
-
-    def call(self, window):
-        import keras.ops as ops
-
-        return ops.repeat(window[:, -1:, 0], self.horizon, axis=1)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.horizon)
-
-    def get_config(self):
-        return {**super().get_config(), "horizon": self.horizon}

@@ -1,0 +1,43 @@
+"""The residual forecasting head's two layers, registered so that ``safe_mode`` loading knows them.
+
+A residual network forecasts the change from the window's last value: it reads each step's
+change beside the levels (`Changes`) and adds its forecast change to that last value
+(`LastValue`). Like naive and drift, it carries the level past anything training saw.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+@keras.saving.register_keras_serializable(package="lstm_models")
+class Changes(layers.Layer):
+    """Each step's change from the step before, per feature (zero at the first step): what a
+    residual network reads beside the levels, so that small seasonal changes stay visible."""
+
+    def call(self, window):
+        import keras.ops as ops
+
+        return ops.concatenate([ops.zeros_like(window[:, :1]), window[:, 1:] - window[:, :-1]], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="lstm_models")
+class LastValue(layers.Layer):
+    """The window's last value of the target (feature 0), repeated ``horizon`` times: the naive
+    forecast the residual head adds its change to. Registered, so ``safe_mode`` loading knows it."""
+
+    def __init__(self, horizon: int, **kwargs):
+        super().__init__(**kwargs)
+        self.horizon = int(horizon)
+
+    def call(self, window):
+        import keras.ops as ops
+
+        return ops.repeat(window[:, -1:, 0], self.horizon, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.horizon)
+
+    def get_config(self):
+        return {**super().get_config(), "horizon": self.horizon}
