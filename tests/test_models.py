@@ -175,3 +175,30 @@ def test_training_creates_no_variable_so_the_train_step_is_traced_once(task, see
     assert created == []
     metrics = ["accuracy"] if task == "classification" else ["rmse", "mae"]
     assert set(history.history) == {"loss", "val_loss", *metrics, *(f"val_{m}" for m in metrics)}
+
+
+def test_text_models_skip_grappler_and_forecasting_models_keep_it(seed):
+    """Grappler is one process-wide setting: each build sets it for its task, and a text model's
+    graph then runs as traced, with the same result (loss and weights after a step) as optimised."""
+    import tensorflow as tf
+
+    text = TextInputs(vocabulary=("good", "bad", "film"), num_classes=2)
+    spec = ModelSpec(task="classification", cell="lstm", units=(4,), embedding_dim=4)
+    x, y = np.array([[2, 4, 0], [3, 3, 4]]), np.array([1, 0])
+
+    def one_step(inputs, spec):
+        model = build_model(spec, inputs, seed=7)
+        skipped = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+        loss = model.fit(x if inputs is text else np.zeros((2, 5, 3)), y if inputs is text else np.zeros((2, 2)),
+                         epochs=1, verbose=0).history["loss"][0]
+        return skipped, loss, model.get_weights()
+
+    skipped, loss, weights = one_step(text, spec)
+    assert skipped is True
+    assert one_step(_series_inputs(), ModelSpec(task="forecasting", cell="gru", units=(4,), lookback=5))[0] is False
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})  # the text model optimised
+    model = build_model(spec, text, seed=7)
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
+    assert np.isclose(model.fit(x, y, epochs=1, verbose=0).history["loss"][0], loss, rtol=1e-5)
+    for a, b in zip(model.get_weights(), weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

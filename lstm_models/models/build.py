@@ -107,6 +107,9 @@ class TextInputs:
     # Text models run the loops traced once per process (`lstm_models.models.loops`): on the
     # sentences a sweep traced 31% less and trained 1.17x faster (make bench, peer section).
     shares_loops = True
+    # Their graphs skip Grappler, TensorFlow's optimiser of a function's graph on its first call:
+    # on the sentences a sweep traced 28-32% less, with epochs as fast (docs/benchmarks.md).
+    optimises_graphs = False
 
     def network(self, spec: ModelSpec, unroll: bool = False) -> keras.Model:
         return _text_model(spec, self)
@@ -140,6 +143,7 @@ class SeriesInputs:
     # Forecasting models keep Keras's loop: on windows of 24 steps in batches of 16 the shared
     # loop trained 10-18% slower per batch, and the sunspots sweep gained nothing from its traces.
     shares_loops = False
+    optimises_graphs = True  # without Grappler the sunspots sweep traced 19% less but trained 19% slower
 
     def network(self, spec: ModelSpec, unroll: bool = False) -> keras.Model:
         return _series_model(spec, self, unroll)
@@ -179,6 +183,7 @@ def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | 
     model = inputs.network(spec, inputs.unrolls(spec) and (train_steps is None or train_steps >= UNROLL_MIN_STEPS))
     if inputs.shares_loops and not jit_compile and not _has_gpu():  # a GPU has cuDNN's loop; XLA compiles its own
         share_loops(model)
+    _optimise_graphs(inputs.optimises_graphs or jit_compile or _has_gpu())
     loss, metrics = inputs.objective()
     optimizer = keras.optimizers.Adam(
         learning_rate=spec.learning_rate, clipnorm=spec.clipnorm if spec.clipnorm > 0 else None
@@ -202,6 +207,14 @@ def serving_model(model: keras.Model, inputs: TextInputs | SeriesInputs) -> kera
     """The model that takes raw input: strings for text models (vectorise, then the trained
     layers, sharing their weights), the model itself for forecasting models."""
     return inputs.serving(model)
+
+
+def _optimise_graphs(on: bool) -> None:
+    """Grappler on or off for the process's function calls from now on (TensorFlow has one setting)."""
+    import tensorflow as tf
+
+    if tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False) == on:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not on})
 
 
 @functools.cache
