@@ -57,7 +57,8 @@ def _trial_runs(uri: str, experiment: str) -> tuple:
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=10_000)
     parent = max((r for r in runs if "mlflow.parentRunId" not in r.data.tags), key=lambda r: r.info.start_time)
-    return parent, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return parent, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+                    and r.data.tags.get("verdict") != "true"]  # the search's trials, not the verdict's seed runs
 
 
 def sweep(spec: Path, uri: str, workers: int, folder: Path, label: str) -> dict:
