@@ -18,7 +18,8 @@ from lstm_models.tracking.tracker import NO_TRACKING
 
 def cmd_ui(args: argparse.Namespace) -> int:
     from lstm_models.tracking.links import experiments, runs_links
-    from lstm_models.tracking.mlflow_store import MLflowTracker, sqlite_path
+    from lstm_models.tracking.mlflow_sqlite import sqlite_path
+    from lstm_models.tracking.mlflow_store import MLflowTracker
     from lstm_models.tracking.server import check_port_free, is_public
 
     uri = args.tracking_uri
