@@ -158,8 +158,9 @@ def test_without_workers_the_chief_trains_every_seed_run_in_order_and_stops_at_a
 
     def train(job):
         trained.append(job.index)
-        return Outcome(f"run-{job.index}", error="loss became nan at batch 3" if job.index == 1 else "",
-                       score=0.5, losses=np.zeros(3))
+        queue.put(job, Outcome(f"run-{job.index}", error="loss became nan at batch 3" if job.index == 1 else "",
+                               score=0.5, losses=np.zeros(3)))
+        return queue.get(job)
 
     crew = Crew(lines.append)
     queue = Queue.create(tmp_path, "parent-1", _jobs())
@@ -183,9 +184,52 @@ def test_the_chief_trains_what_dead_workers_left_and_closes_the_run_one_died_in(
     queue = Queue.create(tmp_path, "parent-1", _jobs(3))
     crew.post(queue, _jobs(3))
     assert queue.claim(_jobs(3)[1], "worker-1")  # it died in this one; job 2 it had not taken
-    done = crew.outcomes(lambda job: trained.append(job.index) or Outcome(f"run-{job.index}", 0.5, np.zeros(2)),
-                         lambda job, who, why: lost.append((job.index, who, why)))
+    def train(job):
+        trained.append(job.index)
+        queue.put(job, Outcome(f"run-{job.index}", 0.5, np.zeros(2)))
+        return queue.get(job)
+
+    done = crew.outcomes(train, lambda job, who, why: lost.append((job.index, who, why)))
     assert sorted(done) == [0, 1, 2] and sorted(trained) == [0, 1, 2]
     assert lost == [(1, "worker-1", "worker-1 died (exit code 3)")]
     assert lines == ["verdict: 3 seed runs shared out between the local workers (worker-1)",
                      "chief: its workers have exited (worker-1 exit code 3); it trains the verdict's seed runs they left"]
+
+
+def test_a_resumed_sweep_keeps_the_seed_runs_its_interrupted_run_finished_as_planned_now(tmp_path):
+    from dataclasses import replace
+
+    from lstm_models.search.crew import CHIEF, KEPT, Crew, Outcome, Queue
+
+    queue = Queue.create(tmp_path, "parent-1", _jobs())
+    for job, error in zip(_jobs()[:3], ["", "loss became nan at batch 3", ""]):
+        assert queue.claim(job, "worker-1")
+        queue.put(job, Outcome(f"run-{job.index}", 0.5 + job.index, np.arange(3.0), 99, error))
+    assert queue.claim(_jobs()[3], "worker-2")  # interrupted in this one: no result
+    queue.stop()
+    jobs_now = _jobs()[:2] + [replace(_jobs()[2], seed=1), _jobs()[3]]  # job 2 planned otherwise now
+
+    kept = Queue.emptied(tmp_path, keep=True)  # the workers start before the plan: no jobs file yet
+    assert not kept.file.exists() and not kept.stopped() and kept.claimant(_jobs()[0]) is None
+    queue = Queue.create(tmp_path, "parent-1", jobs_now, keep=True)
+    assert queue.kept(jobs_now) == [jobs_now[0]] and queue.claimant(jobs_now[0]) == KEPT
+    got = queue.get(jobs_now[0])
+    assert (got.run_id, got.score, got.losses.tolist(), got.n_params) == ("run-0", 0.5, [0.0, 1.0, 2.0], 99)
+    assert [queue.get(j) for j in jobs_now[1:]] == [None] * 3  # failed, planned otherwise, unfinished
+    assert sorted(p.name for p in queue.folder.iterdir()) == ["000.claim", "000.npz", "jobs.json"]
+
+    lines, trained = [], []
+
+    def train(job):
+        trained.append(job.index)
+        queue.put(job, Outcome(f"again-{job.index}", 0.25, np.zeros(3)))
+        return queue.get(job)
+
+    crew = Crew(lines.append)
+    crew.post(queue, jobs_now)
+    done = crew.outcomes(train, lambda job, who, why: pytest.fail("no worker to lose"))
+    assert trained == [1, 2, 3] and done[0].run_id == "run-0" and done[3].run_id == "again-3"
+    assert lines == ["verdict: 1 of 4 seed runs kept from before the interruption (FINISHED in the tracking store)"]
+    assert queue.claimant(jobs_now[1]) == CHIEF
+    assert Queue.create(tmp_path, "parent-2", jobs_now, keep=True).kept(jobs_now) == []  # another sweep's
+    assert Queue.create(tmp_path, "parent-2", jobs_now).kept(jobs_now) == []  # not resumed: nothing kept

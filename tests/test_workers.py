@@ -331,7 +331,8 @@ def test_local_workers_train_the_verdict_as_one_process_does_though_one_is_kille
 @pytest.mark.slow
 def test_ctrl_c_in_the_workers_verdict_leaves_no_run_open_and_resume_finishes_it(tmp_path):
     """Ctrl-C reaches the chief and its workers (one process group) while the workers train seed
-    runs: every run is closed, the sweep is KILLED, and --resume trains the verdict again."""
+    runs: every run is closed, the sweep is KILLED, and --resume keeps the finished seed runs and
+    trains the others."""
     import signal
     import subprocess
     import time
@@ -347,26 +348,33 @@ def test_ctrl_c_in_the_workers_verdict_leaves_no_run_open_and_resume_finishes_it
     with open(tmp_path / "out.txt", "w") as out:
         chief = subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", *flags], cwd=tmp_path,
                                  env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    while chief.poll() is None:  # both workers in a seed run
-        if len(MlflowClient(uri).search_runs(["1"], "tags.verdict = 'true' and attributes.status = 'RUNNING'")) == 2:
+    while chief.poll() is None:  # a seed run finished and another one running
+        states = [r.info.status for r in MlflowClient(uri).search_runs(["1"], "tags.verdict = 'true'")]
+        if "FINISHED" in states and "RUNNING" in states:
             os.killpg(chief.pid, signal.SIGINT)
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert chief.wait(timeout=300) == 130, (tmp_path / "out.txt").read_text()[-3000:]
     client = MlflowClient(uri)
     runs = client.search_runs(["1"])
     seeded = [r for r in runs if r.data.tags.get("verdict") == "true"]
     assert "RUNNING" not in {r.info.status for r in runs}
-    assert [r.info.status for r in seeded].count("KILLED") == 2 and len(seeded) < 6
+    kept = [r.info.status for r in seeded].count("FINISHED")
+    assert "KILLED" in {r.info.status for r in seeded} and 1 <= kept < 6
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert parent.info.status == "KILLED"
 
     done = run_cli("sweep", "spec.yaml", *flags, "--resume", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "verdict: 6 seed runs shared out between the local workers (worker-1, worker-2)" in done.stdout
+    assert f"verdict: {kept} of 6 seed runs kept from before the interruption (FINISHED in the tracking store)" in done.stdout
+    assert f"verdict: {6 - kept} seed runs shared out between the local workers (worker-1, worker-2)" in done.stdout
     runs = client.search_runs(["1"])
-    finished = [r for r in runs if r.data.tags.get("verdict") == "true" and r.info.status == "FINISHED"
-                and r.info.start_time > parent.info.end_time]
-    assert len(finished) == 6 and "RUNNING" not in {r.info.status for r in runs}
+    finished = [r for r in runs if r.data.tags.get("verdict") == "true" and r.info.status == "FINISHED"]
+    assert sorted(int(r.data.tags["verdict_job"]) for r in finished) == list(range(6))  # each once
+    assert len([r for r in finished if r.info.start_time > parent.info.end_time]) == 6 - kept
+    assert "RUNNING" not in {r.info.status for r in runs}
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert parent.info.status == "FINISHED" and parent.data.tags["cell_verdict"]
+    table = client.download_artifacts(parent.info.run_id, "verdict.csv", str(tmp_path))  # from the kept runs too
+    assert sorted(line.split(",")[-1] for line in Path(table).read_text().splitlines()[1:]) == sorted(
+        r.info.run_id for r in finished)

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
 FOLDER = "verdict"
 JOBS_FILE = "jobs.json"
+EARLIER_FILE = "earlier.json"  # a resumed sweep's jobs as they were before the interruption
 CHIEF = "chief"
+KEPT = "kept"  # the claimant of a seed run that a resumed sweep keeps from before
 POLL_SECONDS = 0.2
 
 
@@ -66,24 +68,45 @@ class Queue:
         self.folder = Path(folder)
 
     @classmethod
-    def emptied(cls, sweep_folder: Path) -> "Queue":
+    def emptied(cls, sweep_folder: Path, keep: bool = False) -> "Queue":
         """The sweep's queue, emptied: an earlier run's jobs, claims and results are gone (its seed
-        runs were closed); its file appears with `create`."""
+        runs were closed), but for ``keep`` (a resumed sweep): its finished seed runs' results, and
+        its jobs as ``earlier.json``, for `create` to keep. Its jobs file appears with `create`."""
         queue = cls(Path(sweep_folder) / FOLDER)
-        shutil.rmtree(queue.folder, ignore_errors=True)
+        if not keep or not queue.folder.is_dir():
+            shutil.rmtree(queue.folder, ignore_errors=True)
+            return queue
+        if queue.file.exists():
+            os.replace(queue.file, queue.folder / EARLIER_FILE)
+        for path in queue.folder.iterdir():
+            if path.suffix != ".npz" and path.name != EARLIER_FILE or path.suffix == ".npz" and _failed(path):
+                path.unlink()
         return queue
 
     @classmethod
-    def create(cls, sweep_folder: Path, parent_run_id: str, jobs: list[Job]) -> "Queue":
-        """A new queue of ``jobs`` (none: the waiting workers exit)."""
-        folder = cls.emptied(sweep_folder).folder
-        folder.mkdir(parents=True)
-        text = json.dumps({"parent_run_id": parent_run_id,
-                           "jobs": [{"index": j.index, "kind": j.kind, "seed": j.seed, "spec": asdict(j.spec)}
-                                    for j in jobs]})
+    def create(cls, sweep_folder: Path, parent_run_id: str, jobs: list[Job], keep: bool = False) -> "Queue":
+        """A new queue of ``jobs`` (none: the waiting workers exit). With ``keep`` (a resumed sweep),
+        a job the earlier run of this sweep finished, as planned now, keeps its result (`kept`)."""
+        folder = cls.emptied(sweep_folder, keep).folder
+        folder.mkdir(parents=True, exist_ok=True)
+        queue, earlier = cls(folder), folder / EARLIER_FILE
+        raw = json.loads(earlier.read_text(encoding="utf-8")) if earlier.exists() else {"parent_run_id": "", "jobs": []}
+        before = _jobs_text(raw["parent_run_id"], raw["jobs"])
+        now = _jobs_text(parent_run_id, [_job_dict(j) for j in jobs])
+        for job in jobs:
+            if job.index in before and before[job.index] == now[job.index] and queue._path(job, "npz").exists():
+                queue._path(job, "claim").write_text(KEPT)
+        for path in folder.iterdir():
+            if path.suffix == ".npz" and not (folder / f"{path.stem}.claim").exists() or path.name == EARLIER_FILE:
+                path.unlink()
+        text = json.dumps({"parent_run_id": parent_run_id, "jobs": [_job_dict(j) for j in jobs]})
         (folder / f"{JOBS_FILE}.tmp").write_text(text, encoding="utf-8")
         os.replace(folder / f"{JOBS_FILE}.tmp", folder / JOBS_FILE)
-        return cls(folder)
+        return queue
+
+    def kept(self, jobs: list[Job]) -> list[Job]:
+        """The jobs whose results an earlier run of the sweep left (`create` with ``keep``)."""
+        return [job for job in jobs if self.claimant(job) == KEPT]
 
     @property
     def file(self) -> Path:
@@ -148,13 +171,18 @@ class Crew:
     def post(self, queue: Queue, jobs: list[Job]) -> None:
         """The queue is written (`Queue.create`): the workers start on it, or exit if it is empty."""
         self.queue, self.jobs, self.started = queue, jobs, time.perf_counter()
-        if jobs and self.procs:
-            self.log(f"verdict: {len(jobs)} seed runs shared out between the local workers ({', '.join(self.procs)})")
+        kept = queue.kept(jobs)
+        if kept:
+            self.log(f"verdict: {len(kept)} of {len(jobs)} seed runs kept from before the interruption "
+                     "(FINISHED in the tracking store)")
+        if len(jobs) > len(kept) and self.procs:
+            self.log(f"verdict: {len(jobs) - len(kept)} seed runs shared out between the local workers "
+                     f"({', '.join(self.procs)})")
 
     def outcomes(self, train: Callable[[Job], Outcome], lost: Callable[[Job, str, str], None]) -> dict[int, Outcome]:
         """Every job's outcome by index, up to the first failure. The chief trains with ``train``
-        what no worker will: every job without workers, and a job whose worker died in it, after
-        ``lost(job, worker, why)`` closed that worker's run."""
+        (which puts the outcome in the queue) what no worker will: every job without workers, and a
+        job whose worker died in it, after ``lost(job, worker, why)`` closed that worker's run."""
         done: dict[int, Outcome] = {}
         dropped: set[int] = set()  # not needed: the verdict stopped at a failed run before they began
         told = False
@@ -168,14 +196,14 @@ class Crew:
                         lost(job, who, f"{who} died (exit code {getattr(self.procs.get(who), 'returncode', None)})")
                         who = CHIEF  # its claim stays: no worker takes the job now
                         if not self.queue.stopped():
-                            outcome, trained = self._train(job, train), True
+                            outcome, trained = train(job), True
                 elif outcome is None and who is None and not self.queue.stopped() and not self._alive():
                     if self.procs and not told:
                         told = True
                         self.log(f"chief: its workers have exited ({self._codes()}); it trains the verdict's "
                                  "seed runs they left")
                     if self.queue.claim(job, CHIEF):
-                        outcome, trained = self._train(job, train), True
+                        outcome, trained = train(job), True
                 if outcome is not None:
                     done[job.index] = outcome
                     if outcome.error:
@@ -185,11 +213,6 @@ class Crew:
             if not trained:
                 time.sleep(POLL_SECONDS)
         return done
-
-    def _train(self, job: Job, train: Callable[[Job], Outcome]) -> Outcome:
-        outcome = train(job)
-        self.queue.put(job, outcome)
-        return outcome
 
     def close(self, wait: bool) -> None:
         """End the workers: ``wait`` for them to find no seed run left and exit (60 s at most), or
@@ -209,3 +232,21 @@ class Crew:
     def _alive(self, who: str | None = None) -> bool:
         procs = [self.procs[who]] if who in self.procs else [] if who else list(self.procs.values())
         return any(p.poll() is None for p in procs)
+
+
+def _job_dict(job: Job) -> dict:
+    return {"index": job.index, "kind": job.kind, "seed": job.seed, "spec": asdict(job.spec)}
+
+
+def _jobs_text(parent_run_id: str, jobs: list[dict]) -> dict[int, str]:
+    """Each job by index as text, its sweep's parent run included: two plans' jobs compare equal."""
+    return {j["index"]: json.dumps([parent_run_id, j], sort_keys=True) for j in jobs}
+
+
+def _failed(path: Path) -> bool:
+    """Whether a result file holds a failure (a resumed sweep trains that seed run again)."""
+    try:
+        with np.load(path) as saved:
+            return bool(json.loads(str(saved["meta"]))["error"])
+    except (OSError, ValueError, KeyError):
+        return True

@@ -94,7 +94,7 @@ def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], kera
     try:
         with sweep.phases.timed("verdict"):  # the chief's local workers train it while this process goes on
             plan = plan_verdict(sweep, result)
-            crew.post(Queue.create(sweep.folder, result.parent_run_id, plan.jobs), plan.jobs)
+            crew.post(Queue.create(sweep.folder, result.parent_run_id, plan.jobs, keep=result.resumed), plan.jobs)
         if result.best is None:  # run_sweep closes the parent run as FAILED
             raise SweepFailed(f"sweep {sweep.spec.name}: no trial finished, nothing to export")
         _finish(sweep, result, load, output_dir, plan, crew)

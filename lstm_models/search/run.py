@@ -98,7 +98,8 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         resumed = previous if mode == "resume" else None
         _check_same_role(resumed, workers, folder)
         if workers:  # its local workers train the verdict's seed runs too (`lstm_models.search.crew`)
-            workers = replace(workers.bound(resumed.oracle if resumed else ""), jobs=Queue.emptied(folder).file)
+            jobs = Queue.emptied(folder, keep=resumed is not None).file  # a resumed sweep keeps finished ones
+            workers = replace(workers.bound(resumed.oracle if resumed else ""), jobs=jobs)
         parallel = sweep_tags(workers, spec.to_dict()) if workers else {}
         state = open_state(spec, tracker, folder, resumed, {**task.tags(), **hooks.tags, **parallel})
         if workers:

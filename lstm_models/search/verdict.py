@@ -89,7 +89,8 @@ def run_verdict(sweep, result, plan: Plan, crew: Crew) -> Verdict:
     if not plan.jobs:
         return verdict
     spec, metric, seeds = sweep.spec, sweep.task.test_metric, seeds_of(sweep.spec)
-    done = crew.outcomes(lambda job: train_job(sweep, job), lambda job, who, why: _lost(sweep, result, job, who, why))
+    done = crew.outcomes(lambda job: train_job(sweep, job, crew.queue),
+                         lambda job, who, why: _lost(sweep, result, job, who, why))
     failed = next((done[j.index].error for j in plan.jobs if j.index in done and done[j.index].error), "")
     by_cell = _cell_runs([j for j in plan.jobs if j.kind == "seeds"], done)
     if by_cell:
@@ -141,8 +142,9 @@ def matched_spec(winner: ModelSpec, cell: str, target: int, inputs,
     return min((at(low), at(high)), key=lambda s: abs(size(s) - target))
 
 
-def train_job(sweep, job: Job, worker: str = "") -> Outcome:
-    """One seed run, a nested run tagged ``verdict=true`` (and the worker that trained it)."""
+def train_job(sweep, job: Job, queue: Queue, worker: str = "") -> Outcome:
+    """One seed run, a nested run tagged ``verdict=true`` (and the worker that trained it); its
+    outcome is put in ``queue`` as its run closes."""
     tracker, metric, model_spec = sweep.tracker, sweep.task.test_metric, job.spec
     name = f"verdict {job.kind} {model_spec.cell} seed {job.seed}"
     tags = {"verdict": "true", "verdict_kind": job.kind, "verdict_job": str(job.index), "cell": model_spec.cell,
@@ -167,18 +169,23 @@ def train_job(sweep, job: Job, worker: str = "") -> Outcome:
                                      "epochs": len(objective), "seconds": time.perf_counter() - started})
         sweep.log(f"  {name}: test {metric} {score:.4f} after {len(objective)} epochs")
     except TrialFailed as exc:
-        with sweep.guard.hold():
-            tracker.end_run(run_id, "FAILED")
-        return Outcome(run_id=run_id, error=str(exc))
+        return _closed(sweep, queue, job, "FAILED", Outcome(run_id=run_id, error=str(exc)))
     except BaseException as exc:
         sweep.guard.reset()
         with sweep.guard.hold(drop=True):  # a second signal (Ctrl-C, then the chief's) must not leave it RUNNING
             if run_id:
                 tracker.end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
-    with sweep.guard.hold():  # an interrupt in this write (SQLite's lock is retried) waits until it is done
-        tracker.end_run(run_id, "FINISHED")
-    return Outcome(run_id, score, np.asarray(loss), int(model.count_params()))
+    return _closed(sweep, queue, job, "FINISHED", Outcome(run_id, score, np.asarray(loss), int(model.count_params())))
+
+
+def _closed(sweep, queue: Queue, job: Job, status: str, outcome: Outcome) -> Outcome:
+    """Close the seed run and put its outcome in the queue, an interrupt held until both are done
+    (SQLite's lock is retried): a resumed sweep keeps a FINISHED run's result, so it needs both."""
+    with sweep.guard.hold():
+        sweep.tracker.end_run(outcome.run_id, status)
+        queue.put(job, outcome)
+    return outcome
 
 
 def help_verdict(sweep, jobs_file: Path, worker: str) -> int:
@@ -204,7 +211,7 @@ def help_verdict(sweep, jobs_file: Path, worker: str) -> int:
             if queue.stopped():
                 break
             if queue.claim(job, worker):
-                queue.put(job, train_job(sweep, job, worker))
+                train_job(sweep, job, queue, worker)
                 trained += 1
     return trained
 
