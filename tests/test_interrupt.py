@@ -302,3 +302,32 @@ def test_an_interrupt_that_python_dropped_is_raised_again_between_training_steps
     with pytest.raises(Stop) as raised:
         guard.raise_lost()
     assert raised.value is lost
+
+
+def test_what_an_interrupted_command_says_depends_on_its_role(monkeypatch):
+    """A chief or a single process is resumed; a worker on another host joins again with its id (its
+    trial comes back to it); a chief's local worker leaves that to its chief."""
+    import sys
+    from argparse import Namespace
+    from pathlib import Path
+
+    from lstm_models.cli import _interrupted
+
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/lstm-models"])
+    alone = Namespace(state_folder=Path("runs/sentiment"), verdict_jobs=None, worker=None, worker_id="worker-h-1")
+    said = _interrupted(alone, ["sweep", "sweeps/sentiment.yaml", "--fresh"])
+    assert said.endswith("finished trials are kept in runs/sentiment. Resume with:\n"
+                         "  /venv/bin/lstm-models sweep sweeps/sentiment.yaml --resume")
+    remote = Namespace(state_folder=Path("runs/s"), verdict_jobs=None, worker="10.0.0.5:8000", worker_id="worker-h-1")
+    said = _interrupted(remote, ["sweep", "s.yaml", "--worker", "10.0.0.5:8000", "--resume"])
+    assert said == (": worker-h-1's running trial is marked KILLED and goes back to the chief at 10.0.0.5:8000 for "
+                    "another worker. Join the sweep again with:\n  /venv/bin/lstm-models sweep s.yaml --worker "
+                    "10.0.0.5:8000 --worker-id worker-h-1")
+    named = _interrupted(Namespace(**{**vars(remote), "worker_id": "a"}),
+                         ["sweep", "s.yaml", "--worker", "10.0.0.5:8000", "--worker-id", "a"])
+    assert named.startswith(": a's running trial") and named.endswith(
+        "with:\n  /venv/bin/lstm-models sweep s.yaml --worker 10.0.0.5:8000 --worker-id a")
+    local = Namespace(state_folder=Path("runs/s"), verdict_jobs="runs/s/verdict/jobs.json", worker="127.0.0.1:8000",
+                      worker_id="worker-1")
+    assert "--resume" not in _interrupted(local, []).split("(")[0] and "the chief that started it" in _interrupted(local, [])
+    assert _interrupted(Namespace(), []) == " before the sweep started; nothing to resume"

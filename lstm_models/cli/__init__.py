@@ -125,11 +125,27 @@ def _ui_parser(sub) -> None:
     ui.add_argument("--links-only", action="store_true", help="print the links and exit, without starting the UI")
 
 
-def _resume_command(argv: list[str]) -> str:
-    """The command line that was run, with ``--resume`` in place of ``--fresh``."""
+def _command(argv: list[str], *extra: str) -> str:
+    """The command line that was run, without ``--fresh`` or ``--resume``, then ``extra``."""
     program = [sys.executable, "-m", "lstm_models"] if sys.argv[0].endswith("__main__.py") else [sys.argv[0]]
-    args = [a for a in argv if a not in ("--fresh", "--resume")]
-    return shlex.join(program + args + ["--resume"])
+    return shlex.join(program + [a for a in argv if a not in ("--fresh", "--resume")] + list(extra))
+
+
+def _interrupted(args: argparse.Namespace, argv: list[str]) -> str:
+    """What an interrupted sweep command left, and how to go on: a chief or a single process is
+    resumed; a worker's trial goes back to its chief, which a worker on another host joins again."""
+    folder = getattr(args, "state_folder", None)
+    if folder is None:
+        return " before the sweep started; nothing to resume"
+    if getattr(args, "verdict_jobs", None):
+        return (f": {args.worker_id}'s running trial or seed run is marked KILLED; the chief that started it "
+                "continues or stops the sweep (a stopped one is resumed with the chief's command and --resume)")
+    if getattr(args, "worker", None):  # its id: a worker that joins again with it gets its own trial back
+        same_id = [] if any(a.startswith("--worker-id") for a in argv) else ["--worker-id", args.worker_id]
+        return (f": {args.worker_id}'s running trial is marked KILLED and goes back to the chief at "
+                f"{args.worker} for another worker. Join the sweep again with:\n  {_command(argv, *same_id)}")
+    return (": the running trial and the sweep are marked KILLED; "
+            f"finished trials are kept in {folder}. Resume with:\n  {_command(argv, '--resume')}")
 
 
 def _install_signal_handlers(guard) -> None:
@@ -167,11 +183,5 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the message below must get out
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         name, code = (signal.Signals(exc.signum).name, exc.exit_code) if isinstance(exc, Interrupted) else ("SIGINT", 130)
-        folder = getattr(args, "state_folder", None)
-        if folder is None:
-            print(f"lstm-models: interrupted by {name} before the sweep started; nothing to resume", file=sys.stderr)
-        else:
-            print(f"lstm-models: interrupted by {name}: the running trial and the sweep are marked KILLED; "
-                  f"finished trials are kept in {folder}. Resume with:\n  {_resume_command(argv)}",
-                  file=sys.stderr, flush=True)
+        print(f"lstm-models: interrupted by {name}{_interrupted(args, argv)}", file=sys.stderr, flush=True)
         return code
