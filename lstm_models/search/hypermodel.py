@@ -37,7 +37,7 @@ class SweepHyperModel(kt.HyperModel):
 
     def __init__(self, spec: SweepSpec, inputs, batches, guard: Deferral | None = None):
         super().__init__()
-        self.spec, self.inputs, self.batches, self.guard = spec, inputs, batches, guard
+        self.spec, self.inputs, self.batches, self.guard = spec, inputs, batches, guard or Deferral()
 
     def model_spec(self, hp) -> ModelSpec:
         """Declare the space on ``hp`` (first call) and read its values into a `ModelSpec`."""
@@ -70,7 +70,7 @@ class SweepHyperModel(kt.HyperModel):
 
     def _callbacks(self, restore_best: bool = False) -> list:
         es = self.spec.early_stopping
-        out = [StopOnNaN()] + ([StopOnInterrupt(self.guard)] if self.guard is not None else [])
+        out = [StopOnNaN(), StopOnInterrupt(self.guard)]
         if es.patience > 0 or restore_best:
             out.append(keras.callbacks.EarlyStopping(monitor=self.spec.objective, mode=self.spec.direction,
                                                      patience=es.patience if es.patience > 0 else self.spec.tuner.max_epochs,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from lstm_models.interrupt import Deferral
-
 
 def sqlite_path(tracking_uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` tracking URI; None for any other store."""
@@ -24,7 +22,7 @@ def default_artifact_root(tracking_uri: str) -> str | None:
     return None if db is None else (db.parent / "artifacts").resolve().as_uri()
 
 
-def make_client(uri: str, guard=None):
+def make_client(uri: str, guard):
     """An `MlflowClient` on ``uri``; on SQLite, its tables created once and its lock retried (`_RetryLocked`)."""
     from mlflow.tracking import MlflowClient
 
@@ -54,8 +52,8 @@ class _RetryLocked:
 
     TRIES = 12
 
-    def __init__(self, client, guard=None):
-        self._client, self._guard = client, guard or Deferral()
+    def __init__(self, client, guard):
+        self._client, self._guard = client, guard
 
     def __getattr__(self, name):
         method = getattr(self._client, name)

@@ -7,7 +7,6 @@ store, do not mix).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lstm_models.errors import ConfigError, check_writable
+from lstm_models.interrupt import Deferral
 from lstm_models.tracking.mlflow_sqlite import default_artifact_root, make_client, sqlite_path, store_missing
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -29,13 +29,16 @@ class MLflowTracker:
     Args:
         uri: the tracking URI, e.g. ``sqlite:///mlflow/mlflow.db`` or ``http://127.0.0.1:5000``.
         artifact_root: where new experiments keep artifacts (default: beside a SQLite file).
-        guard: the process's interrupts (`lstm_models.interrupt.Deferral`), held by SQLite writes.
+        guard: the process's interrupts (`lstm_models.interrupt.Deferral`), held by SQLite writes
+            and while MLflow copies artifacts or logs a model: raised inside its thread pool,
+            between starting a worker thread and recording it, one left a thread that Python's
+            exit waited for forever (a chief hung after Ctrl-C, 1 in 20 tries).
     """
 
     enabled = True
 
     def __init__(self, uri: str, artifact_root: str | None = None, guard=None):
-        self.uri, self.guard = uri, guard
+        self.uri, self.guard = uri, guard or Deferral()
         self.artifact_root = artifact_root or default_artifact_root(uri)
         self._client = None
         self.experiment_id: str | None = None
@@ -107,7 +110,7 @@ class MLflowTracker:
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         path = Path(path)
-        with _held(self.guard):
+        with self.guard.hold():
             if path.is_dir():
                 self.client.log_artifacts(run_id, str(path), artifact_path)
             else:
@@ -161,7 +164,7 @@ class MLflowTracker:
         """Copy one of a run's artifacts into ``folder`` (through the server, if it proxies them)."""
         from mlflow.artifacts import download_artifacts
 
-        with _held(self.guard):
+        with self.guard.hold():
             return Path(download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(folder),
                                            tracking_uri=self.uri))
 
@@ -170,22 +173,15 @@ class MLflowTracker:
         """Log an export folder as a pyfunc model of ``run_id`` (`lstm_models.tracking.mlflow_registry`)."""
         from lstm_models.tracking.mlflow_registry import log_export
 
-        with _held(self.guard):
+        with self.guard.hold():
             return log_export(self.uri, run_id, name, export_dir, sample, outputs, also)
 
     def register_model(self, name: str, model_id: str, run_id: str, score: Mapping[str, Any]) -> dict:
         """A new version of ``name``; the alias ``champion`` if it wins."""
         from lstm_models.tracking.mlflow_registry import register
 
-        with _held(self.guard):
+        with self.guard.hold():
             return register(self.uri, self.client, name, model_id, run_id, score)
-
-
-def _held(guard):
-    """An interrupt waits while MLflow copies artifacts or logs a model: raised inside its thread
-    pool, between starting a worker thread and recording it, it left a thread that Python's exit
-    then waited for forever (a chief hung after Ctrl-C, 1 in 20 tries of test_workers' verdict test)."""
-    return guard.hold() if guard else contextlib.nullcontext()
 
 
 def _experiment(client, name: str, artifact_root: str | None) -> str:
