@@ -70,8 +70,8 @@ class Queue:
     @classmethod
     def emptied(cls, sweep_folder: Path, keep: bool = False) -> "Queue":
         """The sweep's queue, emptied: an earlier run's jobs, claims and results are gone (its seed
-        runs were closed), but for ``keep`` (a resumed sweep): its finished seed runs' results, and
-        its jobs as ``earlier.json``, for `create` to keep. Its jobs file appears with `create`."""
+        runs were closed), but for ``keep`` (a resumed sweep): its results, and its jobs as
+        ``earlier.json``, for `create` to sort. Its jobs file appears with `create`."""
         queue = cls(Path(sweep_folder) / FOLDER)
         if not keep or not queue.folder.is_dir():
             shutil.rmtree(queue.folder, ignore_errors=True)
@@ -79,7 +79,7 @@ class Queue:
         if queue.file.exists():
             os.replace(queue.file, queue.folder / EARLIER_FILE)
         for path in queue.folder.iterdir():
-            if path.suffix != ".npz" and path.name != EARLIER_FILE or path.suffix == ".npz" and _failed(path):
+            if path.suffix != ".npz" and path.name != EARLIER_FILE:
                 path.unlink()
         return queue
 
@@ -87,22 +87,32 @@ class Queue:
     def create(cls, sweep_folder: Path, parent_run_id: str, jobs: list[Job], keep: bool = False) -> "Queue":
         """A new queue of ``jobs`` (none: the waiting workers exit). With ``keep`` (a resumed sweep),
         a job the earlier run of this sweep finished, as planned now, keeps its result (`kept`)."""
-        folder = cls.emptied(sweep_folder, keep).folder
-        folder.mkdir(parents=True, exist_ok=True)
-        queue, earlier = cls(folder), folder / EARLIER_FILE
-        raw = json.loads(earlier.read_text(encoding="utf-8")) if earlier.exists() else {"parent_run_id": "", "jobs": []}
-        before = _jobs_text(raw["parent_run_id"], raw["jobs"])
-        now = _jobs_text(parent_run_id, [_job_dict(j) for j in jobs])
-        for job in jobs:
-            if job.index in before and before[job.index] == now[job.index] and queue._path(job, "npz").exists():
-                queue._path(job, "claim").write_text(KEPT)
-        for path in folder.iterdir():
-            if path.suffix == ".npz" and not (folder / f"{path.stem}.claim").exists() or path.name == EARLIER_FILE:
+        queue = cls.emptied(sweep_folder, keep)
+        queue.folder.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"parent_run_id": parent_run_id,
+                           "jobs": [{"index": j.index, "kind": j.kind, "seed": j.seed, "spec": asdict(j.spec)}
+                                    for j in jobs]})
+        earlier = queue.folder / EARLIER_FILE
+        if earlier.exists():
+            queue._keep(json.loads(earlier.read_text(encoding="utf-8")), json.loads(text), jobs)
+            earlier.unlink()
+        for path in queue.folder.glob("*.npz"):
+            if not path.with_suffix(".claim").exists():
                 path.unlink()
-        text = json.dumps({"parent_run_id": parent_run_id, "jobs": [_job_dict(j) for j in jobs]})
-        (folder / f"{JOBS_FILE}.tmp").write_text(text, encoding="utf-8")
-        os.replace(folder / f"{JOBS_FILE}.tmp", folder / JOBS_FILE)
+        (queue.folder / f"{JOBS_FILE}.tmp").write_text(text, encoding="utf-8")
+        os.replace(queue.folder / f"{JOBS_FILE}.tmp", queue.file)
         return queue
+
+    def _keep(self, before: dict, now: dict, jobs: list[Job]) -> None:
+        """Claim for `KEPT` each job of the same parent run, planned as before (both read as JSON),
+        whose result holds no failure."""
+        if before["parent_run_id"] != now["parent_run_id"]:
+            return
+        planned = {j["index"]: j for j in before["jobs"]}
+        for job, same in zip(jobs, now["jobs"]):
+            result = self._path(job, "npz")
+            if planned.get(job.index) == same and result.exists() and not _failed(result):
+                self._path(job, "claim").write_text(KEPT)
 
     def kept(self, jobs: list[Job]) -> list[Job]:
         """The jobs whose results an earlier run of the sweep left (`create` with ``keep``)."""
@@ -232,15 +242,6 @@ class Crew:
     def _alive(self, who: str | None = None) -> bool:
         procs = [self.procs[who]] if who in self.procs else [] if who else list(self.procs.values())
         return any(p.poll() is None for p in procs)
-
-
-def _job_dict(job: Job) -> dict:
-    return {"index": job.index, "kind": job.kind, "seed": job.seed, "spec": asdict(job.spec)}
-
-
-def _jobs_text(parent_run_id: str, jobs: list[dict]) -> dict[int, str]:
-    """Each job by index as text, its sweep's parent run included: two plans' jobs compare equal."""
-    return {j["index"]: json.dumps([parent_run_id, j], sort_keys=True) for j in jobs}
 
 
 def _failed(path: Path) -> bool:
