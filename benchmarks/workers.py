@@ -150,7 +150,7 @@ def _chief(port: int, folder: str, until: float) -> None:
     hp.Int("units", 1, 10**6)
     hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")
     oracle.update_space(hp)
-    serve_oracle(oracle, "127.0.0.1", port, done=lambda: time.time() > until, started=lambda: None)
+    serve_oracle(oracle, "127.0.0.1", port, done=lambda: time.time() > until)
 
 
 def _oracle_worker(port: int, wid: str, start: float, seconds: float, out: str) -> None:

@@ -95,6 +95,74 @@ def test_a_worker_refuses_a_chief_that_is_not_there_or_runs_another_spec(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow", "spec.yaml"]
 
 
+def test_a_local_worker_waits_for_its_chief_to_listen_however_long(tmp_path):
+    """A chief starts its local workers before it loads TensorFlow: each waits for the oracle for as
+    long as its chief runs, not the 10 s a worker on another host waits."""
+    import socket
+    import subprocess
+    import time
+
+    from conftest import ROOT
+
+    code = ("import os, sys; from lstm_models.search.worker import check_chief; "
+            "check_chief(sys.argv[1], timeout=0.5, chief_pid=os.getppid()); print('reached')")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # the chief's port, not listened on yet
+        port = sock.getsockname()[1]
+        child = subprocess.Popen([sys.executable, "-c", code, f"127.0.0.1:{port}"], cwd=tmp_path, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        time.sleep(3)
+        assert child.poll() is None  # still waiting, well past its 0.5 s
+        sock.listen()
+        out, err = child.communicate(timeout=60)
+    assert (child.returncode, out.strip()) == (0, "reached"), err
+
+
+def test_a_local_worker_whose_chief_exits_before_listening_stops_with_one_line(tmp_path):
+    from conftest import ROOT
+
+    write_spec(tmp_path, tiny_series_spec())
+    # A chief that starts its worker and dies before its oracle listens. This harness adopts the
+    # orphaned worker (a child subreaper) to read its exit code.
+    harness = r"""
+import ctypes, os, subprocess, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+worker = [sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--tracking-uri", "sqlite:///m.db",
+          "--worker", "127.0.0.1:9", "--worker-id", "worker-1", "--verdict-jobs", "jobs.json"]
+chief = ("import os, subprocess, sys, time; p = subprocess.Popen(sys.argv[1:], stderr=open('worker.err', 'w')); "
+         "print(p.pid, os.getpid(), flush=True); time.sleep(3)")
+out = subprocess.run([sys.executable, "-c", chief, *worker], capture_output=True, text=True)
+pid, chief_pid = map(int, out.stdout.split())
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), out.returncode, chief_pid)
+"""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", harness], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    code, chief_code, chief_pid = map(int, done.stdout.split())
+    printed = (tmp_path / "worker.err").read_text()
+    assert (code, chief_code) == (2, 0) and "Traceback" not in printed, printed
+    assert printed.strip().splitlines()[-1] == (  # after TensorFlow's own start-up lines
+        f"lstm-models: error: --worker 127.0.0.1:9: the chief (process {chief_pid}) that started this worker "
+        "exited before its oracle listened")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml", "worker.err"]  # no store, no state
+
+
+def test_a_resumed_chiefs_new_workers_take_ids_its_earlier_workers_did_not(tmp_path):
+    from lstm_models.search.chief import LocalWorkers, earlier_workers
+
+    (tmp_path / "tuner").mkdir()
+    (tmp_path / "tuner" / "oracle.json").write_text(json.dumps(
+        {"ongoing_trials": {"worker-2": "03", "worker-7": "05", "worker-9": "08", "worker-host-12": "06"}}))
+    taken = earlier_workers(tmp_path, running={"03", "05", "06"})  # trial 08's run was closed: its worker left
+    assert taken == {"worker-2", "worker-7", "worker-host-12"}
+    assert LocalWorkers(WorkerPlan(2), taken).last == 7  # the next ones: worker-8, worker-9
+    assert earlier_workers(tmp_path, running=set()) == set() and LocalWorkers(WorkerPlan(2)).last == 0
+    assert earlier_workers(tmp_path / "nowhere", {"03"}) == set()
+
+
 def _children(pid):
     out = []
     for stat in os.listdir("/proc"):

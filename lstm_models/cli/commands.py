@@ -34,6 +34,7 @@ def _ui_command(uri: str) -> str:
 def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
     from lstm_models.spec.sweep import load_sweep
 
+    chief_pid = os.getppid()  # a local worker's chief, which started it: read before it may exit
     # 1. the spec, 2. the folders, 3. the tracking store, 4. the data; run_sweep checks the state.
     check_roles(args)
     spec = load_sweep(args.spec).with_overrides(
@@ -43,9 +44,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
     folder = Path(args.workdir) / spec.name
     settle_workers(args, spec.tuner.workers, folder)
     if args.worker:
-        from lstm_models.search.worker import check_chief
-
-        check_chief(args.worker)
+        _reach_chief(args, chief_pid)
     _use_credentials(args)
     output = Path(args.output)
     check_writable(output, f"--output {output}")
@@ -91,6 +90,18 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
     if result.registration:
         print(_served(result.registration, args.tracking_uri))
     return 0
+
+
+def _reach_chief(args: argparse.Namespace, chief_pid: int) -> None:
+    """A worker goes on once its chief answers. A chief's local worker (``--verdict-jobs``) is
+    started before its chief listens: it loads its libraries meanwhile, then waits as long as
+    its chief (``chief_pid``) runs."""
+    from lstm_models.search.worker import check_chief, load_libraries
+
+    local = bool(args.verdict_jobs)
+    if local:
+        load_libraries()
+    check_chief(args.worker, chief_pid=chief_pid if local else None)
 
 
 def _served(registration: dict, uri: str) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, TrialResult, fail_runs
+from lstm_models.search.state import TUNER_PROJECT
 from lstm_models.tracking.server import check_port_free, free_port
 
 LOST = "the worker training this trial died or fell silent (kill -9, crash, power or network loss); another worker ran it again"
@@ -102,12 +103,12 @@ def sweep_tags(plan: WorkerPlan, spec: dict) -> dict[str, str]:
             "sweep_spec": json.dumps(spec, sort_keys=True)}
 
 
-def run_chief(plan: WorkerPlan, oracle, recorder: TrialRecorder, model_spec: Callable, timeout: float,
+def run_chief(local: LocalWorkers, oracle, recorder: TrialRecorder, model_spec: Callable, timeout: float,
               log: Callable[[str], None]) -> dict[str, subprocess.Popen]:
     """Serve ``oracle`` until every trial has ended and no worker is left; then keep their trials.
 
     Args:
-        plan: where to listen, and the local workers to start.
+        local: where to listen (``local.plan``), and the local workers, started.
         oracle: the chief's oracle (`lstm_models.search.service.Watched`).
         recorder: the sweep's recorder; the workers' trials are gathered into it.
         model_spec: ``hp -> ModelSpec``. timeout: the sweep's ``worker_timeout``, in seconds.
@@ -118,12 +119,12 @@ def run_chief(plan: WorkerPlan, oracle, recorder: TrialRecorder, model_spec: Cal
     """
     from lstm_models.search.service import serve_oracle
 
+    plan = local.plan
     threads = f", {max(1, plan.cores // plan.count)} TensorFlow thread(s) each" if plan.count else ""
     log(f"chief: oracle on {plan.address}, {plan.count or 'no'} local workers{threads}; "
         f"a trial unheard of for {timeout:.0f}s goes to another worker")
-    supervisor = _Supervisor(plan, oracle, recorder, timeout, log)
-    serve_oracle(oracle, plan.host, plan.port, done=supervisor.done, started=supervisor.start,
-                 stopping=supervisor.stop)
+    supervisor = _Supervisor(local, oracle, recorder, timeout, log)
+    serve_oracle(oracle, plan.host, plan.port, done=supervisor.done, stopping=supervisor.stop)
     _wait_for_runs(recorder, timeout)
     recorder.trials, recorder.best, recorder.state.trials = [], None, {}
     for result in gather(recorder.tracker, recorder.state.parent_run_id):
@@ -166,24 +167,54 @@ def gather(tracker, parent_run_id: str) -> list[TrialResult]:
     return sorted(out, key=lambda t: (t.number, t.status == "FINISHED"))
 
 
+class LocalWorkers:
+    """The worker processes a chief starts on its own machine: started as soon as the chief has
+    passed its checks, before it loads TensorFlow, so that each loads its own meanwhile and then
+    waits for the oracle to listen (`lstm_models.search.worker.check_chief`). Started once the
+    oracle listened, they spent 5 s of a 33 s sweep of 3,000 short sentences loading while the
+    chief waited. Leaving the ``with`` block ends those still running.
+
+    A resumed chief's workers take ids its earlier workers still training a trial do not: those
+    reconnect (``taken``: `earlier_workers`)."""
+
+    def __init__(self, plan: WorkerPlan, taken: set[str] = frozenset()):
+        self.plan = plan
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.last = max((int(m[1]) for m in map(re.compile(r"worker-(\d+)").fullmatch, taken) if m), default=0)
+
+    def __enter__(self) -> "LocalWorkers":
+        for _ in range(self.plan.count):
+            self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end_processes(list(self.procs.values()))
+
+    def start(self) -> None:
+        """One more worker (in place of one that died)."""
+        index, self.last = self.last, self.last + 1
+        self.procs[worker_id(index)] = subprocess.Popen(self.plan.command(index), env=self.plan.worker_env(index))
+
+
+def earlier_workers(folder: Path, running: set[str]) -> set[str]:
+    """The workers of a resumed sweep that may still train a trial, and reconnect: those its oracle
+    had given a trial whose run is still ``running`` when its chief stopped (the oracle's saved
+    ``ongoing_trials``, which `lstm_models.search.service.Watched.adopt_unended` adopts)."""
+    try:
+        saved = json.loads((Path(folder) / TUNER_PROJECT / "oracle.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return {w for w, trial_id in saved.get("ongoing_trials", {}).items() if trial_id in running}
+
+
 class _Supervisor:
     """Starts the local workers, gives up on dead or silent ones, and says when the search is over."""
 
-    def __init__(self, plan: WorkerPlan, oracle, recorder: TrialRecorder, timeout: float, log: Callable[[str], None]):
-        self.plan, self.oracle, self.recorder, self.timeout, self.log = plan, oracle, recorder, timeout, log
-        self.procs: dict[str, subprocess.Popen] = {}
+    def __init__(self, local: LocalWorkers, oracle, recorder: TrialRecorder, timeout: float,
+                 log: Callable[[str], None]):
+        self.local, self.oracle, self.recorder, self.timeout, self.log = local, oracle, recorder, timeout, log
+        self.procs = local.procs
         self.handed_over: dict[str, subprocess.Popen] = {}  # searched, kept for the verdict
-        known = [int(m[1]) for m in map(re.compile(r"worker-(\d+)").fullmatch, oracle.tuner_ids) if m]
-        self.started = max(known, default=0)  # a resumed chief's workers take new ids
-
-    def start(self) -> None:
-        """Start the local workers (once the oracle listens)."""
-        for _ in range(self.plan.count):
-            self._start()
-
-    def _start(self) -> None:
-        index, self.started = self.started, self.started + 1
-        self.procs[worker_id(index)] = subprocess.Popen(self.plan.command(index), env=self.plan.worker_env(index))
 
     def _lose(self, wid: str, why: str) -> bool:
         from lstm_models.search.service import requeue_worker_trial
@@ -203,12 +234,12 @@ class _Supervisor:
                 continue
             del self.procs[wid]
             if self._lose(wid, f"died (exit code {proc.returncode})"):
-                self._start()
+                self.local.start()
             else:
                 self.log(f"chief: {wid} exited with code {proc.returncode} between trials")
         for wid, _ in self.oracle.silent(self.timeout):
             self._lose(wid, f"was not heard of for {self.timeout:.0f}s")
-        told = self.oracle.told_to_stop() if self.plan.jobs else set()
+        told = self.oracle.told_to_stop() if self.local.plan.jobs else set()
         local = any(proc.poll() is None and wid not in told for wid, proc in self.procs.items())
         if local or not self.oracle.finished(self.timeout):
             return False

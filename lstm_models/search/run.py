@@ -30,7 +30,7 @@ from lstm_models.spec.rules import format_duration
 from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tracking.tracker import Tracker
 
-from lstm_models.search.chief import WorkerPlan, run_chief, sweep_tags
+from lstm_models.search.chief import LocalWorkers, WorkerPlan, earlier_workers, run_chief, sweep_tags
 
 if TYPE_CHECKING:
     from lstm_models.search.finish import SweepResult
@@ -87,19 +87,22 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         folder = Path(paths.workdir) if paths.workdir else Path(scratch) / "sweep"
         previous = check_start(folder, spec.to_dict(), tracker.uri, resume=mode == "resume", fresh=mode == "fresh")
         stack.enter_context(SweepLock(folder))
-        _set_determinism()  # TensorFlow loads here, once the checks have passed
+        resumed = previous if mode == "resume" else None
+        _check_same_role(resumed, workers, folder)
         if mode == "fresh" and previous is not None:
             close_abandoned(previous, tracker, hooks.log)
             discard(folder)  # keeps the lock this process holds
+        local = None
+        if workers:  # its local workers train the verdict's seed runs too (`lstm_models.search.crew`)
+            jobs = Queue.emptied(folder, keep=resumed is not None).file  # a resumed sweep keeps finished ones
+            workers = replace(workers.bound(resumed.oracle if resumed else ""), jobs=jobs)
+            taken = earlier_workers(folder, _running_trials(tracker, resumed.parent_run_id)) if resumed else set()
+            local = stack.enter_context(LocalWorkers(workers, taken))
+        _set_determinism()  # TensorFlow loads here, once the checks have passed (and the workers load theirs)
         from lstm_models.data.splits import dataset_record
         from lstm_models.tasks import task_for
 
         task = task_for(data)
-        resumed = previous if mode == "resume" else None
-        _check_same_role(resumed, workers, folder)
-        if workers:  # its local workers train the verdict's seed runs too (`lstm_models.search.crew`)
-            jobs = Queue.emptied(folder, keep=resumed is not None).file  # a resumed sweep keeps finished ones
-            workers = replace(workers.bound(resumed.oracle if resumed else ""), jobs=jobs)
         parallel = sweep_tags(workers, spec.to_dict()) if workers else {}
         state = open_state(spec, tracker, folder, resumed, {**task.tags(), **hooks.tags, **parallel})
         if workers:
@@ -114,7 +117,7 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
                                  system_metrics=spec.tracking.system_metrics)
         try:
             with hooks.guard.unmasking():
-                result = _search_and_finish(spec, task, tracker, recorder, folder, paths, mode, hooks, workers)
+                result = _search_and_finish(spec, task, tracker, recorder, folder, paths, mode, hooks, local)
             state.status = FINISHED
             recorder.save()
         except BaseException as exc:
@@ -125,7 +128,7 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
 
 
 def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialRecorder, folder: Path,
-                       paths: SweepPaths, mode: str, hooks: Hooks, workers: WorkerPlan | None) -> SweepResult:
+                       paths: SweepPaths, mode: str, hooks: Hooks, workers: LocalWorkers | None) -> SweepResult:
     import keras_tuner as kt
 
     from lstm_models.search.finish import Sweep, SweepResult, best_per_cell, finish
@@ -158,14 +161,12 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
 
 
 def _search(spec: SweepSpec, tuner, recorder: TrialRecorder, limits: Limits, model_spec: Callable, folder: Path,
-            mode: str, hooks: Hooks, workers: WorkerPlan | None) -> dict:
+            mode: str, hooks: Hooks, workers: LocalWorkers | None) -> dict:
     """Keras Tuner's search, in this process or served to workers; a resume picks up its trials first.
     Returns the local workers still running (`run_chief`), none in one process."""
     tracker = recorder.tracker
     if mode == "resume" and workers:
-        running = {r["tags"].get("trial_id") for r in tracker.trial_runs(recorder.state.parent_run_id)
-                   if r["status"] == "RUNNING"}
-        adopted = tuner.oracle.adopt_unended(running)
+        adopted = tuner.oracle.adopt_unended(_running_trials(tracker, recorder.state.parent_run_id))
         hooks.log(f"resuming sweep {spec.name} as its chief: {len(tuner.oracle.trials)} trials so far, "
                   f"{len(adopted)} still with their workers")
     elif mode == "resume":
@@ -190,6 +191,11 @@ def _search(spec: SweepSpec, tuner, recorder: TrialRecorder, limits: Limits, mod
     except SearchDone:
         pass
     return {}
+
+
+def _running_trials(tracker: Tracker, parent_run_id: str) -> set[str]:
+    """The ids of the sweep's trials whose runs are still RUNNING (their workers may still train them)."""
+    return {r["tags"].get("trial_id") for r in tracker.trial_runs(parent_run_id) if r["status"] == "RUNNING"}
 
 
 def _check_same_role(previous, workers: WorkerPlan | None, folder: Path) -> None:

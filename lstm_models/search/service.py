@@ -211,7 +211,7 @@ def _quiet_conditions() -> None:
     conditions.Parent.to_proto = to_proto
 
 
-def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool], started: Callable[[], None],
+def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool],
                  stopping: Callable[[], None] = lambda: None) -> None:
     """Serve ``oracle`` to workers over gRPC until ``done()`` (Keras Tuner's own chief loop waits in 20 s
     steps and never notices a dead worker); ``stopping()`` runs before the service stops, however it ends
@@ -237,7 +237,6 @@ def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool], started
         raise ConfigError(f"--chief {host}:{port}: cannot listen there (the port is in use, or not this machine's)")
     server.start()
     try:
-        started()  # the workers: now that the oracle listens
         while not done():
             time.sleep(0.5)
     finally:

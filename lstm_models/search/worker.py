@@ -31,10 +31,12 @@ def parse_address(flag: str, address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def check_chief(address: str, timeout: float = 10.0) -> None:
+def check_chief(address: str, timeout: float = 10.0, chief_pid: int | None = None) -> None:
     """A worker's chief must answer at ``HOST:PORT`` before the worker loads anything.
 
-    Keras Tuner's client would otherwise wait up to an hour for an oracle that is not there.
+    Keras Tuner's client would otherwise wait up to an hour for an oracle that is not there. A
+    chief's local worker (``chief_pid``: its parent, the chief) is started before its chief
+    listens (`lstm_models.search.chief.LocalWorkers`): it waits for as long as its chief runs.
     """
     host, port = parse_address("--worker", address)
     deadline = time.monotonic() + timeout
@@ -43,10 +45,23 @@ def check_chief(address: str, timeout: float = 10.0) -> None:
             socket.create_connection((host, port), timeout=timeout).close()
             return
         except OSError as exc:
-            if time.monotonic() > deadline:
+            if chief_pid is not None and os.getppid() != chief_pid:
+                raise ConfigError(f"--worker {address}: the chief (process {chief_pid}) that started this worker "
+                                  "exited before its oracle listened") from None
+            if chief_pid is None and time.monotonic() > deadline:
                 raise ConfigError(f"--worker {address}: cannot reach the chief's oracle there "
                                   f"({exc.strerror or exc}); is the chief running, and is this its port?") from None
-            time.sleep(0.5)
+            time.sleep(0.1 if chief_pid is not None else 0.5)
+
+
+def load_libraries() -> None:
+    """Import what a worker trains and tracks with: TensorFlow, Keras, Keras Tuner, MLflow (4-5 s
+    on 2 cores). A chief's local worker does it while its chief starts, before `check_chief`."""
+    import lstm_models.search.tuner  # noqa: F401  (Keras Tuner, Keras and TensorFlow)
+    import lstm_models.tracking.mlflow_store  # noqa: F401
+    from lstm_models.tracking.mlflow_sqlite import load_store_code
+
+    load_store_code()
 
 
 def find_sweep(tracker, spec: dict, address: str) -> str:

@@ -22,6 +22,15 @@ def default_artifact_root(tracking_uri: str) -> str | None:
     return None if db is None else (db.parent / "artifacts").resolve().as_uri()
 
 
+def load_store_code() -> None:
+    """Import MLflow's SQL store and map its tables, which a process's first client call on a
+    database store does (about 1 s): a chief's local worker does it before its chief listens."""
+    import sqlalchemy.orm
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # noqa: F401
+
+    sqlalchemy.orm.configure_mappers()
+
+
 def make_client(uri: str, guard):
     """An `MlflowClient` on ``uri``; on SQLite, its tables created once and its lock retried (`_RetryLocked`)."""
     from mlflow.tracking import MlflowClient
