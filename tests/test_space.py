@@ -44,3 +44,17 @@ def test_single_cell_space_has_no_choice():
     hp = kt.HyperParameters()
     assert sample_spec(hp, spec.search, spec.task).cell == "rnn"
     assert "unit_forget_bias" not in {h.name for h in hp.space}
+
+
+def test_a_trials_seed_comes_from_its_values_not_its_number():
+    from lstm_models.search.space import trial_seed
+
+    config = {"cell": "gru", "units": 32, "dropout": 0.3, "learning_rate": 0.00812}
+    continued = {**config, "tuner/epochs": 4, "tuner/initial_epoch": 2, "tuner/bracket": 1, "tuner/round": 1}
+    # the same configuration continued from a parent and in a bracket numbered otherwise
+    assert trial_seed(42, {**continued, "tuner/trial_id": "0001"}) == trial_seed(
+        42, {**continued, "tuner/trial_id": "0003", "tuner/bracket": 0})
+    assert trial_seed(42, config) == trial_seed(42, dict(reversed(config.items())))
+    seeds = [trial_seed(42, config), trial_seed(43, config), trial_seed(42, continued),
+             trial_seed(42, {**config, "units": 64}), trial_seed(42, {**config, "learning_rate": 0.00813})]
+    assert len(set(seeds)) == 5 and all(0 <= s < 2**31 - 1 for s in seeds)

@@ -331,6 +331,21 @@ def test_hyperband_with_two_workers_continues_trials_from_their_parents(tmp_path
     steps = [m.step for m in client.get_metric_history(continued.info.run_id, "val_rmse")]
     assert [m.step for m in client.get_metric_history(parent.info.run_id, "val_rmse")] == [0] and steps[0] == 1
     assert "5 trials (0 failed)" in done.stdout
+    # One process trains each configuration as the workers did, bit for bit, whichever number the
+    # oracle gave it (trials are seeded by their values, and numbered in the order workers ask).
+    alone_uri = f"sqlite:///{tmp_path}/alone.db"
+    alone = run_cli("sweep", "spec.yaml", "--workers", "0", "--tracking-uri", alone_uri, "--workdir", "alone",
+                    "--output", "alone-exports", "--cache-dir", str(CACHE), cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert _trained(MlflowClient(alone_uri)) == _trained(client)
+
+
+def _trained(client) -> dict:
+    """Each trial's configuration (its parent's and bracket's numbers left out) -> its val_rmse per epoch."""
+    runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
+    return {tuple(sorted((k, v) for k, v in r.data.params.items() if k not in ("tuner/trial_id", "tuner/bracket"))):
+            [m.value for m in client.get_metric_history(r.info.run_id, "val_rmse")]
+            for r in runs if "mlflow.parentRunId" in r.data.tags}
 
 
 @pytest.mark.slow

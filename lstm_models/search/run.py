@@ -76,8 +76,9 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
     Returns:
         A `SweepResult`.
 
-    Reproducibility: trials are seeded from ``spec.tuner.seed``. Seeded CPU runs repeat bit for
-    bit; on a GPU op determinism is turned on here too (Keras then refuses XLA).
+    Reproducibility: trials are seeded from ``spec.tuner.seed`` and their values
+    (`lstm_models.search.space.trial_seed`). Seeded CPU runs repeat bit for bit; on a GPU op
+    determinism is turned on here too (Keras then refuses XLA).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")

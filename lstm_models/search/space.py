@@ -7,6 +7,8 @@ settings exist only for their task.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import fields
 
 from lstm_models.models.build import TASK_ONLY, ModelSpec
@@ -15,6 +17,24 @@ from lstm_models.spec.sweep import SearchSpace
 
 
 _CAST = {"bidirectional": bool, "embedding_dim": int, "lookback": int, "residual": bool}
+# Hyperband values that number a trial's parent and bracket in the order the oracle was asked
+NUMBERING = ("tuner/trial_id", "tuner/bracket")
+
+
+def trial_seed(sweep_seed: int, values: dict) -> int:
+    """A trial's seed (its initial weights, dropout, shuffling), from the sweep's seed and the
+    trial's values: its configuration and, for a continued Hyperband trial, its round and epochs,
+    but not the numbers of its parent and bracket (`NUMBERING`).
+
+    Seeded by trial id, the same configuration trained differently when it got another number:
+    with workers the oracle numbers trials, and Hyperband its brackets, in the order the workers
+    ask, and of ten runs of one 2-worker sweep one numbered two trials the other way round and
+    exported another model. Seeded by its values, a trial trains the same way whoever asks for it
+    first, in one process or with workers, and a lost trial run again trains as it did.
+    """
+    text = json.dumps({k: v for k, v in values.items() if k not in NUMBERING}, sort_keys=True)
+    digest = hashlib.sha256(f"{sweep_seed}|{text}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % (2**31 - 1)
 
 
 def sample_spec(hp, space: SearchSpace, task: str, lookback: Param | None = None) -> ModelSpec:

@@ -22,6 +22,7 @@ from lstm_models.search.hypermodel import EpochLog, SweepHyperModel
 from lstm_models.search.limits import Limits
 from lstm_models.search.pruning import COMPLETED, FAILED, Pruned, forget_metrics, report_epoch
 from lstm_models.search.recorder import TrialRecorder
+from lstm_models.search.space import trial_seed
 from lstm_models.search.state import TUNER_PROJECT
 from lstm_models.search.timing import TRIAL_PHASES, EpochClock, Phases
 from lstm_models.search.warm import TracedModels
@@ -132,7 +133,7 @@ class _TrackedTuner:
         try:
             super().on_trial_begin(trial)  # Keras Tuner clears the session when it builds the model
             hp = trial.hyperparameters
-            keras.utils.set_random_seed(self._seed + int(trial.trial_id))
+            keras.utils.set_random_seed(trial_seed(self._seed, hp.values))
             self._spec = self.hypermodel.model_spec(hp.copy())
             budget = hp.values.get("tuner/epochs")
             note = f" (hyperband: epochs {hp.values['tuner/initial_epoch']}->{budget})" if budget else ""
@@ -143,9 +144,9 @@ class _TrackedTuner:
             self._release()
 
     def run_trial(self, trial, *args, **kwargs):
-        # The trial's seeds come from its id: a lost trial run again trains the same way.
+        seed = trial_seed(self._seed, trial.hyperparameters.values)  # whoever runs it, whenever
         clock = EpochClock(self._trial_phases())
-        kwargs.update(model_spec=self._spec, shuffle_seed=self._seed + int(trial.trial_id) + 1, clock=clock,
+        kwargs.update(model_spec=self._spec, shuffle_seed=seed + 1, clock=clock,
                       extra_callbacks=[EpochLog(self._recorder, lambda epoch, logs: self._report(
                           trial.trial_id, logs, epoch), clock)])
         with self._guard.unmasking():  # not a failed trial, but a stop that TensorFlow reworded

@@ -31,7 +31,7 @@ from lstm_models.search.crew import POLL_SECONDS, Crew, Job, Outcome, Queue
 from lstm_models.tasks.paired import metric_of
 from lstm_models.tasks.verdict import CellRuns, VerdictTable, compare, plural
 
-SEED_OFFSET = 10_000  # verdict seeds never coincide with a trial's (the spec's seed + trial id)
+SEED_OFFSET = 10_000  # verdict seeds: the spec's seed + 10,000 + i (a trial's: `lstm_models.search.space.trial_seed`)
 MATCH_TOLERANCE = 0.10  # a matched model's parameter count within 10% of the target, or it says so
 
 
