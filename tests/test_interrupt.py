@@ -330,4 +330,7 @@ def test_what_an_interrupted_command_says_depends_on_its_role(monkeypatch):
     local = Namespace(state_folder=Path("runs/s"), verdict_jobs="runs/s/verdict/jobs.json", worker="127.0.0.1:8000",
                       worker_id="worker-1")
     assert "--resume" not in _interrupted(local, []).split("(")[0] and "the chief that started it" in _interrupted(local, [])
+    waiting = Namespace(**{**vars(local), "state_folder": None})  # started before its chief listened
+    assert _interrupted(waiting, []).startswith(": worker-1 had not joined the sweep yet; the chief that started it "
+                                                "continues or stops the sweep")
     assert _interrupted(Namespace(), []) == " before the sweep started; nothing to resume"

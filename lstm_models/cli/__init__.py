@@ -135,11 +135,12 @@ def _interrupted(args: argparse.Namespace, argv: list[str]) -> str:
     """What an interrupted sweep command left, and how to go on: a chief or a single process is
     resumed; a worker's trial goes back to its chief, which a worker on another host joins again."""
     folder = getattr(args, "state_folder", None)
+    if getattr(args, "verdict_jobs", None):  # started by its chief, maybe before the chief listened
+        what = "'s running trial or seed run is marked KILLED" if folder else " had not joined the sweep yet"
+        return (f": {args.worker_id}{what}; the chief that started it continues or stops the sweep (a stopped one "
+                "is resumed with the chief's command and --resume)")
     if folder is None:
         return " before the sweep started; nothing to resume"
-    if getattr(args, "verdict_jobs", None):
-        return (f": {args.worker_id}'s running trial or seed run is marked KILLED; the chief that started it "
-                "continues or stops the sweep (a stopped one is resumed with the chief's command and --resume)")
     if getattr(args, "worker", None):  # its id: a worker that joins again with it gets its own trial back
         same_id = [] if any(a.startswith("--worker-id") for a in argv) else ["--worker-id", args.worker_id]
         return (f": {args.worker_id}'s running trial is marked KILLED and goes back to the chief at "
