@@ -208,7 +208,8 @@ def earlier_workers(folder: Path, running: set[str]) -> set[str]:
 
 
 class _Supervisor:
-    """Starts the local workers, gives up on dead or silent ones, and says when the search is over."""
+    """Gives up on dead or silent workers (a dead local one is started again), and says when the
+    search is over."""
 
     def __init__(self, local: LocalWorkers, oracle, recorder: TrialRecorder, timeout: float,
                  log: Callable[[str], None]):
