@@ -151,16 +151,18 @@ print(os.waitstatus_to_exitcode(status), out.returncode, chief_pid)
 
 
 def test_a_resumed_chiefs_new_workers_take_ids_its_earlier_workers_did_not(tmp_path):
-    from lstm_models.search.chief import LocalWorkers, earlier_workers
+    from lstm_models.search.chief import LocalWorkers
+    from lstm_models.search.state import still_training
 
-    (tmp_path / "tuner").mkdir()
-    (tmp_path / "tuner" / "oracle.json").write_text(json.dumps(
+    oracle = tmp_path / "tuner" / "oracle.json"
+    oracle.parent.mkdir()
+    oracle.write_text(json.dumps(
         {"ongoing_trials": {"worker-2": "03", "worker-7": "05", "worker-9": "08", "worker-host-12": "06"}}))
-    taken = earlier_workers(tmp_path, running={"03", "05", "06"})  # trial 08's run was closed: its worker left
-    assert taken == {"worker-2", "worker-7", "worker-host-12"}
+    taken = still_training(oracle, running={"03", "05", "06"})  # trial 08's run was closed: its worker left
+    assert set(taken) == {"worker-2", "worker-7", "worker-host-12"}
     assert LocalWorkers(WorkerPlan(2), taken).last == 7  # the next ones: worker-8, worker-9
-    assert earlier_workers(tmp_path, running=set()) == set() and LocalWorkers(WorkerPlan(2)).last == 0
-    assert earlier_workers(tmp_path / "nowhere", {"03"}) == set()
+    assert still_training(oracle, running=set()) == {} and LocalWorkers(WorkerPlan(2)).last == 0
+    assert still_training(tmp_path / "nowhere" / "oracle.json", {"03"}) == {}
 
 
 def _children(pid):

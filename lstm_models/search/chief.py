@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Callable
 
 from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, TrialResult, fail_runs
-from lstm_models.search.state import TUNER_PROJECT
 from lstm_models.tracking.server import check_port_free, free_port
 
 LOST = "the worker training this trial died or fell silent (kill -9, crash, power or network loss); another worker ran it again"
@@ -175,12 +174,12 @@ class LocalWorkers:
     chief waited. Leaving the ``with`` block ends those still running.
 
     A resumed chief's workers take ids its earlier workers still training a trial do not: those
-    reconnect (``taken``: `earlier_workers`)."""
+    reconnect (``earlier``: worker -> trial id, `lstm_models.search.state.still_training`)."""
 
-    def __init__(self, plan: WorkerPlan, taken: set[str] = frozenset()):
-        self.plan = plan
+    def __init__(self, plan: WorkerPlan, earlier: dict[str, str] | None = None):
+        self.plan, self.earlier = plan, earlier or {}
         self.procs: dict[str, subprocess.Popen] = {}
-        self.last = max((int(m[1]) for m in map(re.compile(r"worker-(\d+)").fullmatch, taken) if m), default=0)
+        self.last = max((int(m[1]) for m in map(re.compile(r"worker-(\d+)").fullmatch, self.earlier) if m), default=0)
 
     def __enter__(self) -> "LocalWorkers":
         for _ in range(self.plan.count):
@@ -194,17 +193,6 @@ class LocalWorkers:
         """One more worker (in place of one that died)."""
         index, self.last = self.last, self.last + 1
         self.procs[worker_id(index)] = subprocess.Popen(self.plan.command(index), env=self.plan.worker_env(index))
-
-
-def earlier_workers(folder: Path, running: set[str]) -> set[str]:
-    """The workers of a resumed sweep that may still train a trial, and reconnect: those its oracle
-    had given a trial whose run is still ``running`` when its chief stopped (the oracle's saved
-    ``ongoing_trials``, which `lstm_models.search.service.Watched.adopt_unended` adopts)."""
-    try:
-        saved = json.loads((Path(folder) / TUNER_PROJECT / "oracle.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return set()
-    return {w for w, trial_id in saved.get("ongoing_trials", {}).items() if trial_id in running}
 
 
 class _Supervisor:

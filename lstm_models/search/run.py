@@ -25,12 +25,13 @@ from lstm_models.search.crew import Queue
 from lstm_models.search.limits import Limits
 from lstm_models.search.recorder import TrialRecorder, TrialResult
 from lstm_models.search.resume import close_abandoned, open_state, restore_trials
-from lstm_models.search.state import FINISHED, SweepLock, check_start, discard, save_state
+from lstm_models.search.state import (FINISHED, ORACLE_FILE, TUNER_PROJECT, SweepLock, check_start, discard,
+                                      save_state, still_training)
 from lstm_models.spec.rules import format_duration
 from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tracking.tracker import Tracker
 
-from lstm_models.search.chief import LocalWorkers, WorkerPlan, earlier_workers, run_chief, sweep_tags
+from lstm_models.search.chief import LocalWorkers, WorkerPlan, run_chief, sweep_tags
 
 if TYPE_CHECKING:
     from lstm_models.search.finish import SweepResult
@@ -97,8 +98,12 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         if workers:  # its local workers train the verdict's seed runs too (`lstm_models.search.crew`)
             jobs = Queue.emptied(folder, keep=resumed is not None).file  # a resumed sweep keeps finished ones
             workers = replace(workers.bound(resumed.oracle if resumed else ""), jobs=jobs)
-            taken = earlier_workers(folder, _running_trials(tracker, resumed.parent_run_id)) if resumed else set()
-            local = stack.enter_context(LocalWorkers(workers, taken))
+            earlier = {}
+            if resumed:  # the trials whose runs are still RUNNING: their workers may reconnect
+                running = {r["tags"].get("trial_id") for r in tracker.trial_runs(resumed.parent_run_id)
+                           if r["status"] == "RUNNING"}
+                earlier = still_training(folder / TUNER_PROJECT / ORACLE_FILE, running)
+            local = stack.enter_context(LocalWorkers(workers, earlier))
         _set_determinism()  # TensorFlow loads here, once the checks have passed (and the workers load theirs)
         from lstm_models.data.splits import dataset_record
         from lstm_models.tasks import task_for
@@ -165,9 +170,8 @@ def _search(spec: SweepSpec, tuner, recorder: TrialRecorder, limits: Limits, mod
             mode: str, hooks: Hooks, workers: LocalWorkers | None) -> dict:
     """Keras Tuner's search, in this process or served to workers; a resume picks up its trials first.
     Returns the local workers still running (`run_chief`), none in one process."""
-    tracker = recorder.tracker
     if mode == "resume" and workers:
-        adopted = tuner.oracle.adopt_unended(_running_trials(tracker, recorder.state.parent_run_id))
+        adopted = tuner.oracle.adopt_unended(set(workers.earlier.values()))
         hooks.log(f"resuming sweep {spec.name} as its chief: {len(tuner.oracle.trials)} trials so far, "
                   f"{len(adopted)} still with their workers")
     elif mode == "resume":
@@ -192,11 +196,6 @@ def _search(spec: SweepSpec, tuner, recorder: TrialRecorder, limits: Limits, mod
     except SearchDone:
         pass
     return {}
-
-
-def _running_trials(tracker: Tracker, parent_run_id: str) -> set[str]:
-    """The ids of the sweep's trials whose runs are still RUNNING (their workers may still train them)."""
-    return {r["tags"].get("trial_id") for r in tracker.trial_runs(parent_run_id) if r["status"] == "RUNNING"}
 
 
 def _check_same_role(previous, workers: WorkerPlan | None, folder: Path) -> None:

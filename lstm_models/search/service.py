@@ -11,7 +11,6 @@ worker, and a trial silent for ``worker_timeout`` goes back to the queue for ano
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import Callable
 import keras_tuner as kt
 
 from lstm_models.search.pruning import COMPLETED, FAILED, STOPPED, forget_metrics
+from lstm_models.search.state import still_training
 
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
 IDLE = kt.engine.trial.TrialStatus.IDLE
@@ -129,9 +129,7 @@ class Watched:
         # trial again, which would give a trial a surviving worker still trains to a second one.
         ended = {t.trial_id for t in self.trials.values() if t.status in (COMPLETED, FAILED)}
         self._retry_queue[:] = [t for t in self._retry_queue if t not in ended]
-        with open(self._get_oracle_fname(), encoding="utf-8") as f:
-            saved = json.load(f).get("ongoing_trials", {})
-        saved = {w: t for w, t in saved.items() if t in running and t not in ended}
+        saved = {w: t for w, t in still_training(self._get_oracle_fname(), running).items() if t not in ended}
         trials, workers = self._heard()
         for worker, trial_id in saved.items():
             if trial_id in self._retry_queue:

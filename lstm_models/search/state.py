@@ -24,6 +24,7 @@ from lstm_models.errors import ConfigError
 
 STATE_FILE = "sweep.json"
 TUNER_PROJECT = "tuner"
+ORACLE_FILE = "oracle.json"  # Keras Tuner's oracle state, in the TUNER_PROJECT folder
 LOCK_FILE = "lock"
 SEARCHING, FINISHED = "searching", "finished"
 # Settings that may change between an interrupted sweep and its resume.
@@ -223,3 +224,14 @@ def discard(folder: Path) -> None:
             shutil.rmtree(entry)
         else:
             entry.unlink()
+
+
+def still_training(oracle_file: Path, running: set[str]) -> dict[str, str]:
+    """Worker -> trial id: the trials an interrupted chief's oracle had handed out (its saved
+    ``ongoing_trials``) whose runs are still ``running``: their workers may still train them, and
+    reconnect to the resumed chief."""
+    try:
+        saved = json.loads(Path(oracle_file).read_text(encoding="utf-8")).get("ongoing_trials", {})
+    except (OSError, ValueError):
+        return {}
+    return {worker: trial_id for worker, trial_id in saved.items() if trial_id in running}
