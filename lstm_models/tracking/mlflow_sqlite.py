@@ -1,4 +1,5 @@
-"""SQLite tracking stores: where the file is, its tables created once, its write lock retried."""
+"""MLflow's database stores: a SQLite file's path, its tables created once, its write lock
+retried; and the SQL store's code, loaded ahead of a process's first call."""
 
 from __future__ import annotations
 
