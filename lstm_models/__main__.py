@@ -1,5 +1,3 @@
-import sys
+from lstm_models.cli import run
 
-from lstm_models.cli import main
-
-sys.exit(main())
+run()

@@ -10,6 +10,8 @@ the command exits 130 or 143 after printing the command that resumes.
 from __future__ import annotations
 
 import argparse
+import atexit
+import logging
 import os
 import shlex
 import signal
@@ -158,8 +160,29 @@ def _install_signal_handlers(guard) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def run() -> None:
+    """Entry point of ``lstm-models`` and ``python -m lstm_models``: `main`, then exit with its code.
+
+    Once a command has returned, the process ends after the atexit handlers (MLflow's among them)
+    without Python's finalization: tearing down TensorFlow's and MLflow's modules took 1.6 s after
+    a sweep's last line, in the chief and in each worker. A command that raises exits as usual.
+    """
+    returned: list[int] = []
+
+    def exit_now() -> None:  # registered first, so it runs after every other atexit handler
+        if returned:
+            logging.shutdown()
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os._exit(returned[0])
+
+    atexit.register(exit_now)
+    returned.append(int(main() or 0))
+    sys.exit(returned[0])
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``lstm-models`` and ``python -m lstm_models``; returns the exit code."""
+    """Run one command; returns its exit code (`run` is the program's entry point)."""
     from lstm_models.interrupt import Deferral
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
