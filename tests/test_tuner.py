@@ -87,6 +87,65 @@ def test_the_tuner_members_the_adapter_uses_are_still_there(tmp_path):
         f"{CHANGED} Tuner._get_checkpoint_fname(trial_id) giving a file in get_trial_dir(trial_id); got {path}")
 
 
+def test_run_trial_still_hands_its_best_epoch_checkpoint_to_build_and_fit_model():
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
+
+    source = inspect.getsource(kt.Tuner.run_trial)
+    assert "tuner_utils.SaveBestEpoch(" in source and "self._build_and_fit_model(trial, *args, **copied_kwargs)" in source, (
+        f"{CHANGED} Tuner.run_trial creating a tuner_utils.SaveBestEpoch and passing it, in its callbacks, to "
+        f"self._build_and_fit_model (overridden to write the checkpoint once); its source is now:\n{source}")
+    saver = SaveBestEpoch(kt.Objective("val_rmse", "min"), "x.weights.h5")
+    assert (saver.objective.name, saver.filepath) == ("val_rmse", "x.weights.h5"), (
+        f"{CHANGED} SaveBestEpoch.objective and .filepath")
+
+
+def test_the_best_epoch_checkpoint_is_written_once_and_holds_what_keras_tuners_would(tmp_path, seed):
+    """Side by side in one fit: Keras Tuner's SaveBestEpoch writes on every better epoch, BestEpoch once
+    at the end; both files hold the same best epoch (weights, optimizer state, dropout's random state),
+    and the model ends the fit with its last epoch's values."""
+    import keras
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
+
+    from lstm_models.search.hypermodel import BestEpoch
+    from lstm_models.search.timing import Phases
+
+    scores = [3.0, 1.0, 2.0, 5.0]  # best at the second epoch, then worse twice
+
+    class Score(keras.callbacks.Callback):  # the objective each epoch, put in the logs the checkpoints read
+        def on_epoch_end(self, epoch, logs=None):
+            logs["score"] = scores[epoch]
+
+    class Watch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            written.append((ours.exists(), theirs.exists()))
+            epochs.append([v.numpy() for v in self.model.variables + self.model.optimizer.variables])
+
+    ours, theirs, written, epochs = tmp_path / "ours.weights.h5", tmp_path / "theirs.weights.h5", [], []
+    objective, phases = kt.Objective("score", "min"), Phases()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dropout(0.3), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    x, y = np.random.default_rng(0).normal(size=(32, 3)), np.random.default_rng(1).normal(size=(32, 1))
+    model.fit(x, y, epochs=4, batch_size=8, verbose=0,
+              callbacks=[Score(), SaveBestEpoch(objective, str(theirs)), BestEpoch(objective, str(ours), phases), Watch()])
+
+    assert written == [(False, True)] * 4  # ours is not written until the fit ends
+    assert phases.seconds["checkpoint"] > 0
+    with h5py.File(ours) as a, h5py.File(theirs) as b:
+        def datasets(f):
+            out = {}
+            f.visititems(lambda name, item: out.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
+            return out
+
+        mine, keras_tuners = datasets(a), datasets(b)
+    assert mine.keys() == keras_tuners.keys() and any("optimizer" in k for k in mine)
+    assert all(np.array_equal(mine[k], keras_tuners[k]) for k in mine), [k for k in mine if not np.array_equal(mine[k], keras_tuners[k])]
+    def same(a, b):
+        return all(np.array_equal(u, v) for u, v in zip(a, b))
+
+    now = [v.numpy() for v in model.variables + model.optimizer.variables]
+    assert same(now, epochs[3]) and not same(now, epochs[1])  # the last epoch's values, not the best's
+
+
 def test_tensorflow_gradient_registry_is_still_there():
     from tensorflow.python.framework import ops
 

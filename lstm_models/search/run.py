@@ -140,7 +140,8 @@ def _search_and_finish(spec: SweepSpec, task, tracker: Tracker, recorder: TrialR
     from lstm_models.search.finish import Sweep, SweepResult, best_per_cell, finish
     from lstm_models.search.hypermodel import SweepHyperModel
     from lstm_models.search.timing import SWEEP_PHASES, Phases
-    from lstm_models.search.tuner import long_lived_objects_frozen, make_tuner
+    from lstm_models.search.tuner import make_tuner
+    from lstm_models.search.warm import long_lived_objects_frozen
 
     phases = Phases(names=SWEEP_PHASES)
     phases.add("data", hooks.data_seconds)

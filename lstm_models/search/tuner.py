@@ -8,17 +8,17 @@ graph go when it ends; the rest serves the oracle to worker processes and requeu
 
 from __future__ import annotations
 
-import gc
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
+from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from lstm_models.interrupt import Deferral
-from lstm_models.search.hypermodel import EpochLog, SweepHyperModel
+from lstm_models.search.hypermodel import BestEpoch, EpochLog, SweepHyperModel
 from lstm_models.search.limits import Limits
 from lstm_models.search.pruning import COMPLETED, FAILED, Pruned, forget_metrics, report_epoch
 from lstm_models.search.recorder import TrialRecorder
@@ -36,24 +36,6 @@ assert set(KERAS_TUNERS) == set(TUNERS), "every tuner kind a spec accepts has it
 # Each epoch's objective goes to the oracle (`report_epoch`, for the pruner), so Keras Tuner finds
 # the trial's metrics already reported and skips its own final report, with this warning.
 warnings.filterwarnings("ignore", message="The use case of calling", category=DeprecationWarning)
-
-
-@contextmanager
-def long_lived_objects_frozen():
-    """Keep the process's long-lived objects out of the garbage collector's full passes.
-
-    Keras Tuner calls ``clear_session()`` and ``gc.collect()`` before every trial, and each full
-    pass walked the half a million objects TensorFlow, Keras and MLflow create at import: 0.4-0.6 s
-    each, 19 s of clearing in a 12-trial sweep of short sentences. Objects alive when the search
-    starts are frozen (`gc.freeze`); those made later (models, graphs) are still collected, and
-    everything is unfrozen when the block ends.
-    """
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 class _BalancedCells:
@@ -157,6 +139,13 @@ class _TrackedTuner:
         # left it empty, and the sweep could not be resumed. A worker's report goes to its chief.
         with self._guard.hold() if self._heartbeat is None else nullcontext():
             return report_epoch(self.oracle, trial_id, logs, epoch)
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        # Private hook ("for AutoKeras to override"), the one through which `run_trial` hands its
+        # callbacks to the fit: Keras Tuner's best-epoch checkpoint becomes one written once.
+        kwargs["callbacks"] = [BestEpoch(c.objective, c.filepath, self._trial_phases())
+                               if isinstance(c, SaveBestEpoch) else c for c in kwargs.get("callbacks", [])]
+        return super()._build_and_fit_model(trial, *args, **kwargs)
 
     def _build_hypermodel(self, hp):
         # Private hook: Keras Tuner's `_try_build` calls it for every trial; overriding it is the

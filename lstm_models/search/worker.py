@@ -114,7 +114,8 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     from lstm_models.search.hypermodel import SweepHyperModel
     from lstm_models.search.limits import Limits
     from lstm_models.search.service import join_chief
-    from lstm_models.search.tuner import long_lived_objects_frozen, make_tuner
+    from lstm_models.search.tuner import make_tuner
+    from lstm_models.search.warm import long_lived_objects_frozen
     from lstm_models.tasks import task_for
 
     host, port = parse_address("--worker", chief)
