@@ -80,6 +80,35 @@ def test_abort_closes_the_running_trial_as_killed(setup):
     assert client.get_run(result.run_id).info.status == "KILLED"
 
 
+def test_epochs_reach_the_store_together_unless_they_are_long_and_all_before_the_trial_ends(setup):
+    recorder, client, lines, ended, state_file = setup
+
+    def history(result):
+        return [(m.step, m.value) for m in client.get_metric_history(result.run_id, "val_rmse")]
+
+    recorder.pending.flush_seconds = 3600.0  # short epochs: written together
+    result = recorder.begin("00", SPEC, {})
+    recorder.epoch(0, 3, {"val_rmse": 3.0}, seconds=0.1)
+    recorder.epoch(1, 3, {"val_rmse": 2.0}, seconds=0.1)
+    assert history(result) == [] and lines[-1] == "    epoch 2/3  val_rmse 2.0000  (0.1s)"  # the lines come at once
+    recorder.pending.flush()  # the tuner's, before the trial's clock stops
+    assert history(result) == [(0, 3.0), (1, 2.0)]
+    recorder.epoch(2, 3, {"val_rmse": 1.0}, seconds=0.1)
+    recorder.end(1.0, 2)
+    assert history(result) == [(0, 3.0), (1, 2.0), (2, 1.0)]
+    assert client.get_run(result.run_id).data.metrics["final_val_rmse"] == 1.0
+
+    recorder.pending.flush_seconds = 0.0  # long epochs: each written as it ends
+    second = recorder.begin("01", SPEC, {})
+    recorder.epoch(0, 2, {"val_rmse": 4.0}, seconds=9.0)
+    assert history(second) == [(0, 4.0)]
+
+    recorder.pending.flush_seconds = 3600.0
+    recorder.epoch(1, 2, {"val_rmse": 3.5}, seconds=0.1)
+    recorder.abort("KILLED")  # a signal: the epochs it trained are in its run
+    assert history(second) == [(0, 4.0), (1, 3.5)]
+
+
 def test_better_never_prefers_nan_or_none():
     assert better("min", 1.0, 2.0) and not better("min", 2.0, 1.0) and better("max", 2.0, 1.0)
     assert better("min", 5.0, None) and not better("min", None, 1.0) and not better("min", float("nan"), 1.0)

@@ -162,8 +162,9 @@ def train_job(sweep, job: Job, queue: Queue, worker: str = "") -> Outcome:
                                        epochs=sweep.spec.tuner.max_epochs, restore_best=True).history
         loss = sweep.task.test_losses(serving_model(model, sweep.inputs), model_spec.lookback)
         score = float(metric_of(sweep.task.name, loss.mean()))
-        for epoch in range(len(history.get("loss", []))):
-            tracker.log_metrics(run_id, {k: v[epoch] for k, v in history.items()}, step=epoch)
+        now = int(time.time() * 1000)
+        tracker.log_steps(run_id, [(epoch, {k: v[epoch] for k, v in history.items()}, now)
+                                   for epoch in range(len(history.get("loss", [])))])
         objective = history.get(sweep.spec.objective, [])
         tracker.log_metrics(run_id, {f"test_{metric}": score, "param_count": model.count_params(),
                                      "epochs": len(objective), "seconds": time.perf_counter() - started})

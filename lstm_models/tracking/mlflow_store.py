@@ -12,11 +12,12 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from lstm_models.errors import ConfigError, check_writable
 from lstm_models.interrupt import Deferral
 from lstm_models.tracking.mlflow_sqlite import default_artifact_root, make_client, sqlite_path, store_missing
+from lstm_models.tracking.tracker import Step
 
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LENGTH = 6000
@@ -90,18 +91,18 @@ class MLflowTracker:
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[i:i + 100])
+        _in_batches(self.client, run_id, 100, params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log finite metrics (NaN and inf are skipped), all at one step."""
+        self.log_steps(run_id, [(step or 0, metrics, int(time.time() * 1000))])
+
+    def log_steps(self, run_id: str, steps: Sequence[Step]) -> None:
+        """Log several steps' finite metrics, in as few writes as MLflow allows (1,000 values each)."""
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if math.isfinite(float(v))]
-        if items:
-            self.client.log_batch(run_id, metrics=items)
+        _in_batches(self.client, run_id, 1000, metrics=[Metric(k, float(v), when, step) for step, metrics, when in steps
+                                                        for k, v in metrics.items() if math.isfinite(float(v))])
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -182,6 +183,13 @@ class MLflowTracker:
 
         with self.guard.hold():
             return register(self.uri, self.client, name, model_id, run_id, score)
+
+
+def _in_batches(client, run_id: str, size: int, **entities) -> None:
+    """``client.log_batch`` of one kind of entity (``params=[...]`` or ``metrics=[...]``), ``size`` at a time."""
+    ((kind, items),) = entities.items()
+    for i in range(0, len(items), size):
+        client.log_batch(run_id, **{kind: items[i:i + size]})
 
 
 def _experiment(client, name: str, artifact_root: str | None) -> str:

@@ -9,9 +9,10 @@ the URI, whether anything is recorded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol, Sequence
 
 NO_TRACKING = "none"  # the tracking URI that records nothing
+Step = tuple[int, Mapping[str, float], int]  # a step, its metrics, when (unix time in ms)
 
 
 class Tracker(Protocol):
@@ -43,6 +44,9 @@ class Tracker(Protocol):
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log finite metrics at one step."""
+
+    def log_steps(self, run_id: str, steps: Sequence[Step]) -> None:
+        """Log several steps' finite metrics in one write: ``(step, metrics, unix time in ms)`` each."""
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
 
@@ -105,6 +109,9 @@ class NullTracker:
         pass
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_steps(self, run_id: str, steps: Sequence[Step]) -> None:
         pass
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
