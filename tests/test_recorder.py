@@ -91,7 +91,7 @@ def test_epochs_reach_the_store_together_unless_they_are_long_and_all_before_the
     recorder.epoch(0, 3, {"val_rmse": 3.0}, seconds=0.1)
     recorder.epoch(1, 3, {"val_rmse": 2.0}, seconds=0.1)
     assert history(result) == [] and lines[-1] == "    epoch 2/3  val_rmse 2.0000  (0.1s)"  # the lines come at once
-    recorder.pending.flush()  # the tuner's, before the trial's clock stops
+    recorder.pending.flush()  # EpochLog's, when the fit ends
     assert history(result) == [(0, 3.0), (1, 2.0)]
     recorder.epoch(2, 3, {"val_rmse": 1.0}, seconds=0.1)
     recorder.end(1.0, 2)

@@ -61,7 +61,7 @@ class SweepHyperModel(kt.HyperModel):
             clock: EpochClock | None = None, **kwargs):
         """Train on the train part, validate on val; stop on a NaN loss or when val stops improving
         (``restore_best``: and go back to the best epoch's weights, as the verdict's seed runs do).
-        ``clock`` times the epochs' parts; it goes first, before Keras Tuner's checkpoint."""
+        ``clock`` times the epochs' parts; it goes first, before the best-epoch checkpoint."""
         model_spec = model_spec or self.model_spec(hp)
         train = self.batches("train", model_spec, shuffle_seed=shuffle_seed)
         val = self.batches("val", model_spec)
@@ -104,10 +104,11 @@ class StopOnInterrupt(keras.callbacks.Callback):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """Hands every epoch's metrics and time, and the model's size, to the recorder; and reports
-    each epoch to ``report`` (``(epoch, logs) -> why``: the oracle, for the pruner), which stops
-    the trial with a reason (on any epoch but its last). With the fit's ``clock``, an epoch's time
-    ends with its batches, and the callbacks between (the checkpoint) and the logging are timed."""
+    """Hands every epoch's metrics and time, and the model's size, to the recorder, which writes
+    the epochs it still holds when the fit ends; and reports each epoch to ``report``
+    (``(epoch, logs) -> why``: the oracle, for the pruner), which stops the trial with a reason
+    (on any epoch but its last). With the fit's ``clock``, an epoch's time ends with its batches,
+    and the callbacks between (the checkpoint) and the logging are timed."""
 
     def __init__(self, recorder: TrialRecorder, report: Callable[[int, dict], str] | None = None,
                  clock: EpochClock | None = None):
@@ -132,6 +133,11 @@ class EpochLog(keras.callbacks.Callback):
         if why and epoch + 1 < self.params["epochs"]:
             self.model.stop_training = True
             self.recorder.prune(epoch, why)
+
+    def on_train_end(self, logs=None):
+        # The epochs not written yet (`PendingEpochs`), on the trial's clock
+        with self.clock.phases.timed("tracking") if self.clock is not None else nullcontext():
+            self.recorder.pending.flush()
 
 
 class BestEpoch(keras.callbacks.Callback):

@@ -7,7 +7,7 @@ run closes. Its phases:
 - ``trace``: the first batch of the first epoch, and of its first validation, beyond their epoch's
   mean batch: TensorFlow tracing the train and test steps;
 - ``train`` and ``validate``: the epochs' batches, less the trace;
-- ``checkpoint``: Keras Tuner saving the best epoch's weights;
+- ``checkpoint``: keeping the best epoch's weights (copied in memory, written once when the fit ends);
 - ``tracking``: opening the run and logging each epoch;
 - ``tuner``: the rest: the oracle choosing the trial (a Gaussian process, a Hyperband bracket),
   reporting epochs to it, the data pipeline, Keras Tuner's own bookkeeping.

@@ -181,8 +181,6 @@ class _TrackedTuner:
                     self._traced.add(trial.trial_id, self._model)  # a later round may continue it
                 self._model = None
                 shared = self._get_checkpoint_fname(trial.trial_id) if ok and self._heartbeat else None
-                with self._trial_phases().timed("tracking"):
-                    self._recorder.pending.flush()  # the epochs not written yet, on the trial's clock
                 timing, self._phases = self._trial_phases().metrics(), None
                 self._recorder.end(ended.score if ok else None, best, message, checkpoint=shared, timing=timing)
                 forget_custom_gradients(self._gradients)
