@@ -22,7 +22,7 @@ FLOORS = [
     ("lstm_models.cli", "lstm_models.__main__", "lstm_models"),
 ]
 PRIVATE = ("_retry_queue", "_save_trial", "_seed_state", "keras_tuner.src", "_try_build", "_get_checkpoint_fname", "_gradient_registry",
-           "_build_hypermodel", "_get_oracle_fname", "_build_and_fit_model")
+           "_build_hypermodel", "_get_oracle_fname", "_build_and_fit_model", "_get_trial_dir")
 
 
 def _modules():

@@ -149,6 +149,18 @@ def test_resume_with_a_corrupt_state_file_is_refused(killed, tmp_path):
         "name enclosed in double quotes: line 1 column 27 (char 26)); start again with --fresh")
 
 
+def test_resume_with_a_damaged_keras_tuner_file_is_refused(killed, tmp_path):
+    """Our writes replace a file whole; an empty one (a sweep of an earlier lstm-models killed in
+    mid-write, a full disk) is named, instead of Keras Tuner's reload stopping on a bare JSONDecodeError."""
+    folder = _copy(killed, tmp_path)
+    trial = os.path.join(SWEEP, "tuner", "trial_1", "trial.json")
+    assert json.loads((folder / trial).read_text(encoding="utf-8"))["status"] == "RUNNING"  # the killed trial
+    (folder / trial).write_text("", encoding="utf-8")
+    assert _refused(folder, "--resume") == (
+        f"lstm-models: error: {trial}: unreadable Keras Tuner state (Expecting value: line 1 column 1 (char 0)); "
+        "start again with --fresh")
+
+
 @pytest.fixture(scope="module")
 def freshened(killed, tmp_path_factory):
     """The killed sweep replaced by ``--fresh --max-trials 1``, run to its end."""

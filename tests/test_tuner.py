@@ -7,6 +7,7 @@ adapter relies on. The sweeps are driven through the CLI as a user would, as in 
 """
 
 import inspect
+import json
 import os
 import re
 import shlex
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_models.search import tuner
+from lstm_models.search import service, tuner
 from lstm_models.search.space import sample_spec
 from lstm_models.search.state import TUNER_PROJECT
 from lstm_models.spec.sweep import parse_sweep
@@ -65,11 +66,45 @@ def test_a_reloaded_oracle_runs_the_requeued_trials_first_oldest_first(tmp_path)
 
     oracle = open_tuner().oracle
     assert sorted(oracle._retry_queue) == ["0", "2"], f"{CHANGED} Oracle.reload queueing its unended trials"
-    assert tuner.requeue_unended(oracle) == {"0", "2"}
+    assert service.requeue_unended(oracle) == {"0", "2"}
     again = [oracle.create_trial(f"worker{i}") for i in range(3)]
     assert [(t.trial_id, t.status) for t in again] == [("0", "RUNNING"), ("2", "RUNNING"), ("3", "RUNNING")], (
         f"{CHANGED} Oracle.create_trial taking the trials of _retry_queue first, from its end")
     assert again[0].hyperparameters.values == started[0].hyperparameters.values
+
+
+def test_the_project_files_are_replaced_whole_so_a_reader_of_the_old_one_reads_it_all(tmp_path):
+    """What a resume after a kill -9 in mid-write needs (tests/test_resilience.py kills a sweep as it
+    reports an epoch): each write of trial.json (on every epoch's report), oracle.json and tuner0.json
+    puts a new file in place of the old one, which stays whole for whoever holds it open; Keras Tuner's
+    own writes truncate the file and rewrite it in place."""
+    oracle = type("O", (tuner._WholeTrialFiles, kt.oracles.RandomSearchOracle, tuner._WholeFiles), {})(
+        objective=kt.Objective("val_rmse", "min"), max_trials=3, seed=5)
+    owner = type("T", (kt.Tuner, tuner._WholeFiles), {})(
+        oracle=oracle, hypermodel=lambda hp: hp.Float("dropout", 0.0, 0.5), directory=str(tmp_path), project_name="p")
+    project = tmp_path / "p"
+    trial = oracle.create_trial("worker0")
+    owner.save()
+    files = {"trial": project / f"trial_{trial.trial_id}" / "trial.json", "oracle": project / "oracle.json",
+             "tuner": project / "tuner0.json"}
+    steps = [(lambda: oracle.update_trial(trial.trial_id, {"val_rmse": 2.0}, step=0), {"trial"}),
+             (lambda: oracle.update_trial(trial.trial_id, {"val_rmse": 1.5}, step=1), {"trial"}),
+             (owner.save, {"oracle", "tuner"})]
+    for write, replaced in steps:
+        held = {k: open(f, encoding="utf-8") for k, f in files.items()}  # open: their inodes stay theirs
+        before = {k: f.read_text(encoding="utf-8") for k, f in files.items()}
+        write()
+        try:
+            assert {k for k, f in files.items() if f.stat().st_ino != os.fstat(held[k].fileno()).st_ino} == replaced, (
+                f"{CHANGED} Stateful.save and Oracle._save_trial writing its files")
+            assert {k: h.read() for k, h in held.items()} == before  # whole, for whoever held them
+        finally:
+            for h in held.values():
+                h.close()
+        assert all(json.loads(f.read_text(encoding="utf-8")) is not None for f in files.values())
+    observed = json.loads(files["trial"].read_text(encoding="utf-8"))["metrics"]["metrics"]["val_rmse"]["observations"]
+    assert observed == [{"value": [2.0], "step": 0}, {"value": [1.5], "step": 1}]
+    assert sorted(p.name for p in project.rglob(".*")) == []  # no temporary file left behind
 
 
 def test_the_tuner_members_the_adapter_uses_are_still_there(tmp_path):
@@ -462,27 +497,3 @@ def test_balanced_bayesian_oracle_rotates_cells_and_keeps_unit_forget_bias_with_
     assert len(proposed) == 6 and proposed[2:] != cells[2:]  # the rotation overrode the fitted process's choices
     assert fitted == [0, 0, 2, 3, 4, 5]  # trials 3..6 came from the Gaussian process fitted on the completed ones
     assert [t.status for t in oracle.trials.values()] == ["COMPLETED"] * 6
-
-
-def test_a_signal_during_an_epoch_report_waits_until_the_trial_file_is_written(tmp_path):
-    """Keras Tuner rewrites trial.json on each report; a signal arriving then must not leave it half-written."""
-    from types import SimpleNamespace
-
-    from lstm_models.interrupt import Deferral
-
-    guard = Deferral()
-
-    class Signalled(kt.oracles.RandomSearchOracle):
-        def update_trial(self, trial_id, metrics, step=0):
-            guard.interrupt(KeyboardInterrupt("SIGTERM"))  # arrives as the oracle starts writing
-            return super().update_trial(trial_id, metrics, step=step)
-
-    oracle = Signalled(objective=kt.Objective("val_rmse", "min"), max_trials=2, seed=5)
-    kt.Tuner(oracle=oracle, hypermodel=lambda hp: hp.Float("dropout", 0.0, 0.5), directory=str(tmp_path),
-             project_name="p")
-    trial = oracle.create_trial("tuner0")
-    adapter = SimpleNamespace(_guard=guard, _heartbeat=None, oracle=oracle)
-    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
-        tuner._TrackedTuner._report(adapter, trial.trial_id, {"val_rmse": 0.25}, 0)
-    saved = kt.engine.trial.Trial.load(str(tmp_path / "p" / f"trial_{trial.trial_id}" / "trial.json"))
-    assert saved.metrics.get_last_value("val_rmse") == 0.25  # written whole, then the signal took effect

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from lstm_models.search.state import write_whole
+
 if TYPE_CHECKING:
     from lstm_models.models.build import ModelSpec
 
@@ -99,8 +101,7 @@ class Queue:
         for path in queue.folder.glob("*.npz"):
             if not path.with_suffix(".claim").exists():
                 path.unlink()
-        (queue.folder / f"{JOBS_FILE}.tmp").write_text(text, encoding="utf-8")
-        os.replace(queue.folder / f"{JOBS_FILE}.tmp", queue.file)
+        write_whole(queue.file, text)
         return queue
 
     def _keep(self, before: dict, now: dict, jobs: list[Job]) -> None:

@@ -64,7 +64,7 @@ def restore_trials(recorder: TrialRecorder, oracle, model_spec: Callable, folder
         folder: the state folder, for messages. name: the sweep's name.
     """
     from lstm_models.search.pruning import COMPLETED
-    from lstm_models.search.tuner import requeue_unended
+    from lstm_models.search.service import requeue_unended
 
     again = requeue_unended(oracle)
     state = recorder.state

@@ -141,6 +141,22 @@ class Watched:
         return set(saved.values())
 
 
+def requeue_unended(oracle) -> set[str]:
+    """Queue again the oracle's trials that a stopped process left running; return their ids.
+
+    Such a trial was lost with its process (a signal, ``kill -9``), not by its own fault: Keras
+    Tuner runs it again, with the same hyperparameters and trial id, before any new trial.
+    """
+    # Private `_retry_queue`: Keras Tuner's queue of trials to run again (its reload queues the
+    # ongoing ones); no public API adds to it. Trials that ended are taken off it.
+    unended = {t.trial_id for t in oracle.trials.values() if t.status not in (COMPLETED, FAILED)}
+    for trial_id in unended:
+        forget_metrics(oracle.trials[trial_id])
+    oracle._retry_queue = sorted(unended, reverse=True)  # popped from the end: the oldest runs first
+    oracle.save()
+    return unended
+
+
 @kt.synchronized
 def requeue_worker_trial(oracle, worker: str) -> str | None:
     """A worker died or fell silent: its running trial goes back to the queue; return its id."""

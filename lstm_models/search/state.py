@@ -4,8 +4,9 @@ A sweep's folder (``runs/<sweep name>/`` from the CLI) holds:
 
 - ``sweep.json``: the parent run, the tracking URI, the resolved spec, whether the sweep
   finished, and one record per trial (number, run id, status, objective ...). It is rewritten
-  whole through a temporary file and ``os.replace``, so it is never half-written;
-- ``tuner/``: Keras Tuner's project (its oracle, its trials, their best checkpoints);
+  whole (`write_whole`), so it is never half-written;
+- ``tuner/``: Keras Tuner's project (its oracle, its trials, their best checkpoints), whose JSON
+  files are written whole too (`lstm_models.search.tuner`);
 - ``lock``: held (``flock``) while a process runs the sweep; the kernel releases it when that
   process dies, even by ``kill -9``.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -76,13 +78,25 @@ def load_state(folder: Path) -> SweepState:
         raise ConfigError(f"{path}: unreadable sweep state ({exc}); start again with --fresh") from None
 
 
+def write_whole(path: Path | str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it, renamed over it: a reader, or
+    a resume after a ``kill -9`` in mid-write, finds the old file or the new one, never a part.
+
+    The temporary name is the process's and the thread's own (an oracle serving workers writes
+    from several threads); a leftover one, from a process killed before its rename, is a dot file
+    that nothing reads.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def save_state(folder: Path, state: SweepState) -> None:
-    """Write ``sweep.json`` atomically."""
+    """Write ``sweep.json`` whole."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{STATE_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(asdict(state), indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / STATE_FILE)
+    write_whole(folder / STATE_FILE, json.dumps(asdict(state), indent=1) + "\n")
 
 
 def spec_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -168,7 +182,8 @@ def check_start(folder: Path, spec: dict[str, Any], tracking_uri: str, resume: b
 
     Raises:
         ConfigError: a sweep exists and neither flag was given; there is nothing to resume; it
-            finished already; it is running; the spec or the tracking URI differ.
+            finished already; it is running; the spec or the tracking URI differ; a file of its
+            Keras Tuner project is unreadable.
     """
     folder = Path(folder)
     if resume and fresh:
@@ -201,7 +216,18 @@ def check_start(folder: Path, spec: dict[str, Any], tracking_uri: str, resume: b
     if changes:
         raise ConfigError(f"{folder}: the spec changed since this sweep started ({'; '.join(changes[:3])}); "
                           "resume with the same spec and flags, or start a new sweep with --fresh")
+    _check_tuner_files(folder / TUNER_PROJECT)
     return state
+
+
+def _check_tuner_files(project: Path) -> None:
+    # Keras Tuner's reload would stop on a damaged file with a bare JSONDecodeError. Ours are
+    # written whole; one damaged otherwise (a full disk, a sweep of an older lstm-models) is named.
+    for path in sorted(project.glob("*.json")) + sorted(project.glob("trial_*/trial.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: unreadable Keras Tuner state ({exc}); start again with --fresh") from None
 
 
 def _describe(folder: Path) -> str:

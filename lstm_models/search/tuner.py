@@ -2,28 +2,31 @@
 names the public gap it fills; `tests/test_tuner.py` fails loudly if a release changes one).
 
 The mixins give every cell type its turn, hand each trial to the recorder and the limits, hold
-interrupts while a trial's three records (oracle, state file, MLflow) change, let each trial's
-graph go when it ends; the rest serves the oracle to worker processes and requeues lost trials.
+interrupts while a trial's three records (oracle, state file, MLflow) change, write Keras Tuner's
+files whole, let each trial's graph go when it ends; `lstm_models.search.service`, the rest of the
+adapter, serves the oracle to worker processes and requeues lost trials.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
+from keras_tuner.src.engine.stateful import Stateful
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from lstm_models.interrupt import Deferral
 from lstm_models.search.hypermodel import BestEpoch, EpochLog, SweepHyperModel
 from lstm_models.search.limits import Limits
-from lstm_models.search.pruning import COMPLETED, FAILED, Pruned, forget_metrics, report_epoch
+from lstm_models.search.pruning import COMPLETED, Pruned, report_epoch
 from lstm_models.search.recorder import TrialRecorder
 from lstm_models.search.space import trial_seed
-from lstm_models.search.state import TUNER_PROJECT
+from lstm_models.search.state import TUNER_PROJECT, write_whole
 from lstm_models.search.timing import TRIAL_PHASES, EpochClock, Phases
 from lstm_models.search.warm import TracedModels
 from lstm_models.spec.sections import TUNERS
@@ -36,6 +39,23 @@ assert set(KERAS_TUNERS) == set(TUNERS), "every tuner kind a spec accepts has it
 # Each epoch's objective goes to the oracle (`report_epoch`, for the pruner), so Keras Tuner finds
 # the trial's metrics already reported and skips its own final report, with this warning.
 warnings.filterwarnings("ignore", message="The use case of calling", category=DeprecationWarning)
+
+
+class _WholeFiles(Stateful):
+    """Last before Keras Tuner's private `Stateful` in our oracles and tuners: ``oracle.json`` and
+    ``tuner0.json`` are written whole (`write_whole`), and by `_WholeTrialFiles` each ``trial.json``.
+    Keras Tuner rewrites them in place, a trial's on every epoch's report: a ``kill -9`` in
+    mid-write left an empty file, and no resume could read the sweep."""
+
+    def save(self, fname):
+        write_whole(fname, json.dumps(self.get_state()))
+
+
+class _WholeTrialFiles:
+    """Mixed into an oracle: its private `_save_trial`, its only writer of a trial's file."""
+
+    def _save_trial(self, trial):
+        write_whole(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), json.dumps(trial.get_state()))
 
 
 class _BalancedCells:
@@ -128,17 +148,11 @@ class _TrackedTuner:
     def run_trial(self, trial, *args, **kwargs):
         seed = trial_seed(self._seed, trial.hyperparameters.values)  # whoever runs it, whenever
         clock = EpochClock(self._trial_phases())
-        kwargs.update(model_spec=self._spec, shuffle_seed=seed + 1, clock=clock,
-                      extra_callbacks=[EpochLog(self._recorder, lambda epoch, logs: self._report(
-                          trial.trial_id, logs, epoch), clock)])
+        kwargs.update(model_spec=self._spec, shuffle_seed=seed + 1, clock=clock,  # a worker's report goes to its chief
+                      extra_callbacks=[EpochLog(self._recorder, lambda epoch, logs: report_epoch(
+                          self.oracle, trial.trial_id, logs, epoch), clock)])
         with self._guard.unmasking():  # not a failed trial, but a stop that TensorFlow reworded
             return super().run_trial(trial, *args, **kwargs)
-
-    def _report(self, trial_id: str, logs: dict, epoch: int) -> str:
-        # Keras Tuner rewrites the trial's file on each report (not atomically): a signal in mid-write
-        # left it empty, and the sweep could not be resumed. A worker's report goes to its chief.
-        with self._guard.hold() if self._heartbeat is None else nullcontext():
-            return report_epoch(self.oracle, trial_id, logs, epoch)
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         # Private hook ("for AutoKeras to override"), the one through which `run_trial` hands its
@@ -239,22 +253,6 @@ def forget_custom_gradients(before: set[str]) -> None:
         registry.pop(key, None)
 
 
-def requeue_unended(oracle) -> set[str]:
-    """Queue again the oracle's trials that a stopped process left running; return their ids.
-
-    Such a trial was lost with its process (a signal, ``kill -9``), not by its own fault: Keras
-    Tuner runs it again, with the same hyperparameters and trial id, before any new trial.
-    """
-    # Private `_retry_queue`: Keras Tuner's queue of trials to run again (its reload queues the
-    # ongoing ones); no public API adds to it. Trials that ended are taken off it.
-    unended = {t.trial_id for t in oracle.trials.values() if t.status not in (COMPLETED, FAILED)}
-    for trial_id in unended:
-        forget_metrics(oracle.trials[trial_id])
-    oracle._retry_queue = sorted(unended, reverse=True)  # popped from the end: the oldest runs first
-    oracle.save()
-    return unended
-
-
 ROLES = ("single", "chief", "worker")
 
 
@@ -270,8 +268,8 @@ def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperMode
     from lstm_models.search.service import Watched
 
     tuner_base, oracle_base = KERAS_TUNERS[t.kind]
-    bases = ((Watched,) if role == "chief" else ()) + (Pruned,) + ((_BalancedCells,) if t.balance_cells else ()) \
-        + (oracle_base,)
+    bases = ((Watched,) if role == "chief" else ()) + (_WholeTrialFiles, Pruned) \
+        + ((_BalancedCells,) if t.balance_cells else ()) + (oracle_base, _WholeFiles)
     oracle_cls = type(f"Sweep{oracle_base.__name__}", bases, {"pruning": hypermodel.spec.pruning,
                                                               **({"trial_cap": t.max_trials} if role == "chief" else {})})
     # Our own count of failures in a row replaces Keras Tuner's, which counts over the whole
@@ -282,7 +280,7 @@ def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperMode
         oracle = oracle_cls(max_epochs=t.max_epochs, factor=t.factor, hyperband_iterations=0, **common)
     else:
         oracle = oracle_cls(max_trials=t.max_trials, **common)
-    tuner_cls = type(f"Tracked{tuner_base.__name__}", (_TrackedTuner, tuner_base), {})
+    tuner_cls = type(f"Tracked{tuner_base.__name__}", (_TrackedTuner, tuner_base, _WholeFiles), {})
     beat = max(1.0, t.worker_timeout / 4) if role == "worker" else None
     # No overwrite: never a silent delete.
     return tuner_cls(oracle, hypermodel, recorder=recorder, limits=limits, guard=guard, seed=t.seed, heartbeat=beat,
