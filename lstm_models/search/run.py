@@ -25,6 +25,7 @@ from lstm_models.search.crew import Queue
 from lstm_models.search.limits import Limits
 from lstm_models.search.recorder import TrialRecorder, TrialResult
 from lstm_models.search.resume import close_abandoned, open_state, restore_trials
+from lstm_models.search.space import set_determinism
 from lstm_models.search.state import (FINISHED, ORACLE_FILE, TUNER_PROJECT, SweepLock, check_start, discard,
                                       save_state, still_training)
 from lstm_models.spec.rules import format_duration
@@ -104,7 +105,7 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
                            if r["status"] == "RUNNING"}
                 earlier = still_training(folder / TUNER_PROJECT / ORACLE_FILE, running)
             local = stack.enter_context(LocalWorkers(workers, earlier))
-        _set_determinism()  # TensorFlow loads here, once the checks have passed (and the workers load theirs)
+        set_determinism()  # TensorFlow loads here, once the checks have passed (and the workers load theirs)
         from lstm_models.data.splits import dataset_record
         from lstm_models.tasks import task_for
 
@@ -216,12 +217,3 @@ def _abort(exc: BaseException, recorder: TrialRecorder, tracker: Tracker, guard:
         if parent:
             tracker.set_tags(parent, {"error": str(exc)[:500] or type(exc).__name__})
             tracker.end_run(parent, status)
-
-
-def _set_determinism() -> None:
-    """Same spec and seed -> same metrics. Seeded CPU runs already repeat bit for bit, and with
-    op determinism on Keras refuses jit_compile: GRU would lose its XLA speed-up. So on GPU only."""
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.enable_op_determinism()

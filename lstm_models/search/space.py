@@ -37,6 +37,16 @@ def trial_seed(sweep_seed: int, values: dict) -> int:
     return int.from_bytes(digest[:4], "big") % (2**31 - 1)
 
 
+def set_determinism() -> None:
+    """Same spec and seed -> same metrics, in every process that trains (a sweep's, a worker's).
+    Seeded CPU runs already repeat bit for bit, and with op determinism on Keras refuses
+    jit_compile: GRU would lose its XLA speed-up. So on GPU only."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.enable_op_determinism()
+
+
 def sample_spec(hp, space: SearchSpace, task: str, lookback: Param | None = None) -> ModelSpec:
     """Declare the space on ``hp`` (first call) and read the trial's values into a `ModelSpec`.
 

@@ -114,6 +114,7 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     from lstm_models.search.hypermodel import SweepHyperModel
     from lstm_models.search.limits import Limits
     from lstm_models.search.service import join_chief
+    from lstm_models.search.space import set_determinism
     from lstm_models.search.tuner import make_tuner
     from lstm_models.search.warm import long_lived_objects_frozen
     from lstm_models.tasks import task_for
@@ -124,6 +125,7 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     # Runs this worker id left open were its previous process's (ids are unique in a sweep): the
     # chief gives this process that trial back (Keras Tuner hands a worker its ongoing trial).
     fail_runs(tracker, tracker.running_trials(parent_run_id, {"worker": wid}), RESTARTED, {"lost": "true"})
+    set_determinism()  # as its chief did
     task = task_for(data)
     inputs = task.make_inputs(spec.dataset.options.get("max_tokens"))
     hypermodel = SweepHyperModel(spec, inputs, task.batches(inputs), hooks.guard)
