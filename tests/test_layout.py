@@ -2,6 +2,8 @@
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,16 @@ def test_only_the_tracking_mlflow_modules_import_mlflow():
              or (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "mlflow" for a in node.names))}
     assert users == {"lstm_models.tracking.mlflow_store", "lstm_models.tracking.mlflow_registry",
                      "lstm_models.tracking.mlflow_pyfunc", "lstm_models.tracking.mlflow_sqlite"}
+
+
+def test_the_cli_and_the_sweep_modules_load_without_tensorflow():
+    """TensorFlow loads once a spec and its flags passed their checks (`run_sweep`, a worker's start):
+    bad input fails in a fraction of a second, not after TensorFlow's import (about 3-10 s on 2 cores,
+    which a module-level import of the search space once added to every command)."""
+    modules = ["lstm_models.cli.commands", "lstm_models.cli.roles", "lstm_models.search.run",
+               "lstm_models.search.worker", "lstm_models.search.chief"]
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted({{'tensorflow', 'keras', 'keras_tuner'}} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+

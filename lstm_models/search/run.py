@@ -25,7 +25,6 @@ from lstm_models.search.crew import Queue
 from lstm_models.search.limits import Limits
 from lstm_models.search.recorder import TrialRecorder, TrialResult
 from lstm_models.search.resume import close_abandoned, open_state, restore_trials
-from lstm_models.search.space import set_determinism
 from lstm_models.search.state import (FINISHED, ORACLE_FILE, TUNER_PROJECT, SweepLock, check_start, discard,
                                       save_state, still_training)
 from lstm_models.spec.rules import format_duration
@@ -105,6 +104,8 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
                            if r["status"] == "RUNNING"}
                 earlier = still_training(folder / TUNER_PROJECT / ORACLE_FILE, running)
             local = stack.enter_context(LocalWorkers(workers, earlier))
+        from lstm_models.search.space import set_determinism
+
         set_determinism()  # TensorFlow loads here, once the checks have passed (and the workers load theirs)
         from lstm_models.data.splits import dataset_record
         from lstm_models.tasks import task_for
