@@ -148,7 +148,8 @@ class _TrackedTuner:
     def run_trial(self, trial, *args, **kwargs):
         seed = trial_seed(self._seed, trial.hyperparameters.values)  # whoever runs it, whenever
         clock = EpochClock(self._trial_phases())
-        kwargs.update(model_spec=self._spec, shuffle_seed=seed + 1, clock=clock,  # a worker's report goes to its chief
+        # Each epoch is reported to the oracle (for the pruner); a worker's oracle is its chief's.
+        kwargs.update(model_spec=self._spec, shuffle_seed=seed + 1, clock=clock,
                       extra_callbacks=[EpochLog(self._recorder, lambda epoch, logs: report_epoch(
                           self.oracle, trial.trial_id, logs, epoch), clock)])
         with self._guard.unmasking():  # not a failed trial, but a stop that TensorFlow reworded
