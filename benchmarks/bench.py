@@ -46,13 +46,21 @@ SHORT_WINDOW = 16  # the sunspots sweep's middle lookback: short windows are unr
 
 def median_time(fn, repeats: int) -> float:
     """Median wall time of ``fn()`` over ``repeats`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    return median_times({"fn": fn}, repeats)["fn"]
+
+
+def median_times(fns: dict, repeats: int) -> dict:
+    """Each function's median wall time over ``repeats`` runs, after one warm-up run each, the
+    functions taking turns run by run, so that the machine's drifts in speed fall on all alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _fit_epoch(model, data, **kw):
@@ -80,7 +88,7 @@ def _bare_series(cell: str, window: int) -> keras.Model:
     return model
 
 
-def bench_throughput(repeats: int, n: int = 512) -> dict:
+def bench_throughput(repeats: int, n: int = 1024) -> dict:
     rng = np.random.default_rng(0)
     ids = rng.integers(2, TEXT["vocab"], size=(n, TEXT["length"]))
     labels = rng.integers(0, 2, size=n)
@@ -88,30 +96,40 @@ def bench_throughput(repeats: int, n: int = 512) -> dict:
     m = 4 * n  # series steps are cheap: more samples keep each timed epoch long enough to measure
     targets = rng.normal(size=(m, 1)).astype("float32")
     series = SeriesInputs(num_features=1, horizon=1, mean=(0.0,), variance=(1.0,))
-    text_ds = tf.data.Dataset.from_tensor_slices((ids, labels)).batch(TEXT["batch"]).cache().prefetch(2)
-    cases = [("text", _bare_text, (ids, labels.astype("float32")), text_ds, vocab,
+    # Both models of a row read the same cached batches through `feed` (tf.data's autotuner off):
+    # with it on, epochs ended on its 10 ms x (2^k - 1) stalls (0.31, 0.63, 1.27 s), and a row's
+    # ratio moved by up to 1.9x between two runs.
+    def batches(x, y, size):
+        return feed(tf.data.Dataset.from_tensor_slices((x, y)).batch(size).cache())
+
+    cases = [("text", _bare_text, batches(ids, labels.astype("float32"), TEXT["batch"]),
+              batches(ids, labels, TEXT["batch"]), vocab,
               dict(task="classification", units=(TEXT["units"],), embedding_dim=TEXT["embedding"],
-                   batch_size=TEXT["batch"]))]
+                   batch_size=TEXT["batch"]), n)]
     for window in (SERIES["window"], SHORT_WINDOW):
         windows = rng.normal(size=(m, window, 1)).astype("float32")
-        series_ds = tf.data.Dataset.from_tensor_slices((windows, targets)).batch(SERIES["batch"]).cache().prefetch(2)
-        cases.append((f"series, window {window}", lambda cell, w=window: _bare_series(cell, w), (windows, targets),
+        series_ds = batches(windows, targets, SERIES["batch"])
+        cases.append((f"series, window {window}", lambda cell, w=window: _bare_series(cell, w), series_ds,
                       series_ds, series, dict(task="forecasting", units=(SERIES["units"],), lookback=window,
-                                              batch_size=SERIES["batch"])))
+                                              batch_size=SERIES["batch"]), m))
     rows = []
-    for task, bare, data, ds, inputs, spec_kw in cases:
-        count = len(data[1])
+    for task, bare, bare_ds, ds, inputs, spec_kw, count in cases:
         for cell in CELLS:
             keras.backend.clear_session()
+            # Each model's first epoch right after its build: TensorFlow reads the Grappler setting
+            # that `build_model` makes (off for text, on with XLA) when a function first runs.
             b = bare(cell)
-            bare_s = median_time(lambda: b.fit(*data, batch_size=spec_kw["batch_size"], epochs=1, verbose=0), repeats)
+            fits = {"bare": _fit_epoch(b, bare_ds)}
+            fits["bare"]()
             spec = ModelSpec(cell=cell, clipnorm=1.0, **spec_kw)
-            keras.backend.clear_session()
             ours = build_model(spec, inputs)
-            ours_s = median_time(_fit_epoch(ours, ds), repeats)
-            keras.backend.clear_session()
+            fits["ours"] = _fit_epoch(ours, ds)
+            fits["ours"]()
             xla = build_model(spec, inputs, jit_compile=True)
-            xla_s = median_time(_fit_epoch(xla, ds), repeats)  # the warm-up run holds the compile
+            fits["xla"] = _fit_epoch(xla, ds)
+            fits["xla"]()  # the compile
+            seconds = median_times(fits, repeats)
+            bare_s, ours_s, xla_s = seconds["bare"], seconds["ours"], seconds["xla"]
             rows.append({"task": task, "cell": cell, "bare_samples_s": count / bare_s,
                          "ours_samples_s": count / ours_s, "ours_xla_samples_s": count / xla_s,
                          "ours_vs_bare": bare_s / ours_s, "xla_vs_ours": ours_s / xla_s,

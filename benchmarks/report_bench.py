@@ -27,7 +27,8 @@ def tables(results: Path) -> str:
                 f"GPU: {'yes' if m['gpu'] else 'no'}; medians of {t['repeats']} runs after a warm-up.", "",
                 "**Training throughput** (samples/s; text: vocabulary 20k, sequence 200, embedding 64, units 64, "
                 f"batch 64; series: window 64, units 64, batch 64, and window {t['shapes']['short_window']}, "
-                "the sunspots sweep's middle lookback: built alone, a model unrolls windows up to 32 steps; in a sweep, only when it may train 4,000 batches or more)", "",
+                "the sunspots sweep's middle lookback: built alone, a model unrolls windows up to 32 steps; in a sweep, only when it may train 4,000 batches or more; "
+                "the three models of a row read the same cached batches and take turns, epoch by epoch)", "",
                 "| task | cell | bare keras-io script | ours (defaults) | ours / bare | ours with XLA "
                 "(`tuner.jit_compile: true`) | XLA / defaults |", "|---|---|---|---|---|---|---|"]
         for r in t["rows"]:
