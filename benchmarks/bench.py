@@ -63,6 +63,13 @@ def median_times(fns: dict, repeats: int) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def _batches(x, y, size: int):
+    """In-memory arrays as cached batches, through `feed` (tf.data's autotuner off): with it on,
+    timed epochs ended on its 10 ms x (2^k - 1) stalls (0.31, 0.63, 1.27 s), and a throughput
+    row's ratio moved by up to 1.9x between two runs."""
+    return feed(tf.data.Dataset.from_tensor_slices((x, y)).batch(size).cache())
+
+
 def _fit_epoch(model, data, **kw):
     return lambda: model.fit(data, epochs=1, verbose=0, **kw)
 
@@ -96,19 +103,14 @@ def bench_throughput(repeats: int, n: int = 1024) -> dict:
     m = 4 * n  # series steps are cheap: more samples keep each timed epoch long enough to measure
     targets = rng.normal(size=(m, 1)).astype("float32")
     series = SeriesInputs(num_features=1, horizon=1, mean=(0.0,), variance=(1.0,))
-    # Both models of a row read the same cached batches through `feed` (tf.data's autotuner off):
-    # with it on, epochs ended on its 10 ms x (2^k - 1) stalls (0.31, 0.63, 1.27 s), and a row's
-    # ratio moved by up to 1.9x between two runs.
-    def batches(x, y, size):
-        return feed(tf.data.Dataset.from_tensor_slices((x, y)).batch(size).cache())
-
-    cases = [("text", _bare_text, batches(ids, labels.astype("float32"), TEXT["batch"]),
-              batches(ids, labels, TEXT["batch"]), vocab,
+    # Both models of a row read the same cached batches (`_batches`).
+    cases = [("text", _bare_text, _batches(ids, labels.astype("float32"), TEXT["batch"]),
+              _batches(ids, labels, TEXT["batch"]), vocab,
               dict(task="classification", units=(TEXT["units"],), embedding_dim=TEXT["embedding"],
                    batch_size=TEXT["batch"]), n)]
     for window in (SERIES["window"], SHORT_WINDOW):
         windows = rng.normal(size=(m, window, 1)).astype("float32")
-        series_ds = batches(windows, targets, SERIES["batch"])
+        series_ds = _batches(windows, targets, SERIES["batch"])
         cases.append((f"series, window {window}", lambda cell, w=window: _bare_series(cell, w), series_ds,
                       series_ds, series, dict(task="forecasting", units=(SERIES["units"],), lookback=window,
                                               batch_size=SERIES["batch"]), m))
@@ -272,7 +274,7 @@ def bench_hardware(repeats: int, n: int = 256) -> dict:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, TEXT["length"], TEXT["embedding"])).astype("float32")
     y = rng.integers(0, 2, size=(n,))
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(TEXT["batch"]).cache().prefetch(2)
+    ds = _batches(x, y, TEXT["batch"])
     for units in (64, 256):
         keras.backend.clear_session()
         model = keras.Sequential([keras.Input((TEXT["length"], TEXT["embedding"])), keras.layers.LSTM(units),
@@ -456,7 +458,7 @@ def bench_gpu(repeats: int) -> dict:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2048, TEXT["length"], TEXT["embedding"])).astype("float32")
     y = rng.integers(0, 2, size=(2048,))
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(TEXT["batch"]).cache().prefetch(2)
+    ds = _batches(x, y, TEXT["batch"])
     rows = []
     for cell in ("lstm", "gru"):
         times = {}
