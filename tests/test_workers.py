@@ -262,15 +262,18 @@ def test_resume_without_flags_continues_a_sweep_with_as_many_local_workers_as_it
                 chief.send_signal(signal.SIGTERM)
                 break
     chief.stdout.read()
-    assert chief.wait(timeout=300) == 143, chief.stderr.read()[-3000:]
+    code, err = chief.wait(timeout=300), chief.stderr.read()  # the workers' stderr is the chief's
+    assert code == 143, err[-3000:]
     state = json.loads((tmp_path / "runs" / "tiny-sunspots" / "sweep.json").read_text())
     assert (state["workers"], state["status"]) == (2, "searching")
     client = MlflowClient(uri)
     begun = [r for r in client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
              if "mlflow.parentRunId" in r.data.tags]
     stopped = [r for r in begun if r.info.status != "FINISHED"]  # the other worker may have just ended one
+    # A fresh-clone CI run saw a stopped run left RUNNING (2026-12-02; 1 of 11 runs that day): what the workers said
     assert stopped and {(r.info.status, r.data.tags.get("lost"), r.data.tags.get("error")) for r in stopped} == {
-        ("KILLED", "true", "interrupted: the sweep was stopped while this trial ran; --resume runs it again")}  # by its worker
+        ("KILLED", "true", "interrupted: the sweep was stopped while this trial ran; --resume runs it again")}, (
+        [(r.info.run_name, r.info.status, r.data.tags.get("worker")) for r in stopped], err[-3000:])  # by its worker
     alone = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--resume", "--workers", "0", cwd=tmp_path)
     assert (alone.returncode, alone.stderr.strip()) == (2, "lstm-models: error: --resume --workers 0: the sweep in "
                                                             "runs/tiny-sunspots ran with a chief; resume it with "
