@@ -80,6 +80,23 @@ def test_abort_closes_the_running_trial_as_killed(setup):
     assert client.get_run(result.run_id).info.status == "KILLED"
 
 
+def test_a_trial_whose_closing_write_fails_is_left_for_abort_to_close(setup, tmp_path):
+    """A write of `end` that fails (here its checkpoint is missing) leaves the trial current, so the
+    abort that follows closes its run: no run is left RUNNING in the store."""
+    recorder, client, lines, ended, state_file = setup
+    result = recorder.begin("00", SPEC, {})
+    recorder.epoch(0, 1, {"loss": 4.0, "val_rmse": 3.0}, seconds=2.0)
+    with pytest.raises(Exception, match="missing.weights.h5"):
+        recorder.end(3.0, 0, checkpoint=str(tmp_path / "missing.weights.h5"))
+    assert recorder.current is result and client.get_run(result.run_id).info.status == "RUNNING"
+    recorder.abort("KILLED")
+    run = client.get_run(result.run_id)
+    assert (run.info.status, run.data.tags["error"], run.data.tags["lost"]) == ("KILLED", INTERRUPTED, "true")
+    assert run.data.metrics["val_rmse"] == 3.0 and recorder.current is None and ended == []
+    record = json.loads(state_file.read_text())["trials"][result.run_id]
+    assert (record["status"], record["lost"]) == ("KILLED", True)
+
+
 def test_epochs_reach_the_store_together_unless_they_are_long_and_all_before_the_trial_ends(setup):
     recorder, client, lines, ended, state_file = setup
 

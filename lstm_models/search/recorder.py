@@ -156,8 +156,9 @@ class TrialRecorder:
 
         ``checkpoint``: the trial's best checkpoint, logged to its run (a worker's: the chief and
         the other workers may not share its files). ``timing``: its ``time/<phase>_s`` metrics
-        (`lstm_models.search.timing`)."""
-        result, self.current = self.current, None
+        (`lstm_models.search.timing`). The trial stays current until its run is closed: if a write
+        fails on the way, `abort` closes the run."""
+        result = self.current
         if result is None:
             return
         result.timing = dict(timing or {})
@@ -182,6 +183,7 @@ class TrialRecorder:
         self.tracker.set_tags(result.run_id, {"status": result.status, RECORD_TAG: json.dumps(result.record())})
         self.tracker.end_run(result.run_id, result.status)
         self.save(result)
+        self.current = None
         best = f"best so far {self.best.objective:.4f} ({self.best.spec.cell})" if self.best else "no finished trial yet"
         outcome = f"{self.objective} {result.objective:.4f}" if result.objective is not None else result.error
         self.log(f"    -> {result.status}: {outcome}; {best}")
