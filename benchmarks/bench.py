@@ -49,10 +49,11 @@ def median_time(fn, repeats: int) -> float:
     return median_times({"fn": fn}, repeats)["fn"]
 
 
-def median_times(fns: dict, repeats: int) -> dict:
-    """Each function's median wall time over ``repeats`` runs, after one warm-up run each, the
-    functions taking turns run by run, so that the machine's drifts in speed fall on all alike."""
-    for fn in fns.values():
+def median_times(fns: dict, repeats: int, warm: bool = True) -> dict:
+    """Each function's median wall time over ``repeats`` runs, after one warm-up run each (unless
+    the caller ran them: ``warm=False``), the functions taking turns run by run, so that the
+    machine's drifts in speed fall on all alike."""
+    for fn in fns.values() if warm else ():
         fn()
     times: dict = {name: [] for name in fns}
     for _ in range(repeats):
@@ -118,7 +119,7 @@ def bench_throughput(repeats: int, n: int = 1024) -> dict:
     for task, bare, bare_ds, ds, inputs, spec_kw, count in cases:
         for cell in CELLS:
             keras.backend.clear_session()
-            # Each model's first epoch right after its build: TensorFlow reads the Grappler setting
+            # Each model's warm-up epoch right after its build: TensorFlow reads the Grappler setting
             # that `build_model` makes (off for text, on with XLA) when a function first runs.
             b = bare(cell)
             fits = {"bare": _fit_epoch(b, bare_ds)}
@@ -130,7 +131,7 @@ def bench_throughput(repeats: int, n: int = 1024) -> dict:
             xla = build_model(spec, inputs, jit_compile=True)
             fits["xla"] = _fit_epoch(xla, ds)
             fits["xla"]()  # the compile
-            seconds = median_times(fits, repeats)
+            seconds = median_times(fits, repeats, warm=False)
             bare_s, ours_s, xla_s = seconds["bare"], seconds["ours"], seconds["xla"]
             rows.append({"task": task, "cell": cell, "bare_samples_s": count / bare_s,
                          "ours_samples_s": count / ours_s, "ours_xla_samples_s": count / xla_s,
