@@ -163,3 +163,44 @@ def test_layers_it_would_not_compute_exactly_keep_keras_loop(seed):
     series = SeriesInputs(num_features=1, horizon=1, mean=(0.0,), variance=(1.0,))
     forecaster = build_model(ModelSpec(task="forecasting", cell="lstm", units=(4,), lookback=40), series)
     assert not forecaster.get_layer("lstm_1").unroll and not _shared(forecaster.get_layer("lstm_1"))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("sequences", [False, True])
+def test_the_written_out_gradient_reaches_the_inputs_and_the_initial_states(cell, sequences, seed):
+    """The loop's gradient is written out (`_loop_gradient`): besides the weights', it gives the
+    inputs' and the initial states' gradients, and takes the final states' (``return_state``)."""
+    import keras
+    import tensorflow as tf
+
+    count = 2 if cell == "lstm" else 1
+
+    def make():
+        keras.utils.set_random_seed(2)
+        x, mask = keras.Input((None, 3)), keras.Input((None,), dtype="bool")
+        states = [keras.Input((4,)) for _ in range(count)]
+        layer = CELLS[cell](4, return_sequences=sequences, return_state=True, bias_initializer="random_normal")
+        return keras.Model([x, mask, *states], layer(x, mask=mask, initial_state=states))
+
+    keras_loop, shared = make(), share_loops(make())
+    shared.set_weights(keras_loop.get_weights())
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(4, 6, 3)).astype("float32"))
+    mask = np.ones((4, 6), bool)
+    mask[1, 3:] = False
+    mask[2, :2] = False
+    mask = tf.constant(mask)
+    states = [tf.constant(rng.normal(size=(4, 4)).astype("float32")) for _ in range(count)]
+
+    def gradients(model):
+        with tf.GradientTape() as tape:
+            tape.watch([x, *states])
+            outputs = model([x, mask, *states])
+            loss = sum(tf.reduce_sum(o * o * (k + 1.0)) for k, o in enumerate(outputs))
+        return tape.gradient(loss, [x, *states, *model.trainable_variables])
+
+    expected, got = gradients(keras_loop), gradients(shared)
+    assert _shared(layers_per_direction(shared)[0]) and not _shared(layers_per_direction(keras_loop)[0])
+    assert all(np.abs(np.asarray(g)).max() > 1e-3 for g in expected[:1 + count])  # inputs and states matter
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(e), rtol=1e-5, atol=1e-5)
