@@ -35,8 +35,8 @@ def test_text_model_trains_on_ids_and_serves_strings(seed):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(probs, np.asarray(model(ids)), atol=1e-6)  # same weights, same answer
     assert model.get_layer("embedding").mask_zero
-    assert [l.name for l in served.layers] == ["text", "vectorize", "embedding", "bidirectional_1", "bidirectional_2",
-                                               "mean_pool", "probabilities"]
+    assert [l.name for l in served.layers] == ["text", "vectorize", "at_least_one_token", "embedding", "bidirectional_1",
+                                               "bidirectional_2", "mean_pool", "probabilities"]
     assert served.get_layer("bidirectional_1") is model.get_layer("bidirectional_1")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from keras import layers
 
 from lstm_models.models.loops import share_loops
-from lstm_models.models.residual import Changes, LastValue
+from lstm_models.models.layers import AtLeastOneToken, Changes, LastValue
 
 CELLS = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}
 
@@ -125,7 +125,7 @@ class TextInputs:
     def serving(self, model: keras.Model) -> keras.Model:
         """Strings in: the vectoriser, then the trained layers (sharing their weights)."""
         text = keras.Input(shape=(), dtype="string", name="text")
-        x = vectorizer(self)(text)
+        x = AtLeastOneToken(name="at_least_one_token")(vectorizer(self)(text))
         for layer in model.layers[1:]:  # a chain: embedding, recurrent stack, pooling, head
             x = layer(x)
         return keras.Model(text, x, name=model.name)

@@ -1,6 +1,7 @@
-"""The residual forecasting head's two layers, registered so that ``safe_mode`` loading knows them.
+"""The package's own Keras layers, registered so that ``safe_mode`` loading knows them.
 
-A residual network forecasts the change from the window's last value: it reads each step's
+`AtLeastOneToken` guards a text model's serving input. `Changes` and `LastValue` are the
+residual forecasting head's: a residual network forecasts the change from the window's last value: it reads each step's
 change beside the levels (`Changes`) and adds its forecast change to that last value
 (`LastValue`). Like naive and drift, it carries the level past anything training saw.
 """
@@ -41,3 +42,18 @@ class LastValue(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "horizon": self.horizon}
+
+
+@keras.saving.register_keras_serializable(package="lstm_models")
+class AtLeastOneToken(layers.Layer):
+    """Token ids at least one step wide. A request whose texts are all empty vectorises to no step
+    at all, which no recurrent loop accepts (Keras's own fails too); one padding id, masked, gives
+    each text what an empty text gets beside longer ones: the layers' initial state."""
+
+    def call(self, ids):
+        import keras.ops as ops
+
+        return ops.pad(ids, [[0, 0], [0, ops.maximum(1 - ops.shape(ids)[1], 0)]])
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
