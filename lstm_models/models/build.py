@@ -104,6 +104,9 @@ class TextInputs:
 
     vocabulary: tuple[str, ...]
     num_classes: int
+    # Text models run the loops traced once per process (`lstm_models.models.loops`): on the
+    # sentences a sweep traced 31% less and trained 1.17x faster (make bench, peer section).
+    shares_loops = True
     # Their graphs skip Grappler, TensorFlow's optimiser of a function's graph on its first call:
     # on the sentences a sweep traced 28-32% less, with epochs as fast (docs/benchmarks.md).
     optimises_graphs = False
@@ -137,6 +140,10 @@ class SeriesInputs:
     mean: tuple[float, ...]
     variance: tuple[float, ...]
     step_std: tuple[float, ...] = (1.0,)  # each feature's one-step changes on the training split (residual head)
+    # Forecasting models keep Keras's loop: with the shared loop the sunspots sweep's trials traced
+    # 13-25% less, but windows of 64 in batches of 64 trained LSTM 0.74x and SimpleRNN 0.83x as
+    # fast (docs/benchmarks.md), which long trainings would pay.
+    shares_loops = False
     optimises_graphs = True  # without Grappler the sunspots sweep traced 19% less but trained 19% slower
 
     def network(self, spec: ModelSpec, unroll: bool = False) -> keras.Model:
@@ -175,8 +182,8 @@ def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | 
     if seed is not None:
         keras.utils.set_random_seed(seed)
     model = inputs.network(spec, inputs.unrolls(spec) and (train_steps is None or train_steps >= UNROLL_MIN_STEPS))
-    if not jit_compile and not _has_gpu():  # a GPU has cuDNN's loop; XLA compiles its own
-        share_loops(model)  # each cell's loop traced once per process (`lstm_models.models.loops`)
+    if inputs.shares_loops and not jit_compile and not _has_gpu():  # a GPU has cuDNN's loop; XLA compiles its own
+        share_loops(model)
     _optimise_graphs(inputs.optimises_graphs or jit_compile or _has_gpu())
     loss, metrics = inputs.objective()
     optimizer = keras.optimizers.Adam(

@@ -19,13 +19,13 @@ loop and gradient took 25% less time when the batch size was static (78 against 
 derivative and one matrix product, and the weights' gradients are one product each after the
 loop. Side by side with TensorFlow's gradient of the same loop (2026-12-02, 200 and 32 tokens,
 batches of 64), whole text models trained 1.07-1.25x as fast and their first epoch took 10-27%
-less. `build_model` uses it for text and forecasting models (on the sunspots sweep, in
-alternating runs against Keras's loop, the trials traced 13-25% less and trained 10-29% less,
-with the same result), on CPU only (a GPU has cuDNN's kernel), never for an XLA-compiled model,
-and only for layers it computes exactly: default activations, no recurrent or in-cell dropout,
-GRU with ``reset_after``, not unrolled, not stateful. Other layers keep Keras's loop. The
-layer's class and config are Keras's own, so a saved ``model.keras`` loads in plain Keras,
-which runs its own loop.
+less. `build_model` uses it for
+text models (``TextInputs.shares_loops``; short forecasting windows trained slower with it), on
+CPU only (a GPU has cuDNN's kernel), never for an XLA-compiled model, and only for layers it
+computes exactly: default activations, no recurrent or in-cell dropout, GRU with
+``reset_after``, not unrolled, not stateful. Other layers keep Keras's loop. The layer's class
+and config are Keras's own, so a saved ``model.keras`` loads in plain Keras, which runs its own
+loop.
 """
 
 from __future__ import annotations
