@@ -96,6 +96,8 @@ def load_keras(path: str | Path):
     """The ``model.keras`` of an export (or any .keras file), loaded with ``safe_mode=True``."""
     import keras
 
+    import lstm_models.models.layers  # noqa: F401  (registers the package's layers, which exports hold)
+
     path = Path(path)
     return keras.saving.load_model(path / KERAS_FILE if path.is_dir() else path, safe_mode=True)
 
