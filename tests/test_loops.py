@@ -5,7 +5,8 @@ import pytest
 from conftest import assert_train_alike
 
 from lstm_models.models.build import CELLS, ModelSpec, SeriesInputs, TextInputs, build_model
-from lstm_models.models.loops import _loop, _loop_gradient, _shared_inner_loop, layers_per_direction, share_loops, shares
+from lstm_models.models.loops import (_loop, _loop_gradient, _shared_inner_loop, layers_per_direction, share_loops,
+                                      shares)
 
 pytestmark = pytest.mark.slow  # every test here runs TensorFlow
 
@@ -97,6 +98,7 @@ def test_models_of_other_sizes_reuse_the_loop_traced_once(seed):
     ids = rng.integers(1, 22, size=(32, 9))
     ids[::2, 6:] = 0
     labels = rng.integers(0, 2, size=32)
+
     def traces():  # each loop's and each gradient's, without and with sequences
         return tuple(f("gru", s).experimental_get_tracing_count() for f in (_loop, _loop_gradient) for s in (False, True))
 

@@ -1,9 +1,10 @@
 """The package's own Keras layers, registered so that ``safe_mode`` loading knows them.
 
 `AtLeastOneToken` guards a text model's serving input. `Changes` and `LastValue` are the
-residual forecasting head's: a residual network forecasts the change from the window's last value: it reads each step's
-change beside the levels (`Changes`) and adds its forecast change to that last value
-(`LastValue`). Like naive and drift, it carries the level past anything training saw.
+residual forecasting head's. A residual network forecasts the change from the window's last
+value: it reads each step's change beside the levels (`Changes`) and adds its forecast change to
+that last value (`LastValue`). Like naive and drift, it carries the level past anything training
+saw.
 """
 
 from __future__ import annotations

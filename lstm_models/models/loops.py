@@ -183,8 +183,7 @@ def _loop_gradient(kind: str, sequences: bool):
         if sequences:  # each step's output is its new h
             d_outs = tf.TensorArray(tf.float32, size=steps).unstack(
                 tf.transpose(tf.where(seen[:, :, None], d_outputs, 0.0), [1, 0, 2]))
-        masks = tf.TensorArray(tf.bool, size=steps).unstack(
-            tf.broadcast_to(tf.transpose(mask)[:, :, None], [steps, tf.shape(mask)[0], units]))
+        masks = _step_masks(mask, units)
         at = tf.TensorArray(tf.float32, size=steps).unstack(rows)
         dp_all, dm_all = tf.TensorArray(tf.float32, size=steps), tf.TensorArray(tf.float32, size=steps)
 
@@ -229,16 +228,23 @@ def _specs(*ranks) -> list:
 
 
 def _per_step(x, mask, kernel, bias, units):
-    """Each step's input projection ``x_t W + b`` (one product for all steps) and mask (as wide as
-    the state: a select without broadcasting, whose gradient then needs no sum; Keras tiles it too)."""
+    """Each step's input projection ``x_t W + b`` (one product for all steps) and mask (`_step_masks`)."""
     import tensorflow as tf
 
     time_major = tf.transpose(x, [1, 0, 2])
     steps, batch = tf.shape(time_major)[0], tf.shape(time_major)[1]
     projected = tf.reshape(tf.matmul(_flat(time_major), kernel) + bias, [steps, batch, tf.shape(kernel)[1]])
-    masks = tf.broadcast_to(tf.transpose(mask)[:, :, None], [steps, batch, units])
-    return (tf.TensorArray(tf.float32, size=steps).unstack(projected),
-            tf.TensorArray(tf.bool, size=steps).unstack(masks), steps)
+    return tf.TensorArray(tf.float32, size=steps).unstack(projected), _step_masks(mask, units), steps
+
+
+def _step_masks(mask, units):
+    """Each step's mask as wide as the state, read by step: a select without broadcasting (Keras
+    tiles it too)."""
+    import tensorflow as tf
+
+    steps, batch = tf.shape(mask)[1], tf.shape(mask)[0]
+    return tf.TensorArray(tf.bool, size=steps).unstack(tf.broadcast_to(tf.transpose(mask)[:, :, None],
+                                                                       [steps, batch, units]))
 
 
 def _seen(mask):
