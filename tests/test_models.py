@@ -40,6 +40,31 @@ def test_text_model_trains_on_ids_and_serves_strings(seed):
     assert served.get_layer("bidirectional_1") is model.get_layer("bidirectional_1")
 
 
+def test_mean_pooling_gives_a_text_with_no_token_zeros_and_trains_on_it(seed):
+    """A text of punctuation only vectorises to padding alone. Keras's GlobalAveragePooling1D
+    divides 0 by 0 there, and the NaN stopped every mean-pooling trial of a data set holding one;
+    `MaskedMean` gives zeros, and the other rows exactly what Keras's layer gives them."""
+    import keras
+    import tensorflow as tf
+
+    from lstm_models.models.layers import MaskedMean
+
+    steps = np.random.default_rng(0).normal(size=(3, 4, 2)).astype("float32")
+    mask = tf.constant([[False] * 4, [True, True, False, False], [True] * 4])
+    ours, theirs = (np.asarray(layer(steps, mask=mask)) for layer in (MaskedMean(), keras.layers.GlobalAveragePooling1D()))
+    assert np.isnan(theirs[0]).all() and (ours[0] == 0).all()
+    np.testing.assert_array_equal(ours[1:], theirs[1:])
+    np.testing.assert_array_equal(np.asarray(MaskedMean()(steps)), steps.mean(axis=1))
+
+    spec = ModelSpec(task="classification", cell="lstm", units=(4,), embedding_dim=3, pooling="mean")
+    model = build_model(spec, TextInputs(vocabulary=("good", "bad"), num_classes=2), seed=1)
+    ids, labels = np.array([[0, 0, 0], [2, 3, 0], [3, 1, 1]]), np.array([1, 0, 1])
+    head = model.get_layer("probabilities")
+    np.testing.assert_allclose(np.asarray(model(ids))[0], np.asarray(head(np.zeros((1, 4), "float32")))[0], atol=1e-6)
+    loss = model.fit(ids, labels, epochs=2, verbose=0).history["loss"]
+    assert np.isfinite(loss).all() and all(np.isfinite(w).all() for w in model.get_weights())
+
+
 @pytest.mark.parametrize("cell, gates", [("rnn", 1), ("gru", 3), ("lstm", 4)])
 def test_parameter_counts_per_cell(cell, gates, seed):
     units, features = 16, 3

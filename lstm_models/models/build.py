@@ -17,7 +17,7 @@ import numpy as np
 from keras import layers
 
 from lstm_models.models.loops import share_loops
-from lstm_models.models.layers import AtLeastOneToken, Changes, LastValue
+from lstm_models.models.layers import AtLeastOneToken, Changes, LastValue, MaskedMean
 
 CELLS = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}
 
@@ -251,7 +251,7 @@ def _text_model(spec: ModelSpec, inputs: TextInputs) -> keras.Model:
     x = layers.Embedding(vocabulary_size, spec.embedding_dim, mask_zero=True, name="embedding")(tokens)
     x = _recurrent_stack(x, spec, last_sequences=spec.pooling == "mean")
     if spec.pooling == "mean":
-        x = layers.GlobalAveragePooling1D(name="mean_pool")(x)
+        x = MaskedMean(name="mean_pool")(x)
     probs = layers.Dense(inputs.num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(tokens, probs, name=f"{spec.cell}_classifier")
 

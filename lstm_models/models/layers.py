@@ -1,6 +1,7 @@
 """The package's own Keras layers, registered so that ``safe_mode`` loading knows them.
 
-`AtLeastOneToken` guards a text model's serving input. `Changes` and `LastValue` are the
+`AtLeastOneToken` guards a text model's serving input, and `MaskedMean` is its mean pooling.
+`Changes` and `LastValue` are the
 residual forecasting head's. A residual network forecasts the change from the window's last
 value: it reads each step's change beside the levels (`Changes`) and adds its forecast change to
 that last value (`LastValue`). Like naive and drift, it carries the level past anything training
@@ -58,3 +59,29 @@ class AtLeastOneToken(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+@keras.saving.register_keras_serializable(package="lstm_models")
+class MaskedMean(layers.Layer):
+    """The mean over each sequence's unmasked steps, and zeros where no step is unmasked: a text
+    of punctuation only vectorises to padding alone, where Keras's GlobalAveragePooling1D divides
+    0 by 0 and its NaN stops the trial (or is the served answer). Other rows get its arithmetic."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, steps, mask=None):
+        import keras.ops as ops
+
+        if mask is None:
+            return ops.mean(steps, axis=1)
+        mask = ops.expand_dims(ops.cast(mask, "bool"), 2)
+        count = ops.sum(ops.cast(mask, steps.dtype), axis=1)
+        return ops.sum(ops.where(mask, steps, 0), axis=1) / ops.maximum(count, 1.0)
+
+    def compute_mask(self, steps, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
