@@ -126,6 +126,19 @@ def test_resume_with_a_changed_spec_is_refused(killed, tmp_path):
         "resume with the same spec and flags, or start a new sweep with --fresh")
 
 
+def test_resume_on_changed_data_is_refused(killed, tmp_path):
+    """Data edited between the stop and --resume (a CSV's labels renamed: trials of one sweep would
+    index different classes) is told by its fingerprint, recorded when the sweep started."""
+    folder = _copy(killed, tmp_path)
+    state = _state(folder)
+    recorded, state["data"] = state["data"], "0123456789abcdef"
+    assert len(recorded) == 16
+    (folder / SWEEP / "sweep.json").write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+    assert _refused(folder, "--resume") == (
+        f"lstm-models: error: {SWEEP}: the data changed since this sweep started (fingerprint 0123456789abcdef, "
+        f"now {recorded}); resume with the data it started with, or start a new sweep with --fresh")
+
+
 def test_resume_with_workers_of_a_sweep_that_ran_in_one_process_is_refused(killed, tmp_path):
     folder = _copy(killed, tmp_path)
     assert _refused(folder, "--resume", "--workers", "2") == (

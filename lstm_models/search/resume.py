@@ -21,8 +21,9 @@ DIED = ("the process running this trial stopped before the trial ended (kill -9,
 
 
 def open_state(spec: SweepSpec, tracker: Tracker, folder: Path, previous: SweepState | None,
-               tags: dict) -> SweepState:
-    """Reopen the parent run of a resumed sweep, or start a new one and write its state."""
+               tags: dict, data: str) -> SweepState:
+    """Reopen the parent run of a resumed sweep, or start a new one and write its state (``data``:
+    the data's fingerprint, which a resume must match)."""
     if previous is not None:
         previous.spec = spec.to_dict()  # max_trials and time_budget may change on resume
         tracker.reopen_sweep(previous.parent_run_id)
@@ -32,7 +33,7 @@ def open_state(spec: SweepSpec, tracker: Tracker, folder: Path, previous: SweepS
                    "seed": str(spec.tuner.seed), **tags}
     parent = tracker.start_sweep(spec.name, f"sweep {spec.name} ({spec.tuner.kind})",
                                  flatten(spec.to_dict()), parent_tags)
-    state = SweepState(name=spec.name, parent_run_id=parent, tracking_uri=tracker.uri, spec=spec.to_dict())
+    state = SweepState(name=spec.name, parent_run_id=parent, tracking_uri=tracker.uri, spec=spec.to_dict(), data=data)
     save_state(folder, state)
     return state
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from lstm_models.data.splits import dataset_record
 from lstm_models.errors import ConfigError, SearchDone
 from lstm_models.interrupt import Deferral
 from lstm_models.search.crew import Queue
@@ -87,7 +88,9 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch, ExitStack() as stack:
         folder = Path(paths.workdir) if paths.workdir else Path(scratch) / "sweep"
-        previous = check_start(folder, spec.to_dict(), tracker.uri, resume=mode == "resume", fresh=mode == "fresh")
+        dataset = dataset_record(data, spec.dataset.source())
+        previous = check_start(folder, spec.to_dict(), tracker.uri, resume=mode == "resume", fresh=mode == "fresh",
+                               data=dataset["digest"])
         stack.enter_context(SweepLock(folder))
         resumed = previous if mode == "resume" else None
         _check_same_role(resumed, workers, folder)
@@ -107,17 +110,15 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         from lstm_models.search.space import set_determinism
 
         set_determinism()  # TensorFlow loads here, once the checks have passed (and the workers load theirs)
-        from lstm_models.data.splits import dataset_record
         from lstm_models.tasks import task_for
 
         task = task_for(data)
         parallel = sweep_tags(workers, spec.to_dict()) if workers else {}
-        state = open_state(spec, tracker, folder, resumed, {**task.tags(), **hooks.tags, **parallel})
+        state = open_state(spec, tracker, folder, resumed, {**task.tags(), **hooks.tags, **parallel}, dataset["digest"])
         if workers:
             tracker.set_tags(state.parent_run_id, parallel)  # a resumed chief may listen elsewhere
             state.oracle, state.workers = workers.address, workers.count
             save_state(folder, state)  # a chief stopped before any trial ended is still resumed as one
-        dataset = dataset_record(data, spec.dataset.source())
         if resumed is None:
             tracker.log_dataset(state.parent_run_id, dataset)
         recorder = TrialRecorder(spec.objective, spec.direction, spec.tuner.max_trials, tracker, state, folder,

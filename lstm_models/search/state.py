@@ -48,6 +48,7 @@ class SweepState:
     trials: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id (trial number without one) -> record
     oracle: str = ""  # HOST:PORT where a chief served its oracle: a resumed chief serves it there again
     workers: int = 0  # how many local workers that chief started: --resume starts as many again
+    data: str = ""  # the data's fingerprint (`TextSplits.digest` ...): --resume refuses other data
 
     def describe(self) -> str:
         counts: dict[str, int] = {}
@@ -167,7 +168,7 @@ def is_locked(folder: Path) -> bool:
 
 
 def check_start(folder: Path, spec: dict[str, Any], tracking_uri: str, resume: bool = False,
-                fresh: bool = False) -> SweepState | None:
+                fresh: bool = False, data: str = "") -> SweepState | None:
     """Decide, writing nothing, whether a sweep may start in ``folder``.
 
     Args:
@@ -176,13 +177,14 @@ def check_start(folder: Path, spec: dict[str, Any], tracking_uri: str, resume: b
         tracking_uri: where this run would track (``none`` for no tracking).
         resume: continue the sweep recorded there.
         fresh: start a new sweep, replacing the one recorded there (its runs stay in MLflow).
+        data: the fingerprint of the data this run loaded.
 
     Returns:
         The state to resume (``resume``), the state ``fresh`` replaces, or None.
 
     Raises:
         ConfigError: a sweep exists and neither flag was given; there is nothing to resume; it
-            finished already; it is running; the spec or the tracking URI differ; a file of its
+            finished already; it is running; the spec, the data or the tracking URI differ; a file of its
             Keras Tuner project is unreadable.
     """
     folder = Path(folder)
@@ -216,6 +218,9 @@ def check_start(folder: Path, spec: dict[str, Any], tracking_uri: str, resume: b
     if changes:
         raise ConfigError(f"{folder}: the spec changed since this sweep started ({'; '.join(changes[:3])}); "
                           "resume with the same spec and flags, or start a new sweep with --fresh")
+    if state.data and state.data != data:  # a file edited in between: its classes, rows, values
+        raise ConfigError(f"{folder}: the data changed since this sweep started (fingerprint {state.data}, now "
+                          f"{data}); resume with the data it started with, or start a new sweep with --fresh")
     _check_tuner_files(folder / TUNER_PROJECT)
     return state
 
