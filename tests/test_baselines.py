@@ -80,6 +80,19 @@ def test_arima_on_a_series_without_season():
     assert all(math.isfinite(v) for row in report.scores.values() for v in row.values())
 
 
+def test_a_constant_series_forecasts_its_constant():
+    """KPSS has no statistic on a constant (the sweep stopped with a traceback after its trials),
+    and statsmodels' Theta fitted a slope to one (5.0 went on as 11.25)."""
+    data = SeriesSplits(name="flat", values=np.full((60, 1), 5.0, dtype="float32"), columns=("y",),
+                        val_start=42, test_start=51, horizon=2)
+    report = series.forecasting_baselines(data, None, lookback=4)
+    assert set(report.scores) == {"naive", "seasonal_naive", "drift", "arima", "theta"} and report.windows == 8
+    for method in ("naive", "drift", "theta"):
+        assert report.scores[method]["rmse"] == 0.0 and math.isnan(report.scores[method]["mase"])  # no error to scale by
+    assert report.scores["arima"]["rmse"] < 1e-4
+    assert report.notes["arima"].endswith("(d 0: a constant training split)")
+
+
 def test_theta_by_hand_on_a_line():
     # On a line of slope 1, SES settles on the last value (alpha -> 1) and theta = 2 adds half the
     # slope per step: y[t-1] + 0.5 h.

@@ -42,8 +42,10 @@ def arima(y: np.ndarray, train_end: int, starts: np.ndarray, horizon: int) -> tu
     from statsmodels.tsa.stattools import kpss
 
     train = y[:train_end]
-    with warnings.catch_warnings(record=True):  # p-values outside KPSS's table are only clipped
-        d = int(kpss(train, regression="c", nlags="auto")[1] < 0.05)
+    d, how = 0, "d 0: a constant training split"  # which has no KPSS statistic (0 / 0)
+    if np.ptp(train) > 0:
+        with warnings.catch_warnings(record=True):  # p-values outside KPSS's table are only clipped
+            d, how = int(kpss(train, regression="c", nlags="auto")[1] < 0.05), "d by KPSS"
     best, best_aic, order = None, math.inf, None
     for p, q in itertools.product(range(3), range(3)):
         with warnings.catch_warnings(record=True):  # convergence notes of weak orders: AIC decides
@@ -55,7 +57,7 @@ def arima(y: np.ndarray, train_end: int, starts: np.ndarray, horizon: int) -> tu
             best, best_aic, order = fit, fit.aic, (p, d, q)
     with warnings.catch_warnings(record=True):
         out = np.stack([np.asarray(best.apply(y[:t]).forecast(horizon)) for t in starts])
-    return out, f"ARIMA{order} by AIC {best_aic:.1f} (d by KPSS)"
+    return out, f"ARIMA{order} by AIC {best_aic:.1f} ({how})"
 
 
 def ets(y: np.ndarray, train_end: int, starts: np.ndarray, horizon: int, season: int) -> tuple[np.ndarray, str]:
@@ -92,12 +94,16 @@ def ets(y: np.ndarray, train_end: int, starts: np.ndarray, horizon: int, season:
 def theta(y: np.ndarray, starts: np.ndarray, horizon: int, season: int) -> tuple[np.ndarray, str]:
     """The Theta method (statsmodels' ThetaModel: simple exponential smoothing plus half the linear
     trend's slope), deseasonalised where the series has a season (multiplicatively when every
-    value is positive, else additively); fitted on the values before each window."""
+    value is positive, else additively); fitted on the values before each window (a constant
+    history forecasts its constant)."""
     from statsmodels.tsa.forecasting.theta import ThetaModel
 
     kind = "multiplicative" if np.all(y > 0) else "additive"
     out = []
     for t in starts:
+        if np.ptp(y[:t]) == 0:  # statsmodels fits a slope to a constant: 5.0 went on as 11.25
+            out.append(np.repeat(y[t - 1], horizon))
+            continue
         with warnings.catch_warnings(record=True):
             model = ThetaModel(y[:t], period=season if season > 1 else None, deseasonalize=season > 1, method=kind)
             out.append(np.asarray(model.fit().forecast(horizon)))
