@@ -70,6 +70,20 @@ def test_text_csv_explicit_separator_and_limit(tmp_path):
     assert sum(data.sizes().values()) == 20 and data.class_names == ("neg", "pos")
 
 
+
+def test_text_csv_lines_are_the_files_own_after_blank_and_multi_line_rows(tmp_path):
+    rows = [f"film {i},{'good' if i % 2 else 'bad'}" for i in range(20)]
+    rows[3] = '"a review\nover two lines",good'  # lines 6 and 7 (line 3 is blank)
+    rows[13] = " ,bad"  # line 17
+    path = tmp_path / "r.csv"
+    path.write_text("text,label\n" + "\n".join(rows[:1] + [""] + rows[1:]) + "\n\n", encoding="utf-8")
+    assert _error(_text_spec(kind="text_csv", path=str(path))) == f"{path}: line 17, column 'text': empty text"
+    rows[13] = "film 13,bad"
+    path.write_text("\n\ntext,label\n" + "\n".join(rows[:1] + [""] + rows[1:]) + "\n\n", encoding="utf-8")
+    data = load_dataset(_text_spec(kind="text_csv", path=str(path)), CACHE)
+    assert sum(data.sizes().values()) == 20  # blank lines skipped, the line break kept in its text
+    assert "a review\nover two lines" in np.concatenate([data.texts[p] for p in ("train", "val", "test")])
+
 # ---- text_dir ----
 
 def _class_folders(root, classes=("neg", "pos"), n=5):
@@ -191,6 +205,55 @@ def test_series_weekly_season_and_spec_season_wins(tmp_path):
     assert load_dataset(spec, CACHE).season == 2
 
 
+
+def test_series_csv_empty_cells_are_gaps_and_lines_are_the_files_own(tmp_path):
+    cells = ["", ""] + [str(i) for i in range(2, 32)]
+    cells[10] = ""  # a blank line inside the file: a gap like the two above
+    path = tmp_path / "y.csv"
+    path.write_text("y\n" + "\n".join(cells) + "\n\n\n", encoding="utf-8")  # blank lines at the end: no rows
+    data = load_dataset(_series_spec(kind="series_csv", path=str(path), target="y"), CACHE)
+    assert data.gaps_filled == 3 and len(data.values) == 32
+    assert data.index[:3] == ("2", "3", "4") and data.index[-1] == "33" and data.values[10, 0] == 10.0
+    assert _error(_series_spec(kind="series_csv", path=str(path), target="y", fill="error")) == (
+        f"{path}: line 2, column 'y': missing value (fill: error; use fill: interpolate or drop)")
+    cells[19] = "oops"  # line 21
+    path.write_text("y\n" + "\n".join(cells) + "\n", encoding="utf-8")
+    assert _error(_series_spec(kind="series_csv", path=str(path), target="y")) == (
+        f"{path}: line 21, column 'y': 'oops' is not a number")
+
+
+def test_series_csv_dates_with_different_utc_offsets_are_put_in_utc(tmp_path):
+    stamps = [f"2024-03-31T{h:02d}:00:00+01:00" for h in range(2)] + [
+        f"2024-03-31T{h:02d}:00:00+02:00" for h in range(3, 27) if h < 24]  # summer time from 02:00
+    path = _write_csv(tmp_path / "dst.csv", [(t, str(i)) for i, t in enumerate(stamps)][::-1], header="time,y")
+    data = load_dataset(_series_spec(kind="series_csv", path=str(path), target="y", time_column="time", season=1),
+                        CACHE)
+    assert data.values[:, 0].tolist() == list(range(23))
+    assert (data.index[0], data.index[2], data.index[-1]) == (
+        "2024-03-30 23:00:00", "2024-03-31 01:00:00", "2024-03-31 21:00:00")  # in UTC, an hour apart
+    rows = [(f"2024-01-01T{h:02d}:00:00" + ("+00:00" if h == 5 else ""), str(h)) for h in range(24)]
+    path = _write_csv(tmp_path / "mixed.csv", rows, header="time,y")
+    assert _error(_series_spec(kind="series_csv", path=str(path), target="y", time_column="time")) == (
+        f"{path}: line 7, column 'time': '2024-01-01T05:00:00+00:00' has a UTC offset, unlike "
+        "'2024-01-01T00:00:00' on line 2; give every date a UTC offset (dates are then compared in UTC) or none")
+
+
+@pytest.mark.parametrize("dataset, message", [
+    ({"kind": "series_csv", "path": "s.csv", "target": "y", "features": ["y"]},
+     "dataset.features must not list the target 'y' (the target is always an input). Got ['y'] instead."),
+    ({"kind": "series_csv", "path": "s.csv", "target": "y", "features": ["f", "g", "f"]},
+     "dataset.features must list each column once ('f' is listed twice). Got ['f', 'g', 'f'] instead."),
+    ({"kind": "series_csv", "path": "s.csv", "header": False, "target": 1, "features": [1]},
+     "dataset.features must not list the target 1 (the target is always an input). Got [1] instead."),
+    ({"kind": "statsmodels", "name": "macrodata", "features": ["infl", "realgdp"]},
+     "dataset.features must not list the target 'realgdp' (the target is always an input). "
+     "Got ['infl', 'realgdp'] instead."),
+])
+def test_features_name_each_column_once_and_never_the_target(dataset, message):
+    with pytest.raises(ConfigError) as info:
+        parse_sweep({"name": "s", "task": "forecasting", "dataset": {"lookback": 3, **dataset}}, source="s.yaml")
+    assert str(info.value) == f"s.yaml: {message}"
+
 @pytest.mark.parametrize("name, length, season, gaps, first, last", [
     ("co2", 2284, 52, 59, "1958-03-29", "2001-12-29"),
     ("elnino", 732, 12, 0, "1950-01", "2010-12"),
@@ -252,7 +315,7 @@ def test_non_numeric_value_in_a_series(tmp_path):
     path = _write_csv(tmp_path / "s.csv", [(str(i), "3.5" if i != 7 else "n/a?") for i in range(40)],
                       header="t,y")
     assert _error(_series_spec(kind="series_csv", path=str(path), target="y")) == (
-        f"{path}: row 9, column 'y': 'n/a?' is not a number")
+        f"{path}: line 9, column 'y': 'n/a?' is not a number")
 
 
 def test_series_shorter_than_lookback_horizon_and_splits(tmp_path):
@@ -271,52 +334,52 @@ def test_all_values_missing(tmp_path):
 def test_missing_value_with_fill_error(tmp_path):
     path = _write_csv(tmp_path / "s.csv", [(str(i), "" if i == 4 else "1") for i in range(20)], header="t,y")
     assert _error(_series_spec(kind="series_csv", path=str(path), target="y", fill="error")) == (
-        f"{path}: row 6, column 'y': missing value (fill: error; use fill: interpolate or drop)")
+        f"{path}: line 6, column 'y': missing value (fill: error; use fill: interpolate or drop)")
 
 
 def test_bad_date_and_repeated_date(tmp_path):
     path = _write_csv(tmp_path / "s.csv", [("2024-01-01", "1"), ("someday", "2")], header="t,y")
     assert _error(_series_spec(kind="series_csv", path=str(path), target="y", time_column="t")) == (
-        f"{path}: row 3, column 't': 'someday' is not a date")
+        f"{path}: line 3, column 't': 'someday' is not a date")
     path = _write_csv(tmp_path / "s.csv", [("2024-01-02", "1"), ("2024-01-01", "2"), ("2024-01-02", "3")],
                       header="t,y")
     assert _error(_series_spec(kind="series_csv", path=str(path), target="y", time_column="t")) == (
-        f"{path}: row 4, column 't': time 2024-01-02 00:00:00 appears twice")
+        f"{path}: line 4, column 't': time 2024-01-02 00:00:00 appears twice")
 
 
 def test_single_class(tmp_path):
     path = _write_csv(tmp_path / "r.csv", _reviews(5, ("good",)))
     assert _error(_text_spec(kind="text_csv", path=str(path))) == (
-        f"{path}: column 'label' has a single class 'good' (rows 2-6); a classifier needs at least two")
+        f"{path}: column 'label' has a single class 'good' (lines 2-6); a classifier needs at least two")
 
 
 def test_empty_text(tmp_path):
     rows = _reviews(3, ("a", "b"))
     rows[2] = ("  ", "a")
     path = _write_csv(tmp_path / "r.csv", rows)
-    assert _error(_text_spec(kind="text_csv", path=str(path))) == f"{path}: row 4, column 'text': empty text"
+    assert _error(_text_spec(kind="text_csv", path=str(path))) == f"{path}: line 4, column 'text': empty text"
 
 
 def test_bytes_that_are_not_utf8(tmp_path):
     path = tmp_path / "r.csv"
     path.write_bytes(b"text,label\ngood film,1\ncaf\xe9 noir,0\n")
     assert _error(_text_spec(kind="text_csv", path=str(path))) == (
-        f"{path}: row 3, column 'text': bytes that are not UTF-8 (byte 0xe9 at offset 26); save the file as UTF-8")
+        f"{path}: line 3, column 'text': bytes that are not UTF-8 (byte 0xe9 at offset 26); save the file as UTF-8")
     path.write_bytes(b"good film\t1\nnoir\t\xe9\n")
     assert _error(_text_spec(kind="text_csv", path=str(path), sep="\t", header=False, text_column=0,
                              label_column=1)) == (
-        f"{path}: row 2, column 1: bytes that are not UTF-8 (byte 0xe9 at offset 17); save the file as UTF-8")
+        f"{path}: line 2, column 1: bytes that are not UTF-8 (byte 0xe9 at offset 17); save the file as UTF-8")
     folder = tmp_path / "dir"
     _class_folders(folder)
     (folder / "pos" / "9.txt").write_bytes(b"ok\n\xff")
     assert _error(_text_spec(kind="text_dir", path=str(folder))) == (
-        f"{folder / 'pos' / '9.txt'}: row 2: bytes that are not UTF-8 (byte 0xff at offset 3); save the file as UTF-8")
+        f"{folder / 'pos' / '9.txt'}: line 2: bytes that are not UTF-8 (byte 0xff at offset 3); save the file as UTF-8")
 
 
 def test_labels_that_do_not_match_header(tmp_path):
     path = _write_csv(tmp_path / "r.csv", _reviews(4, ("0", "1")), header="review,sentiment")
     spec = _text_spec(kind="text_csv", path=str(path), header=False, text_column=0, label_column=1)
-    assert _error(spec) == (f"{path}: row 1, column 1: label 'sentiment' appears only in row 1, like a header "
+    assert _error(spec) == (f"{path}: line 1, column 1: label 'sentiment' appears only on line 1, like a header "
                             "row; set header: true (or give that class more rows)")
     with pytest.raises(ConfigError, match=r"^t: dataset.label_column must be a 0-based column position when header "
                                           r"is false. Got 'label' instead.$"):
@@ -376,10 +439,10 @@ def test_datasets_show_prints_splits_balance_and_dates(tmp_path):
 @pytest.mark.parametrize("rows, dataset, message", [
     (None, {"kind": "text_csv", "path": "missing.csv"}, "missing.csv: no such file"),
     ([("a", "1"), ("b", "x")], {"kind": "series_csv", "path": "s.csv", "target": "y"},
-     "s.csv: row 3, column 'y': 'x' is not a number"),
+     "s.csv: line 3, column 'y': 'x' is not a number"),
     ([("good", "1"), ("", "0"), ("bad", "0")], {"kind": "text_csv", "path": "s.csv", "text_column": "t",
                                                  "label_column": "y"},
-     "s.csv: row 3, column 't': empty text"),
+     "s.csv: line 3, column 't': empty text"),
 ])
 def test_bad_data_exits_2_with_one_line(tmp_path, rows, dataset, message):
     if rows is not None:

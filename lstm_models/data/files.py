@@ -1,21 +1,25 @@
-"""Reading the files users bring: UTF-8 text and CSV/TSV tables, with errors that name the row.
+"""Reading the files users bring: UTF-8 text and CSV/TSV tables, with errors that name the line.
 
-Rows are counted like a spreadsheet does: the first line of the file is row 1 (the header row,
-when there is one), so the first data row is row 2 with a header and row 1 without.
+A message names the line of the file a row starts on, as an editor numbers lines: the first
+line (the header row, when there is one) is line 1, and blank lines count, so the number is the
+same whether a blank line is read as a row or skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lstm_models.errors import DataError
 
 # Cells read as missing in a series (never in a text: there an empty cell is an empty text).
 MISSING = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
+_BREAK = r"\r\n|\r|\n"  # what ends a line for pandas's CSV reader
 
 
 def read_text(path: Path, what: str = "file", sep: str | None = None, header: bool = False) -> str:
@@ -39,7 +43,7 @@ def read_text(path: Path, what: str = "file", sep: str | None = None, header: bo
             position = raw[line_start:exc.start].count(sep.encode())
             names = raw.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r").split(sep) if header else []
             column = f", column {names[position]!r}" if position < len(names) else f", column {position}"
-        raise DataError(f"{path}: row {row}{column}: bytes that are not UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
+        raise DataError(f"{path}: line {row}{column}: bytes that are not UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
                         f"{exc.start}); save the file as UTF-8") from None
 
 
@@ -50,26 +54,38 @@ def default_sep(path: Path, sep: str | None) -> str:
     return "\t" if path.suffix.lower() == ".tsv" else ","
 
 
-def read_table(path: Path, sep: str | None, header: bool) -> pd.DataFrame:
-    """A CSV or TSV file, every cell a string; columns are names, or 0-based positions without header."""
+def read_table(path: Path, sep: str | None, header: bool, keep_blank: bool = False) -> pd.DataFrame:
+    """A CSV or TSV file, every cell a string; columns are names, or 0-based positions without header.
+
+    The frame's index is the line each row starts on (see the module docstring). A blank line
+    between rows is a row of empty cells with ``keep_blank`` (a step of a series), else skipped;
+    blank lines before the first row and after the last are never rows.
+    """
     text = read_text(path, sep=default_sep(path, sep), header=header)
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
+    above = re.match(rf"(?:[^\S\r\n]*(?:{_BREAK}))*", text).group()  # blank lines above the first row
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=default_sep(path, sep), header=0 if header else None,
-                            dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=True)
+        frame = pd.read_csv(io.StringIO(text[len(above):]), sep=default_sep(path, sep), header=0 if header else None,
+                            dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=False)
     except (pd.errors.ParserError, ValueError) as exc:
         detail = str(exc).strip().splitlines()[-1]
         raise DataError(f"{path}: cannot be read as {'TSV' if default_sep(path, sep) == chr(9) else 'CSV'}: "
                         f"{detail}") from None
+    first = len(re.findall(_BREAK, above)) + 1
     if header:
+        first += 1 + sum(len(re.findall(_BREAK, str(c))) for c in frame.columns)  # a quoted name may span lines
         frame.columns = [str(c) for c in frame.columns]
+    spans = 1 + frame.apply(lambda col: col.str.count(_BREAK)).sum(axis=1).to_numpy(dtype=int)
+    starts = first + np.cumsum(spans) - spans
+    lines = re.split(_BREAK, text)
+    blank = np.array([start > len(lines) or not lines[start - 1].strip() for start in starts], dtype=bool)
+    keep = np.arange(len(frame)) <= (np.flatnonzero(~blank)[-1] if (~blank).any() else -1)
+    if not keep_blank:
+        keep &= ~blank
+    frame = frame[keep]
+    frame.index = pd.Index(starts[keep], name="line")
     return frame
-
-
-def first_row(header: bool) -> int:
-    """The row number of the first data row."""
-    return 2 if header else 1
 
 
 def find_column(frame: pd.DataFrame, path: Path, column: str | int, key: str, header: bool) -> str | int:

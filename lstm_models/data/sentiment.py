@@ -54,7 +54,7 @@ def read_ratings(wheel: Path) -> tuple[np.ndarray, np.ndarray]:
     for row, line in enumerate(lines[1:], start=2):
         cells = line.split("\t")
         if len(cells) != 3:
-            raise DataError(f"{wheel}:{MEMBER}: row {row} has {len(cells)} fields, expected 3")
+            raise DataError(f"{wheel}:{MEMBER}: line {row} has {len(cells)} fields, expected 3")
         ratings.append(float(cells[1]))
         texts.append(cells[2])
     return np.array(texts, dtype=object), np.array(ratings, dtype="float64")

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lstm_models.data.files import MISSING, column_label, find_column, read_table
 from lstm_models.data.options import (COLUMN, CSV_RULES, SERIES_RULES, DatasetKind, DataSpec, Rule, check_list,
                                         column_kind)
-from lstm_models.errors import ConfigError
-from lstm_models.data.files import MISSING, column_label, find_column, first_row, read_table
 from lstm_models.data.splits import SeriesSplits, time_split
-from lstm_models.errors import DataError
+from lstm_models.errors import ConfigError, DataError
 
 
 def _sunspots():
@@ -50,12 +49,15 @@ def _elnino():
     return pd.DataFrame({"temperature": values}), index, "temperature", 12
 
 
+MACRODATA_TARGET = "realgdp"
+
+
 def _macrodata():
     from statsmodels.datasets import macrodata
 
     frame = macrodata.load_pandas().data
     index = [f"{int(y)}Q{int(q)}" for y, q in zip(frame["year"], frame["quarter"])]
-    return frame.drop(columns=["year", "quarter"]), index, "realgdp", 4
+    return frame.drop(columns=["year", "quarter"]), index, MACRODATA_TARGET, 4
 
 
 # name -> () -> (frame of numbers, time labels, default target, steps per season)
@@ -71,21 +73,24 @@ def load_statsmodels(spec: DataSpec, cache_dir: Path) -> SeriesSplits:
         if col not in frame.columns:
             raise DataError(f"statsmodels {name}: no column {col!r} (dataset.{key}); it has "
                             f"{', '.join(frame.columns)}")
-    rows = list(range(1, len(frame) + 1))
-    return frame_to_series(name, frame.astype("float64"), target, spec.get("features"), index, rows,
+    where = [f"row {r}" for r in range(1, len(frame) + 1)]
+    return frame_to_series(name, frame.astype("float64"), target, spec.get("features"), index, where,
                            spec.get("season") or season, spec)
 
 
 def load_series_csv(spec: DataSpec, cache_dir: Path) -> SeriesSplits:
-    """A CSV or TSV file: a target column, optional feature columns and an optional time column."""
+    """A CSV or TSV file: a target column, optional feature columns and an optional time column.
+
+    A blank line between rows is a step whose cells are all empty (gaps); without a time column
+    the steps' labels are the lines of the file.
+    """
     path, header = Path(spec.get("path")), spec.get("header")
-    frame = read_table(path, spec.get("sep"), header)
+    frame = read_table(path, spec.get("sep"), header, keep_blank=True)
     target = find_column(frame, path, spec.get("target"), "target", header)
     features = [find_column(frame, path, f, "features", header) for f in spec.get("features")]
     if frame.empty:
         raise DataError(f"{path}: no data rows")
-    start = first_row(header)
-    rows = np.arange(start, start + len(frame))
+    rows = frame.index.to_numpy()  # lines of the file
     numbers = pd.DataFrame({col: _numbers(frame[col], path, col, rows) for col in [target, *features]})
     season, index = 1, [str(r) for r in rows]
     time_col = spec.get("time_column")
@@ -98,37 +103,63 @@ def load_series_csv(spec: DataSpec, cache_dir: Path) -> SeriesSplits:
         repeated = times.duplicated()
         if repeated.any():
             first = int(np.flatnonzero(repeated.to_numpy())[0])
-            raise DataError(f"{path}: row {rows[first]}, column {column_label(time_col)}: time "
+            raise DataError(f"{path}: line {rows[first]}, column {column_label(time_col)}: time "
                             f"{times.iloc[first]} appears twice")
         season = season_of(times)
         fmt = "%Y-%m-%d" if (times == times.dt.normalize()).all() else "%Y-%m-%d %H:%M:%S"
         index = [t.strftime(fmt) for t in times]
-    return frame_to_series(str(path), numbers, target, features, index, rows.tolist(),
+    return frame_to_series(str(path), numbers, target, features, index, [f"line {r}" for r in rows],
                            spec.get("season") or season, spec)
 
 
 def _numbers(cells: pd.Series, path: Path, column, rows) -> pd.Series:
+    cells = cells.reset_index(drop=True)
     stripped = cells.str.strip()
     missing = stripped.isin(MISSING)
     values = pd.to_numeric(stripped.where(~missing), errors="coerce")
     bad = values.isna() & ~missing
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{path}: row {rows[i]}, column {column_label(column)}: {cells.iloc[i]!r} is not a number")
+        raise DataError(f"{path}: line {rows[i]}, column {column_label(column)}: {cells.iloc[i]!r} is not a number")
     infinite = ~np.isfinite(values.fillna(0.0))
     if infinite.any():
         i = int(np.flatnonzero(infinite.to_numpy())[0])
-        raise DataError(f"{path}: row {rows[i]}, column {column_label(column)}: {cells.iloc[i]!r} is not finite")
+        raise DataError(f"{path}: line {rows[i]}, column {column_label(column)}: {cells.iloc[i]!r} is not finite")
     return values.astype("float64")
 
 
 def _times(cells: pd.Series, path: Path, column, rows) -> pd.Series:
-    times = pd.to_datetime(cells.str.strip(), errors="coerce", format="mixed")
+    """The dates of the time column; when their UTC offsets differ, all converted to UTC."""
+    cells = cells.reset_index(drop=True)
+    stripped = cells.str.strip()
+    try:
+        times = pd.to_datetime(stripped, errors="coerce", format="mixed")
+    except ValueError:  # pandas: "Mixed timezones detected", offsets that differ or some dates without one
+        _check_offsets(cells, path, column, rows)
+        times = pd.to_datetime(stripped, errors="coerce", format="mixed", utc=True)
     bad = times.isna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{path}: row {rows[i]}, column {column_label(column)}: {cells.iloc[i]!r} is not a date")
-    return times.reset_index(drop=True)
+        raise DataError(f"{path}: line {rows[i]}, column {column_label(column)}: {cells.iloc[i]!r} is not a date")
+    return times
+
+
+def _check_offsets(cells: pd.Series, path: Path, column, rows) -> None:
+    """Dates with a UTC offset and dates without one are not on one clock: the first that differs is named."""
+    aware = []
+    for cell in cells:
+        try:
+            stamp = pd.Timestamp(cell.strip())
+        except ValueError:  # not a date: reported with the others
+            stamp = pd.NaT
+        aware.append(None if stamp is pd.NaT else stamp.tzinfo is not None)
+    known = [i for i, a in enumerate(aware) if a is not None]
+    first = known[0] if known else 0
+    for i in known:
+        if aware[i] != aware[first]:
+            raise DataError(f"{path}: line {rows[i]}, column {column_label(column)}: {cells.iloc[i]!r} has "
+                            f"{'a' if aware[i] else 'no'} UTC offset, unlike {cells.iloc[first]!r} on line "
+                            f"{rows[first]}; give every date a UTC offset (dates are then compared in UTC) or none")
 
 
 def season_of(times: pd.Series) -> int:
@@ -143,7 +174,7 @@ def season_of(times: pd.Series) -> int:
     return 1
 
 
-def frame_to_series(name: str, frame: pd.DataFrame, target, features, index, rows, season: int,
+def frame_to_series(name: str, frame: pd.DataFrame, target, features, index, where, season: int,
                     spec: DataSpec) -> SeriesSplits:
     """Fill the gaps (``fill``), put the target first, and split by time.
 
@@ -152,7 +183,7 @@ def frame_to_series(name: str, frame: pd.DataFrame, target, features, index, row
         frame: one float column per used column, NaN where a value is missing.
         target, features: column names (or positions) in ``frame``.
         index: one time label per row, in time order.
-        rows: the file row of each frame row, for messages.
+        where: where each frame row comes from, for messages ("line 21" of a file).
         season: steps per season (1: none).
         spec: the dataset options (fill, lookback, horizon, split fractions).
     """
@@ -166,7 +197,7 @@ def frame_to_series(name: str, frame: pd.DataFrame, target, features, index, row
     gaps = int(missing.to_numpy().sum())
     if gaps and fill == "error":
         i, j = np.argwhere(missing.to_numpy())[0]
-        raise DataError(f"{name}: row {rows[i]}, column {column_label(columns[j])}: missing value "
+        raise DataError(f"{name}: {where[i]}, column {column_label(columns[j])}: missing value "
                         "(fill: error; use fill: interpolate or drop)")
     if gaps and fill == "drop":
         keep = ~missing.any(axis=1).to_numpy()
@@ -205,9 +236,19 @@ def make_series(name: str, values: np.ndarray, columns, index, spec: DataSpec, s
     return splits
 
 
-def _check_features(options: dict, source: str) -> None:
+def _check_features(options: dict, source: str, target=None) -> None:
+    """Feature columns: names (or positions without header), each once, never the target."""
     want = str if options.get("header", True) else int
-    check_list(options["features"], want, column_kind(want), source, "dataset.features")
+    features = options["features"]
+    check_list(features, want, column_kind(want), source, "dataset.features")
+    target = options["target"] if target is None else target
+    for i, col in enumerate(features):
+        if col == target:
+            raise ConfigError(f"{source}: dataset.features must not list the target {col!r} (the target is always "
+                              f"an input). Got {features!r} instead.")
+        if col in features[:i]:
+            raise ConfigError(f"{source}: dataset.features must list each column once ({col!r} is listed twice). "
+                              f"Got {features!r} instead.")
 
 
 def _check_statsmodels(options: dict, source: str) -> None:
@@ -216,7 +257,7 @@ def _check_statsmodels(options: dict, source: str) -> None:
             if options[key]:
                 raise ConfigError(f"{source}: dataset.{key} applies to name: macrodata only "
                                   f"({options['name']} is a single series). Got {options[key]!r}.")
-    _check_features(options, source)
+    _check_features(options, source, target=options["target"] or MACRODATA_TARGET)
 
 
 KINDS = {

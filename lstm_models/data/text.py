@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lstm_models.data.options import COLUMN, CSV_RULES, TEXT_RULES, DatasetKind, DataSpec, Rule, check_list
-from lstm_models.data.files import check_digest, column_label, find_column, first_row, read_table, read_text
+from lstm_models.data.files import check_digest, column_label, find_column, read_table, read_text
 from lstm_models.data.splits import TextSplits, text_splits
 from lstm_models.errors import DataError
 
@@ -38,7 +38,7 @@ def class_order(labels) -> tuple[str, ...]:
 def _encode(labels: list[str], path: Path, column: str, rows: list[int]) -> tuple[np.ndarray, tuple[str, ...]]:
     names = class_order(labels)
     if len(names) < 2:
-        raise DataError(f"{path}: column {column} has a single class {names[0]!r} (rows {rows[0]}-{rows[-1]}); "
+        raise DataError(f"{path}: column {column} has a single class {names[0]!r} (lines {rows[0]}-{rows[-1]}); "
                         "a classifier needs at least two")
     code = {name: i for i, name in enumerate(names)}
     return np.array([code[v] for v in labels], dtype="int32"), names
@@ -52,19 +52,18 @@ def load_text_csv(spec: DataSpec, cache_dir: Path) -> TextSplits:
     label_col = find_column(frame, path, spec.get("label_column"), "label_column", header)
     if frame.empty:
         raise DataError(f"{path}: no data rows")
-    start = first_row(header)
-    rows = list(range(start, start + len(frame)))
+    rows = frame.index.tolist()  # lines of the file
     texts = frame[text_col].tolist()
     labels = [v.strip() for v in frame[label_col].tolist()]
     for row, text in zip(rows, texts):
         if not text.strip():
-            raise DataError(f"{path}: row {row}, column {column_label(text_col)}: empty text")
+            raise DataError(f"{path}: line {row}, column {column_label(text_col)}: empty text")
     for row, label in zip(rows, labels):
         if not label:
-            raise DataError(f"{path}: row {row}, column {column_label(label_col)}: empty label")
+            raise DataError(f"{path}: line {row}, column {column_label(label_col)}: empty label")
     if not header and len(labels) > 2 and labels.count(labels[0]) == 1:
-        raise DataError(f"{path}: row 1, column {column_label(label_col)}: label {labels[0]!r} appears only in "
-                        "row 1, like a header row; set header: true (or give that class more rows)")
+        raise DataError(f"{path}: line {rows[0]}, column {column_label(label_col)}: label {labels[0]!r} appears only "
+                        f"on line {rows[0]}, like a header row; set header: true (or give that class more rows)")
     encoded, names = _encode(labels, path, f"{column_label(label_col)}", rows)
     return text_splits(path.name, np.array(texts, dtype=object), encoded, names, spec)
 
@@ -83,7 +82,7 @@ def _read_class_folders(root: Path, classes: list[str] | None) -> tuple[list[str
         for file in files:
             text = read_text(file)
             if not text.strip():
-                raise DataError(f"{file}: row 1: empty text")
+                raise DataError(f"{file}: line 1: empty text")
             texts.append(text)
             labels.append(name)
     return texts, labels
