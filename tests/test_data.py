@@ -311,6 +311,13 @@ def test_missing_column_lists_the_header(tmp_path):
         "(if the file has no header row, set header: false and give 0-based positions)")
 
 
+def test_a_header_naming_a_column_twice(tmp_path):
+    """pandas reads the second 'text' as 'text.1': the spec's column would silently be the first."""
+    path = _write_csv(tmp_path / "r.csv", [(t, t, c) for t, c in _reviews()], header="text,label,text")
+    assert _error(_text_spec(kind="text_csv", path=str(path))) == (
+        f"{path}: the header row names column 'text' twice (columns 1 and 3); give each column its own name")
+
+
 def test_non_numeric_value_in_a_series(tmp_path):
     path = _write_csv(tmp_path / "s.csv", [(str(i), "3.5" if i != 7 else "n/a?") for i in range(40)],
                       header="t,y")

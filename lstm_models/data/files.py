@@ -74,6 +74,7 @@ def read_table(path: Path, sep: str | None, header: bool, keep_blank: bool = Fal
                         f"{detail}") from None
     first = len(re.findall(_BREAK, above)) + 1
     if header:
+        _names_once(path, text[len(above):], default_sep(path, sep))
         first += 1 + sum(len(re.findall(_BREAK, str(c))) for c in frame.columns)  # a quoted name may span lines
         frame.columns = [str(c) for c in frame.columns]
     spans = 1 + frame.apply(lambda col: col.str.count(_BREAK)).sum(axis=1).to_numpy(dtype=int)
@@ -86,6 +87,17 @@ def read_table(path: Path, sep: str | None, header: bool, keep_blank: bool = Fal
     frame = frame[keep]
     frame.index = pd.Index(starts[keep], name="line")
     return frame
+
+
+def _names_once(path: Path, text: str, sep: str) -> None:
+    """A header that names a column twice: pandas would read the second as 'name.1', and the spec's
+    column would silently be the first."""
+    names = pd.read_csv(io.StringIO(text), sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False,
+                        na_filter=False).iloc[0].tolist()
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise DataError(f"{path}: the header row names column {name!r} twice (columns {names.index(name) + 1} "
+                            f"and {i + 1}); give each column its own name")
 
 
 def find_column(frame: pd.DataFrame, path: Path, column: str | int, key: str, header: bool) -> str | int:
