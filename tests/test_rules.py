@@ -54,6 +54,19 @@ def test_searchable_values_are_fixed_choices_or_ranges():
         "w must be a value or a list of bool. Got a range {'min': 1, 'max': 2} instead.")
 
 
+def test_a_log_range_takes_a_step_only_as_a_factor_above_1():
+    rule = Rule(int, min=1, max=1024, searchable=True)
+    assert check_param("units", {"min": 8, "max": 512, "sampling": "log"}, rule, "w") == Param(
+        "units", min=8, max=512, sampling="log")  # no step: any integer, log-uniform
+    assert check_param("units", {"min": 8, "max": 512, "step": 2, "sampling": "log"}, rule, "w").step == 2
+    assert _error(check_param, "depth", {"min": 1, "max": 3, "step": 1, "sampling": "log"}, rule, "s.yaml: search.depth") == (
+        "s.yaml: search.depth.step must be above 1 with sampling 'log' (it multiplies: min, min*step, "
+        "min*step**2 ... up to max). Got 1 instead.")
+    rate = Rule(float, min=1e-6, max=1.0, searchable=True)
+    assert _error(check_param, "lr", {"min": 1e-4, "max": 0.1, "step": 0.5, "sampling": "log"}, rate, "w").startswith(
+        "w.step must be above 1 with sampling 'log' (it multiplies: ")
+
+
 def test_durations_parse_and_print_in_their_shortest_form():
     assert [parse_duration(v) for v in ("90s", "30m", "2h", "1d", "45", 12)] == [90, 1800, 7200, 86400, 45, 12]
     assert [format_duration(s) for s in (90, 1800, 7200, 86400, 150, 0.5)] == ["90s", "30m", "2h", "1d", "150s", "0.5s"]

@@ -58,3 +58,28 @@ def test_a_trials_seed_comes_from_its_values_not_its_number():
     seeds = [trial_seed(42, config), trial_seed(43, config), trial_seed(42, continued),
              trial_seed(42, {**config, "units": 64}), trial_seed(42, {**config, "learning_rate": 0.00813})]
     assert len(set(seeds)) == 5 and all(0 <= s < 2**31 - 1 for s in seeds)
+
+
+def test_integer_log_ranges_declare_the_values_keras_tuner_samples():
+    from lstm_models.search.space import _possible
+
+    ranges = {"depth": {"min": 1, "max": 3, "sampling": "log"}, "units": {"min": 4, "max": 100, "step": 3, "sampling": "log"},
+              "batch_size": {"min": 8, "max": 64, "sampling": "log"}, "embedding_dim": {"min": 4, "max": 20, "step": 5}}
+    spec = _space(**ranges)
+    hp = kt.HyperParameters()
+    sample_spec(hp, spec.search, spec.task)  # Keras Tuner refused a log Int with step 1: "expected step > 1"
+    declared = {h.name: h for h in hp.space}
+    assert (declared["depth"].step, declared["units"].step, declared["units"].sampling) == (None, 3, "log")
+    expected = {"depth": [1, 2, 3], "units": [4, 12, 36], "batch_size": list(range(8, 65)), "embedding_dim": [4, 9, 14, 19]}
+    for name, values in expected.items():
+        sampled = sorted({declared[name].prob_to_value(i / 4000) for i in range(4000)})
+        assert _possible(getattr(spec.search, name)) == sampled == values
+
+
+def test_a_log_step_on_depth_is_a_factor_and_every_depth_has_its_units():
+    spec = _space(cells=["gru"], units=8, depth={"min": 1, "max": 3, "step": 2, "sampling": "log"})
+    hp = kt.HyperParameters()
+    sample_spec(hp, spec.search, spec.task)
+    assert {h.name for h in hp.space} >= {"units_2"} and "units_3" not in {h.name for h in hp.space}
+    hp.values.update({"depth": 2, "units_2": 8})  # Keras Tuner's depths are 1 and 2 (1 * 2), not 1 and 3
+    assert sample_spec(hp, spec.search, spec.task).units == (8, 8) and hp.is_active("units_2")

@@ -59,6 +59,10 @@ def test_shipped_specs_load():
      "s.yaml: name must be letters, digits, '-', '_' or '.' (it names the export folder). Got 'a/b' instead."),
     ({"name": "x", "task": "classification", "dataset": {"kind": "sentiment"}, "search": {"bidirectional": "yes"}},
      "s.yaml: search.bidirectional must be true or false. Got 'yes' instead."),
+    ({"name": "x", "task": "classification", "dataset": {"kind": "sentiment"},
+      "search": {"depth": {"min": 1, "max": 3, "step": 1, "sampling": "log"}}},
+     "s.yaml: search.depth.step must be above 1 with sampling 'log' (it multiplies: min, min*step, min*step**2 "
+     "... up to max). Got 1 instead."),
 ])
 def test_bad_specs_name_key_and_value(raw, message):
     assert _error(raw).startswith(message)
@@ -90,6 +94,14 @@ def test_ranges_choices_and_fixed_values():
     assert spec.search.dropout.values == (0.0, 0.25)
     assert spec.search.learning_rate == Param("learning_rate", min=1e-4, max=0.1, sampling="log")
     assert spec.to_dict()["search"]["units"] == 32
+
+
+def test_integer_ranges_may_be_sampled_on_a_log_scale():
+    spec = parse_sweep({"name": "x", "task": "forecasting", "dataset": {"kind": "statsmodels"},
+                        "search": {"depth": {"min": 1, "max": 3, "sampling": "log"},
+                                   "units": {"min": 4, "max": 64, "step": 2, "sampling": "log"}}})
+    assert spec.search.depth == Param("depth", min=1, max=3, sampling="log")
+    assert spec.to_dict()["search"]["units"] == {"min": 4, "max": 64, "step": 2, "sampling": "log"}
 
 
 def test_time_budget_in_the_spec_and_on_the_command_line(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import fields
 
 from lstm_models.models.build import TASK_ONLY, ModelSpec
@@ -91,10 +92,17 @@ def sample_spec(hp, space: SearchSpace, task: str, lookback: Param | None = None
 
 
 def _possible(param: Param) -> list[int]:
+    """Every value Keras Tuner's ``Int`` can give for ``param``, as it computes them: with
+    ``sampling: log`` a step is a factor (min, min*step, ... up to max), without one any integer."""
     if not param.is_range:
         return [int(v) for v in param.values]
-    step = int(param.step or 1)
-    return list(range(int(param.min), int(param.max) + 1, step))
+    lo, hi = int(param.min), int(param.max)
+    if param.step is None:
+        return list(range(lo, hi + 1))
+    if param.sampling == "log":
+        count = int(math.log(hi / lo, param.step) + 1e-8) + 1
+        return [int(lo * math.pow(param.step, i)) for i in range(count)]
+    return list(range(lo, hi + 1, int(param.step)))
 
 
 def _declare(hp, name: str, param: Param):
@@ -104,5 +112,5 @@ def _declare(hp, name: str, param: Param):
             return hp.Fixed(name, param.values[0])
         return hp.Choice(name, list(param.values))
     if isinstance(param.min, int) and isinstance(param.max, int):
-        return hp.Int(name, param.min, param.max, step=int(param.step or 1), sampling=param.sampling)
+        return hp.Int(name, param.min, param.max, step=param.step, sampling=param.sampling)
     return hp.Float(name, float(param.min), float(param.max), step=param.step, sampling=param.sampling)

@@ -23,7 +23,7 @@ class Param:
     """One searchable hyperparameter: a fixed value, a choice, or a numeric range.
 
     In YAML a scalar is fixed, a list is a choice and a mapping ``{min, max, step, sampling}``
-    is a range (``sampling: log`` for learning rates).
+    is a range (``sampling: log`` for learning rates; with it a step is a factor, docs/spec.md#ranges).
     """
 
     name: str
@@ -107,33 +107,7 @@ def hint(word: str, options) -> str:
 
 def check_param(name: str, value: Any, rule: Rule, where: str) -> Param:
     if isinstance(value, dict):
-        if rule.type not in (int, float):
-            raise ConfigError(f"{where} must be a value or a list of {rule.type.__name__}. Got a range {value!r} instead.")
-        unknown = set(value) - {"min", "max", "step", "sampling"}
-        if unknown:
-            key = sorted(unknown)[0]
-            raise ConfigError(
-                f"{where}: unknown key {key!r} in a range.{hint(key, ['min', 'max', 'step', 'sampling'])} "
-                "Allowed: min, max, step, sampling."
-            )
-        for end in ("min", "max"):
-            if end not in value:
-                raise ConfigError(f"{where}.{end} is required in a range")
-        lo = check_scalar(value["min"], rule, f"{where}.min")
-        hi = check_scalar(value["max"], rule, f"{where}.max")
-        if lo > hi:
-            raise ConfigError(f"{where}: min ({lo}) must not be above max ({hi})")
-        step = value.get("step")
-        if step is not None:
-            step = check_scalar(step, Rule(rule.type, min=0), f"{where}.step")
-            if step <= 0:
-                raise ConfigError(f"{where}.step must be above 0. Got {step} instead.")
-        sampling = value.get("sampling", "linear")
-        if sampling not in ("linear", "log"):
-            raise ConfigError(f"{where}.sampling must be 'linear' or 'log'. Got {sampling!r} instead.")
-        if sampling == "log" and lo <= 0:
-            raise ConfigError(f"{where}: log sampling needs min above 0. Got {lo} instead.")
-        return Param(name, min=lo, max=hi, step=step, sampling=sampling)
+        return _check_range(name, value, rule, where)
     if isinstance(value, list):
         if not value:
             raise ConfigError(f"{where} must not be an empty list")
@@ -142,6 +116,41 @@ def check_param(name: str, value: Any, rule: Rule, where: str) -> Param:
             raise ConfigError(f"{where} lists a value twice: {list(value)!r}")
         return Param(name, values=items)
     return Param(name, values=(check_scalar(value, rule, where),))
+
+
+def _check_range(name: str, value: dict, rule: Rule, where: str) -> Param:
+    """A mapping ``{min, max, step, sampling}``. With ``sampling: log`` a step is a factor, as in
+    Keras Tuner (min, min*step, min*step**2 ... up to max), so it must be above 1."""
+    if rule.type not in (int, float):
+        raise ConfigError(f"{where} must be a value or a list of {rule.type.__name__}. Got a range {value!r} instead.")
+    unknown = set(value) - {"min", "max", "step", "sampling"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(
+            f"{where}: unknown key {key!r} in a range.{hint(key, ['min', 'max', 'step', 'sampling'])} "
+            "Allowed: min, max, step, sampling."
+        )
+    for end in ("min", "max"):
+        if end not in value:
+            raise ConfigError(f"{where}.{end} is required in a range")
+    lo = check_scalar(value["min"], rule, f"{where}.min")
+    hi = check_scalar(value["max"], rule, f"{where}.max")
+    if lo > hi:
+        raise ConfigError(f"{where}: min ({lo}) must not be above max ({hi})")
+    sampling = value.get("sampling", "linear")
+    if sampling not in ("linear", "log"):
+        raise ConfigError(f"{where}.sampling must be 'linear' or 'log'. Got {sampling!r} instead.")
+    if sampling == "log" and lo <= 0:
+        raise ConfigError(f"{where}: log sampling needs min above 0. Got {lo} instead.")
+    step = value.get("step")
+    if step is not None:
+        step = check_scalar(step, Rule(rule.type, min=0), f"{where}.step")
+        if step <= 0:
+            raise ConfigError(f"{where}.step must be above 0. Got {step} instead.")
+        if sampling == "log" and step <= 1:
+            raise ConfigError(f"{where}.step must be above 1 with sampling 'log' (it multiplies: min, min*step, "
+                              f"min*step**2 ... up to max). Got {step} instead.")
+    return Param(name, min=lo, max=hi, step=step, sampling=sampling)
 
 
 def check_scalar(value: Any, rule: Rule, where: str) -> Any:
