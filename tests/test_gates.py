@@ -156,6 +156,7 @@ def test_a_simple_rnn_has_only_h(exports, tmp_path):
 
 
 def test_gates_cli_bad_input_is_one_line_exit_2(exports, tmp_path):
+    meta = exports["gru"] / "meta.json"
     cases = [
         (["gates", str(tmp_path / "nope"), "--text", "x"], f"{tmp_path / 'nope'}: no such export folder"),
         (["gates", str(exports["gru"]), "--text", "good"],
@@ -165,8 +166,18 @@ def test_gates_cli_bad_input_is_one_line_exit_2(exports, tmp_path):
         (["gradients", "--cells", "lstm,transformer"], "--cells: 'transformer' is not one of lstm, gru, rnn"),
         (["gradients", "--trained", str(exports["text"].parent)],
          f"{exports['text'].parent}: no model.keras in this folder; is it a folder written by lstm-models sweep?"),
-        (["gates", str(exports["gru"]), "--values", "1:0,2:0,3:0,4:0,5:0", "--out", str(exports["gru"] / "meta.json")],
-         f"--out {exports['gru'] / 'meta.json'}: exists and is not a folder"),
+        (["gates", str(exports["gru"]), "--values", "1:0,2:0,3:0,4:0,5:0", "--out", str(meta)],
+         f"--out {meta}: {meta.resolve()} is a file, not a folder"),
+        (["gates", str(exports["gru"]), "--values", "1:0,2:0,3:0,4:0,5:0", "--out", str(meta / "x")],
+         f"--out {meta / 'x'}: {meta.resolve()} is a file, not a folder"),  # as sweep --output says it
+        (["gradients", "--cells", "rnn", "--out", str(meta / "x")], f"--out {meta / 'x'}: {meta.resolve()} is a file"),
+        (["gates", str(exports["gru"]), "--values", "1:0,2:0,3:0,4:0,nan:1"],
+         "--values: step 5 ('nan:1') is not a finite number"),
+        (["gates", str(exports["gru"]), "--values", "1:0,inf:0,3:0,4:0,5:0"], "--values: step 2 ('inf:0') is not a finite number"),
+        (["gates", str(exports["gru"]), "--values", "1:0,2:0,3:1e400,4:0,5:0"],
+         "--values: step 3 ('3:1e400') is not a finite number"),
+        (["gates", str(exports["gru"]), "--values", "1:0,2:0,3:0,1e39:0,5:0"],  # finite, but not in float32
+         "--values: step 4 ('1e39:0') is not a finite number"),
     ]
     for args, message in cases:
         done = run_cli(*args, cwd=tmp_path)

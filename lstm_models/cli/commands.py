@@ -160,20 +160,14 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _out_dir(value: str) -> Path:
-    out = Path(value)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
-    return out
-
-
 def cmd_gates(args: argparse.Namespace) -> int:
     from lstm_models.export import load_export, read_export
     from lstm_models.inspect.gates import gates_report
     from lstm_models.tasks import check_input
 
     given = check_input(read_export(args.export), args.text, args.values)  # before TensorFlow loads
-    out = _out_dir(args.out)
+    out = Path(args.out)
+    check_writable(out, f"--out {out}")
     model, meta = load_export(args.export)
     from lstm_models.tasks.text import text_input
 
@@ -191,7 +185,8 @@ def cmd_gradients(args: argparse.Namespace) -> int:
     for flag, value, lo, hi in (("--length", args.length, 2, 10_000), ("--units", args.units, 1, 1024),
                                 ("--batch", args.batch, 1, 1024)):
         check_scalar(value, Rule(int, min=lo, max=hi), flag)
-    out = _out_dir(args.out)
+    out = Path(args.out)
+    check_writable(out, f"--out {out}")
     cells = args.cells.split(",") if args.cells else ([] if args.trained else list(CELL_NAMES))
     for cell in cells:
         if cell not in CELL_NAMES:

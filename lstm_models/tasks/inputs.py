@@ -35,6 +35,8 @@ def values_input(meta: dict, raw: str) -> tuple[np.ndarray, list[str]]:
             row = [float(v) for v in step.split(":")]
         except ValueError:
             raise ConfigError(f"--values: step {n} ({step!r}) is not a number") from None
+        if not all(abs(v) <= float(np.finfo(np.float32).max) for v in row):  # NaN, inf, 1e400, 1e39 (beyond float32)
+            raise ConfigError(f"--values: step {n} ({step!r}) is not a finite number")
         if len(row) != width:
             raise ConfigError(f"--values: step {n} ({step!r}) has {len(row)} channel(s); the model reads "
                               f"{width} ({', '.join(meta['columns'])}), written a:b")
