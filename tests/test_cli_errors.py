@@ -25,6 +25,8 @@ CASES = [
      "nope.yaml: no such sweep spec (expected a YAML file, e.g. sweeps/sentiment.yaml)"),
     ("YAML syntax error", "name: x\ntask: [forecasting\n", [],
      "spec.yaml: YAML syntax error at line 3, column 1: expected ',' or ']', but got '<stream end>'"),
+    ("key given twice", "name: x\ntask: forecasting\nsearch: {units: 4}\nsearch: {units: 8}\n", [],
+     "spec.yaml: YAML syntax error at line 4, column 1: key 'search' is given twice in one mapping"),
     ("unknown key", _spec(**{"search.unitz": 4}), [],
      "spec.yaml: unknown key search.unitz. Did you mean 'units'? Allowed: cells, units, depth, dropout, "
      "recurrent_dropout, learning_rate, bidirectional, batch_size, embedding_dim, pooling, clipnorm, unit_forget_bias, residual."),

@@ -170,7 +170,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if not path.is_file():
         raise ConfigError(f"{path}: no such sweep spec (expected a YAML file, e.g. sweeps/sentiment.yaml)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SpecLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -179,6 +179,21 @@ def load_sweep(path: str | Path) -> SweepSpec:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return parse_sweep(raw, source=str(path))
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tags that run code), but a key given twice in one mapping is an
+    error: `yaml.safe_load` keeps the last, so a second ``search:`` silently replaced the first."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice in one mapping",
+                                                        key_node.start_mark)
+            seen.add(key if isinstance(key, (str, int, float, bool)) else id(key_node))
+        return super().construct_mapping(node, deep)
 
 
 def parse_sweep(raw: Any, source: str = "<spec>") -> SweepSpec:
