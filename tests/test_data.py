@@ -311,6 +311,13 @@ def test_missing_column_lists_the_header(tmp_path):
         "(if the file has no header row, set header: false and give 0-based positions)")
 
 
+def test_a_utf16_file_is_named_as_such(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("text,label\n" + "".join(f"{t},{c}\n" for t, c in _reviews()), encoding="utf-16")
+    assert _error(_text_spec(kind="text_csv", path=str(path))) == (
+        f"{path}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8")
+
+
 def test_a_header_naming_a_column_twice(tmp_path):
     """pandas reads the second 'text' as 'text.1': the spec's column would silently be the first."""
     path = _write_csv(tmp_path / "r.csv", [(t, t, c) for t, c in _reviews()], header="text,label,text")

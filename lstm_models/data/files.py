@@ -33,6 +33,8 @@ def read_text(path: Path, what: str = "file", sep: str | None = None, header: bo
     if not path.is_file():
         raise DataError(f"{path}: not a file")
     raw = path.read_bytes()
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):  # its byte-order mark: every other byte would be reported
+        raise DataError(f"{path}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
