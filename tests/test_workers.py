@@ -85,13 +85,21 @@ def test_a_worker_refuses_a_chief_that_is_not_there_or_runs_another_spec(tmp_pat
         chief["search"]["units"] = [4]
         from lstm_models.search.chief import WorkerPlan
 
-        tracker.start_sweep("tiny-sunspots", "sweep", {}, sweep_tags(WorkerPlan(0, port=port), chief))
+        other = tracker.start_sweep("tiny-sunspots", "sweep", {}, sweep_tags(WorkerPlan(0, port=port), chief, "x"))
         assert worker(f"127.0.0.1:{port}") == ("--worker: the spec differs from the chief's (search.units: [4] -> [4, 8]); "
                                                "start the worker with the chief's spec and flags")
+        tracker.end_run(other, "FINISHED")
+        tracker.start_sweep("tiny-sunspots", "sweep", {}, sweep_tags(WorkerPlan(0, port=port), load_sweep(spec).to_dict(),
+                                                                     "0123456789abcdef"))
+        from lstm_models.data import load_dataset
+
+        ours = load_dataset(load_sweep(spec).dataset, CACHE).digest()
+        assert worker(f"127.0.0.1:{port}") == (f"--worker: the data differs from the chief's (fingerprint {ours}, the "
+                                               "chief's 0123456789abcdef); give the worker the same data as its chief")
     assert worker(f"127.0.0.1:{port}") == (f"--worker 127.0.0.1:{port}: cannot reach the chief's oracle there "
                                            "(Connection refused); is the chief running, and is this its port?")
     runs = tracker.client.search_runs([tracker.experiment_id])
-    assert len(runs) == 1  # the refused workers opened no run
+    assert len(runs) == 2  # the two sweeps above: the refused workers opened no run
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow", "spec.yaml"]
 
 

@@ -57,12 +57,16 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
     if args.worker:
         from lstm_models.search.worker import find_sweep
 
-        args.parent_run_id = find_sweep(tracker, spec.to_dict(), args.worker)
+        args.parent_run_id, chiefs_data = find_sweep(tracker, spec.to_dict(), args.worker)
 
     from lstm_models.data import load_dataset
 
     loading = time.perf_counter()
     data = load_dataset(spec.dataset, Path(args.cache_dir))
+    if args.worker:
+        from lstm_models.search.worker import check_same_data
+
+        check_same_data(chiefs_data, data)
 
     from lstm_models.search.run import Hooks, SweepPaths, run_sweep
     from lstm_models.tracking.report import format_leaderboard

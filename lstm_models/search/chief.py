@@ -96,10 +96,11 @@ def gpu_ids(environ: dict) -> tuple[str, ...]:
     return tuple(str(i) for i, line in enumerate(done.stdout.splitlines()) if line.startswith("GPU "))
 
 
-def sweep_tags(plan: WorkerPlan, spec: dict) -> dict[str, str]:
-    """The parent run's tags by which workers find the sweep and check that they run its spec."""
+def sweep_tags(plan: WorkerPlan, spec: dict, data: str) -> dict[str, str]:
+    """The parent run's tags by which workers find the sweep and check that they run its spec on
+    its data (``data``: its fingerprint)."""
     return {"workers": str(plan.count), "oracle_host": plan.host, "oracle_port": str(plan.port),
-            "sweep_spec": json.dumps(spec, sort_keys=True)}
+            "sweep_spec": json.dumps(spec, sort_keys=True), "data_fingerprint": data}
 
 
 def run_chief(local: LocalWorkers, oracle, recorder: TrialRecorder, model_spec: Callable, timeout: float,

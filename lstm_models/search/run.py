@@ -113,7 +113,7 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         from lstm_models.tasks import task_for
 
         task = task_for(data)
-        parallel = sweep_tags(workers, spec.to_dict()) if workers else {}
+        parallel = sweep_tags(workers, spec.to_dict(), dataset["digest"]) if workers else {}
         state = open_state(spec, tracker, folder, resumed, {**task.tags(), **hooks.tags, **parallel}, dataset["digest"])
         if workers:
             tracker.set_tags(state.parent_run_id, parallel)  # a resumed chief may listen elsewhere

@@ -64,9 +64,10 @@ def load_libraries() -> None:
     load_store_code()
 
 
-def find_sweep(tracker, spec: dict, address: str) -> str:
+def find_sweep(tracker, spec: dict, address: str) -> tuple[str, str]:
     """The parent run a worker joins: the running sweep of its spec's name whose oracle is on
-    ``address``'s port; `ConfigError` if there is none, or if its spec is not this one."""
+    ``address``'s port; `ConfigError` if there is none, or if its spec is not this one. Returns
+    its id and its data's fingerprint, which `check_same_data` compares once the data is loaded."""
     from lstm_models.search.state import spec_changes
 
     host, port = parse_address("--worker", address)
@@ -83,7 +84,15 @@ def find_sweep(tracker, spec: dict, address: str) -> str:
     if changes:
         raise ConfigError(f"--worker: the spec differs from the chief's ({'; '.join(changes[:3])}); "
                           "start the worker with the chief's spec and flags")
-    return runs[0]["run_id"]
+    return runs[0]["run_id"], runs[0]["tags"].get("data_fingerprint", "")
+
+
+def check_same_data(chiefs: str, data) -> None:
+    """A worker on another host may read another copy of a file (another version, another
+    download): its trials would be trained on other data than the chief scores them on."""
+    if chiefs and data.digest() != chiefs:
+        raise ConfigError(f"--worker: the data differs from the chief's (fingerprint {data.digest()}, the chief's "
+                          f"{chiefs}); give the worker the same data as its chief")
 
 
 def worker_tags(wid: str) -> dict[str, str]:
