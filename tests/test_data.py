@@ -325,6 +325,14 @@ def test_a_header_naming_a_column_twice(tmp_path):
         f"{path}: the header row names column 'text' twice (columns 1 and 3); give each column its own name")
 
 
+def test_a_series_too_large_for_float32_training(tmp_path):
+    """Its variance overflows float32, in which the model normalises: every trial's loss was NaN."""
+    path = _write_csv(tmp_path / "s.csv", [(str(i), f"{(-1) ** i * 3e30:g}") for i in range(40)], header="t,y")
+    assert _error(_series_spec(kind="series_csv", path=str(path), target="y")) == (
+        f"{path}: column 'y' spreads by about 3.0e+30 in the training split, too far for float32 training (its "
+        "variance overflows); rescale the column")
+
+
 def test_non_numeric_value_in_a_series(tmp_path):
     path = _write_csv(tmp_path / "s.csv", [(str(i), "3.5" if i != 7 else "n/a?") for i in range(40)],
                       header="t,y")

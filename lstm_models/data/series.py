@@ -233,6 +233,11 @@ def make_series(name: str, values: np.ndarray, columns, index, spec: DataSpec, s
     if season > 1 and val_start <= season:
         raise DataError(f"{name}: the training split has {val_start} steps, not more than one season of {season}; "
                         "set dataset.season or use a longer series")
+    spread = np.asarray(values[:val_start], dtype="float64").var(axis=0)
+    if (spread > float(np.finfo(np.float32).max)).any():  # the models normalise by it, in float32
+        i = int(np.flatnonzero(spread > float(np.finfo(np.float32).max))[0])
+        raise DataError(f"{name}: column {column_label(columns[i])} spreads by about {np.sqrt(spread[i]):.1e} in the "
+                        "training split, too far for float32 training (its variance overflows); rescale the column")
     return splits
 
 
