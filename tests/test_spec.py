@@ -56,7 +56,11 @@ def test_shipped_specs_load():
      "s.yaml: objective must be one of val_accuracy, val_loss for task classification. Got 'val_rmse' instead."),
     ({"task": "classification", "dataset": {"kind": "sentiment"}}, "s.yaml: name is required"),
     ({"name": "a/b", "task": "classification", "dataset": {"kind": "sentiment"}},
-     "s.yaml: name must be letters, digits, '-', '_' or '.' (it names the export folder). Got 'a/b' instead."),
+     "s.yaml: name must start with a letter or digit and hold only letters, digits, '-', '_' or '.' (it names the "
+     "sweep's state and export folders). Got 'a/b' instead."),
+    ({"name": "..", "task": "classification", "dataset": {"kind": "sentiment"}},  # --fresh emptied the parent folder
+     "s.yaml: name must start with a letter or digit and hold only letters, digits, '-', '_' or '.' (it names the "
+     "sweep's state and export folders). Got '..' instead."),
     ({"name": "x", "task": "classification", "dataset": {"kind": "sentiment"}, "search": {"bidirectional": "yes"}},
      "s.yaml: search.bidirectional must be true or false. Got 'yes' instead."),
     ({"name": "x", "task": "classification", "dataset": {"kind": "sentiment"},

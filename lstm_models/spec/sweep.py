@@ -225,9 +225,10 @@ def parse_sweep(raw: Any, source: str = "<spec>") -> SweepSpec:
 
 
 def _check_name(name: str, source: str) -> str:
-    if not name or not all(c.isalnum() or c in "-_." for c in name):
+    if not name or not name[0].isalnum() or not all(c.isalnum() or c in "-_." for c in name):  # not '..' nor '.'
         raise ConfigError(
-            f"{source}: name must be letters, digits, '-', '_' or '.' (it names the export folder). "
+            f"{source}: name must start with a letter or digit and hold only letters, digits, '-', '_' or '.' "
+            "(it names the sweep's state and export folders). "
             f"Got {name!r} instead."
         )
     return name
