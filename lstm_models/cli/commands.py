@@ -54,18 +54,14 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str], guard) -> int:
 
     tracker = make_tracker(args.tracking_uri, guard)
     tracker.check()
-    if args.worker:
-        from lstm_models.search.worker import find_sweep
-
-        args.parent_run_id, chiefs_data = find_sweep(tracker, spec.to_dict(), args.worker)
-
     from lstm_models.data import load_dataset
+    from lstm_models.search.worker import check_same_data, find_sweep
 
+    if args.worker:
+        args.parent_run_id, chiefs_data = find_sweep(tracker, spec.to_dict(), args.worker)
     loading = time.perf_counter()
     data = load_dataset(spec.dataset, Path(args.cache_dir))
     if args.worker:
-        from lstm_models.search.worker import check_same_data
-
         check_same_data(chiefs_data, data)
 
     from lstm_models.search.run import Hooks, SweepPaths, run_sweep
