@@ -50,6 +50,7 @@ def _elnino():
 
 
 MACRODATA_TARGET = "realgdp"
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the models compute in float32
 
 
 def _macrodata():
@@ -234,8 +235,9 @@ def make_series(name: str, values: np.ndarray, columns, index, spec: DataSpec, s
         raise DataError(f"{name}: the training split has {val_start} steps, not more than one season of {season}; "
                         "set dataset.season or use a longer series")
     spread = np.asarray(values[:val_start], dtype="float64").var(axis=0)
-    if (spread > float(np.finfo(np.float32).max)).any():  # the models normalise by it, in float32
-        i = int(np.flatnonzero(spread > float(np.finfo(np.float32).max))[0])
+    too_far = np.flatnonzero(spread > FLOAT32_MAX)  # the models normalise by it, in float32
+    if too_far.size:
+        i = int(too_far[0])
         raise DataError(f"{name}: column {column_label(columns[i])} spreads by about {np.sqrt(spread[i]):.1e} in the "
                         "training split, too far for float32 training (its variance overflows); rescale the column")
     return splits

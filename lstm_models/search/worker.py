@@ -90,8 +90,9 @@ def find_sweep(tracker, spec: dict, address: str) -> tuple[str, str]:
 def check_same_data(chiefs: str, data) -> None:
     """A worker on another host may read another copy of a file (another version, another
     download): its trials would be trained on other data than the chief scores them on."""
-    if chiefs and data.digest() != chiefs:
-        raise ConfigError(f"--worker: the data differs from the chief's (fingerprint {data.digest()}, the chief's "
+    ours = data.digest()
+    if chiefs and ours != chiefs:
+        raise ConfigError(f"--worker: the data differs from the chief's (fingerprint {ours}, the chief's "
                           f"{chiefs}); give the worker the same data as its chief")
 
 
