@@ -11,6 +11,10 @@ TF calls back into Python while it traces a model) can come out as another error
 or a TypeError from a tensor conversion. Keras Tuner records any error as a failed trial and goes
 on to the next, so a worker stopped by its chief trained on. Code that must stop on an interrupt
 runs inside `Deferral.unmasking`, which raises the interrupt again from such an error.
+
+A worker's calls to its chief's oracle are not held (`Deferral.released`): the chief may be gone,
+and such a call waits for it for ever. An interrupt stops the worker there as a ``kill`` would,
+which the chief already tells apart: the trial's run is closed as lost, and it runs again.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ class Deferral:
         self._depth = 0
         self._pending: BaseException | None = None
         self._raised: BaseException | None = None  # the interrupt raised, kept in case it is masked
+        self._released = False  # inside `released`
 
     def interrupt(self, exc: BaseException) -> None:
         """Called from a signal handler: raise ``exc`` now, or when the held section ends. Once
         one interrupt has been raised, a later one waits too: it would cut short the clean-up
-        of the first (Ctrl-C reaches a chief's workers, then the chief's own SIGTERM does)."""
-        if self._depth or self._raised is not None:
+        of the first (Ctrl-C reaches a chief's workers, then the chief's own SIGTERM does).
+        Inside `released`, it is raised at once all the same."""
+        if not self._released and (self._depth or self._raised is not None):
             self._pending = self._pending or exc
             return
         self._raised = exc
@@ -57,6 +63,21 @@ class Deferral:
             if drop:
                 self._pending = None
             self.leave()
+
+    @contextmanager
+    def released(self):
+        """Run a call that may wait for ever on another process (a worker's call to its chief) with
+        interrupts raised at once, even inside a held section or after an earlier interrupt: one
+        that is pending, or was raised already (this is its clean-up), is raised on entry. Only
+        from the main thread, where signal handlers run."""
+        if (self._raised or self._pending) is not None:
+            self._pending, self._raised = None, self._raised or self._pending
+            raise self._raised
+        self._released = True
+        try:
+            yield
+        finally:
+            self._released = False
 
     def raise_lost(self) -> None:
         """Raise again an interrupt raised where Python could not deliver it: a signal handler

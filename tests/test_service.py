@@ -414,3 +414,62 @@ def test_a_worker_restarted_with_the_same_id_gets_back_its_own_trial_and_no_othe
     assert requeue_worker_trial(oracle, "w1") == mine.trial_id
     assert oracle.create_trial("w3").trial_id == mine.trial_id
     assert oracle.create_trial("w1").trial_id not in (mine.trial_id, theirs.trial_id)  # a new one, not a duplicate
+
+
+# --- a worker waiting on a chief that is gone ---
+
+ASKING = """
+import signal, sys
+import keras_tuner as kt
+from keras_tuner.src.distribute.oracle_client import OracleClient
+from lstm_models.interrupt import Deferral
+from lstm_models.search.service import join_chief, release_calls
+
+join_chief("127.0.0.1", sys.argv[1], "w")
+guard = Deferral()
+signal.signal(signal.SIGINT, lambda signum, frame: guard.interrupt(KeyboardInterrupt()))
+client = OracleClient(kt.oracles.RandomSearchOracle(objective="val_loss", max_trials=1))
+if sys.argv[2] == "released":
+    release_calls(client, guard)
+guard.enter()  # as a worker's tuner holds interrupts while it asks for its next trial
+print("asking", flush=True)
+try:
+    client.create_trial("w")
+except KeyboardInterrupt:
+    print("stopped", flush=True)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_worker_asking_a_chief_that_never_answers(tmp_path):
+    """A listening socket that never speaks gRPC: Keras Tuner's client waits an hour for it, as for
+    a chief that is gone. Released, its call ends at Ctrl-C; held as before, it would not."""
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    port = str(silent.getsockname()[1])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    procs = {how: subprocess.Popen([sys.executable, "-c", ASKING, port, how], env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for how in ("released", "held")}
+    try:
+        for proc in procs.values():
+            assert proc.stdout.readline() == "asking\n"
+        time.sleep(1.0)  # both inside the call
+        for proc in procs.values():
+            proc.send_signal(2)
+        assert procs["released"].wait(timeout=30) == 130
+        assert procs["released"].stdout.read() == "stopped\n"
+        time.sleep(2.0)
+        assert procs["held"].poll() is None  # the interrupt waits for an answer that never comes
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
+        silent.close()

@@ -197,6 +197,30 @@ def join_chief(host: str, port: str, worker: str) -> None:
     _quiet_conditions()
 
 
+def release_calls(client, guard) -> None:
+    """A worker's calls to its chief's oracle, from the main thread, run `Deferral.released`: the
+    tuner holds interrupts while it asks for a trial and while it ends one, and a chief that is
+    gone never answers (Keras Tuner waits an hour for it), so Ctrl-C must stop the call. The
+    heartbeat's thread calls the stub as it is."""
+    client.stub = _Released(client.stub, guard)
+
+
+class _Released:
+    def __init__(self, stub, guard):
+        self._stub, self._guard = stub, guard
+
+    def __getattr__(self, name):
+        call = getattr(self._stub, name)
+        if threading.current_thread() is not threading.main_thread():
+            return call
+
+        def released(*args, **kwargs):
+            with self._guard.released():
+                return call(*args, **kwargs)
+
+        return released
+
+
 def leave_chief(client) -> None:
     """A worker told that the search is over closes its connection to the chief's oracle now (a
     local worker lives on to train the verdict): else the chief, stopping its service, cancels

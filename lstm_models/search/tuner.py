@@ -266,7 +266,7 @@ def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperMode
     out, sends heartbeats, and logs each trial's best checkpoint to the trial's run, so that no
     host needs another's files.
     """
-    from lstm_models.search.service import Watched
+    from lstm_models.search.service import Watched, release_calls
 
     tuner_base, oracle_base = KERAS_TUNERS[t.kind]
     bases = ((Watched,) if role == "chief" else ()) + (_WholeTrialFiles, Pruned) \
@@ -284,5 +284,8 @@ def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperMode
     tuner_cls = type(f"Tracked{tuner_base.__name__}", (_TrackedTuner, tuner_base, _WholeFiles), {})
     beat = max(1.0, t.worker_timeout / 4) if role == "worker" else None
     # No overwrite: never a silent delete.
-    return tuner_cls(oracle, hypermodel, recorder=recorder, limits=limits, guard=guard, seed=t.seed, heartbeat=beat,
-                     directory=str(folder), project_name=TUNER_PROJECT, overwrite=False)
+    tuner = tuner_cls(oracle, hypermodel, recorder=recorder, limits=limits, guard=guard, seed=t.seed, heartbeat=beat,
+                      directory=str(folder), project_name=TUNER_PROJECT, overwrite=False)
+    if role == "worker":  # its oracle is a client of the chief's (Keras Tuner's `OracleClient`)
+        release_calls(tuner.oracle, guard)
+    return tuner
