@@ -333,6 +333,17 @@ def test_a_series_too_large_for_float32_training(tmp_path):
         "variance overflows); rescale the column")
 
 
+def test_a_series_too_small_for_float32_training(tmp_path):
+    """Its variance is under the floor a constant column gets: the model saw a constant, trained to
+    one, and ARIMA's MASE was 7e36. A constant column is still taken (its forecast is the constant)."""
+    path = _write_csv(tmp_path / "s.csv", [(str(i), f"{(-1) ** i * 3e-30:g}") for i in range(40)], header="t,y")
+    assert _error(_series_spec(kind="series_csv", path=str(path), target="y")) == (
+        f"{path}: column 'y' spreads by only about 3.0e-30 in the training split, too little for float32 training "
+        "(the models normalise by at least 1e-06); rescale the column")
+    flat = _write_csv(tmp_path / "flat.csv", [(str(i), "2.5") for i in range(40)], header="t,y")
+    assert load_dataset(_series_spec(kind="series_csv", path=str(flat), target="y"), CACHE).train_stats()[1][0] == 1e-12
+
+
 def test_non_numeric_value_in_a_series(tmp_path):
     path = _write_csv(tmp_path / "s.csv", [(str(i), "3.5" if i != 7 else "n/a?") for i in range(40)],
                       header="t,y")

@@ -14,7 +14,7 @@ import pandas as pd
 from lstm_models.data.files import MISSING, column_label, find_column, read_table
 from lstm_models.data.options import (COLUMN, CSV_RULES, SERIES_RULES, DatasetKind, DataSpec, Rule, check_list,
                                         column_kind)
-from lstm_models.data.splits import SeriesSplits, time_split
+from lstm_models.data.splits import VARIANCE_FLOOR, SeriesSplits, time_split
 from lstm_models.errors import ConfigError, DataError
 
 
@@ -234,13 +234,22 @@ def make_series(name: str, values: np.ndarray, columns, index, spec: DataSpec, s
     if season > 1 and val_start <= season:
         raise DataError(f"{name}: the training split has {val_start} steps, not more than one season of {season}; "
                         "set dataset.season or use a longer series")
-    spread = np.asarray(values[:val_start], dtype="float64").var(axis=0)
-    too_far = np.flatnonzero(spread > FLOAT32_MAX)  # the models normalise by it, in float32
-    if too_far.size:
-        i = int(too_far[0])
-        raise DataError(f"{name}: column {column_label(columns[i])} spreads by about {np.sqrt(spread[i]):.1e} in the "
-                        "training split, too far for float32 training (its variance overflows); rescale the column")
+    _check_spread(name, columns, np.asarray(values[:val_start], dtype="float64").var(axis=0))
     return splits
+
+
+def _check_spread(name: str, columns, spread: np.ndarray) -> None:
+    """The models normalise each column by its training split's spread, in float32: a variance
+    that overflows made every loss NaN; one under the floor (`VARIANCE_FLOOR`, a constant column's)
+    was taken as the floor, and the model saw a constant."""
+    for i, var in enumerate(spread):
+        if var > FLOAT32_MAX:
+            raise DataError(f"{name}: column {column_label(columns[i])} spreads by about {np.sqrt(var):.1e} in the "
+                            "training split, too far for float32 training (its variance overflows); rescale the column")
+        if 0 < var < VARIANCE_FLOOR:
+            raise DataError(f"{name}: column {column_label(columns[i])} spreads by only about {np.sqrt(var):.1e} in "
+                            f"the training split, too little for float32 training (the models normalise by at least "
+                            f"{np.sqrt(VARIANCE_FLOOR):.0e}); rescale the column")
 
 
 def _check_features(options: dict, source: str, target=None) -> None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from lstm_models.data.options import DataSpec
 
 PARTS = ("train", "val", "test")
+VARIANCE_FLOOR = 1e-12  # a constant feature's variance, for normalising by it
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class SeriesSplits:
     def train_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance per feature, from the training part only."""
         train = self.values[: self.val_start]
-        return train.mean(axis=0), np.maximum(train.var(axis=0), 1e-12)
+        return train.mean(axis=0), np.maximum(train.var(axis=0), VARIANCE_FLOOR)
 
     def step_std(self) -> np.ndarray:
         """The standard deviation of each feature's one-step changes, from the training part only."""
@@ -152,7 +153,7 @@ class SequenceSplits:
 
     def train_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance per feature, from the training part only."""
-        return self.values.mean(axis=0), np.maximum(self.values.var(axis=0), 1e-12)
+        return self.values.mean(axis=0), np.maximum(self.values.var(axis=0), VARIANCE_FLOOR)
 
     def step_std(self) -> np.ndarray:
         """The standard deviation of each feature's one-step changes within the training sequences."""
