@@ -510,6 +510,18 @@ def test_sentiment_limit_above_its_size_keeps_every_sentence():
     assert total(1_000) == 1_000
 
 
+def test_a_limit_gives_exactly_that_many_texts_each_class_in_proportion():
+    """Rounded per class, 5 texts of two even classes were 2 + 2; the largest remainders round up."""
+    from lstm_models.data.splits import stratified_sample
+
+    even = np.repeat([0, 1], 50)
+    chosen = stratified_sample(even, 5, seed=3)
+    assert len(chosen) == 5 and sorted(np.bincount(even[chosen])) == [2, 3] and list(chosen) == sorted(set(chosen))
+    skewed = np.repeat([0, 1, 2], [70, 20, 10])  # quotas 4.9, 1.4, 0.7 of 7
+    assert np.bincount(skewed[stratified_sample(skewed, 7, seed=3)]).tolist() == [5, 1, 1]
+    assert np.array_equal(stratified_sample(skewed, 7, seed=3), stratified_sample(skewed, 7, seed=3))
+
+
 # ---- splits and the shipped datasets ----
 
 def test_stratified_split_is_disjoint_complete_and_fixed():

@@ -209,6 +209,22 @@ def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: flo
     return {p: rng.permutation(np.concatenate(v)) for p, v in out.items()}
 
 
+def stratified_sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Exactly ``size`` indices, in order, each class's share of them in proportion to its count
+    (the largest remainders round up), fixed by ``seed``. Rounding each class on its own, 5 texts
+    of two even classes were 2 + 2."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * size / len(labels)
+    take = np.floor(quota).astype(int)
+    take[np.argsort(take - quota, kind="stable")[:size - take.sum()]] += 1
+    picked = []
+    for cls, k in zip(classes, take):  # the last k of a permutation: what rounding per class chose before
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        picked.append(idx[len(idx) - k:])
+    return np.sort(np.concatenate(picked))
+
+
 def time_split(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
     """Where val and test start in a series of ``n`` steps."""
     test_start = n - int(round(n * test_fraction))
@@ -225,7 +241,7 @@ def text_splits(name: str, texts: np.ndarray, labels: np.ndarray, names: tuple[s
     seed = spec.get("split_seed")
     limit = spec.get("limit")
     if limit and limit < len(labels):
-        chosen = np.sort(stratified_split(labels, 0.0, 1.0 - limit / len(labels), seed)["train"])
+        chosen = stratified_sample(labels, limit, seed)
         texts, labels = texts[chosen], labels[chosen]
     if test is None:
         parts = stratified_split(labels, spec.get("val_fraction"), spec.get("test_fraction"), seed)
