@@ -170,7 +170,30 @@ def test_layers_it_would_not_compute_exactly_keep_keras_loop(seed):
     assert _shared(plain.get_layer("lstm_1"))
     series = SeriesInputs(num_features=1, horizon=1, mean=(0.0,), variance=(1.0,))
     forecaster = build_model(ModelSpec(task="forecasting", cell="lstm", units=(4,), lookback=40), series)
-    assert not forecaster.get_layer("lstm_1").unroll and not _shared(forecaster.get_layer("lstm_1"))
+    assert not forecaster.get_layer("lstm_1").unroll and not _shared(forecaster.get_layer("lstm_1"))  # batch 64
+    small = build_model(ModelSpec(task="forecasting", cell="lstm", units=(4,), lookback=40, batch_size=16), series)
+    assert _shared(small.get_layer("lstm_1"))  # batches of 16 windows train faster on the shared loop
+    unrolled = build_model(ModelSpec(task="forecasting", cell="lstm", units=(4,), lookback=8, batch_size=16), series)
+    assert unrolled.get_layer("lstm_1").unroll and not _shared(unrolled.get_layer("lstm_1"))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_a_forecaster_in_small_batches_trains_as_on_keras_loop(cell, seed):
+    """No mask, two features, the residual head: from the same start, the same losses and weights."""
+    import keras
+
+    series = SeriesInputs(num_features=2, horizon=2, mean=(1.0, 0.0), variance=(4.0, 1.0), step_std=(0.5, 1.0))
+    spec = ModelSpec(task="forecasting", cell=cell, units=(6, 4), lookback=40, batch_size=16, residual=True,
+                     learning_rate=0.01)
+    shared = build_model(spec, series, seed=5)
+    keras_loop = keras.models.clone_model(shared)
+    assert all(_shared(l) for l in layers_per_direction(shared)) and len(layers_per_direction(shared)) == 2
+    assert not any(_shared(l) for l in layers_per_direction(keras_loop))
+    keras_loop.set_weights(shared.get_weights())
+    keras_loop.compile(optimizer=keras.optimizers.Adam(0.01, clipnorm=1.0), loss="mse")
+    rng = np.random.default_rng(2)
+    windows = rng.normal(size=(48, 40, 2)).astype("float32")
+    assert_train_alike(shared, keras_loop, windows, rng.normal(size=(48, 2)).astype("float32"))
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

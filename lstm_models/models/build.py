@@ -34,6 +34,15 @@ CELLS = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}
 UNROLL_MAX_STEPS = 32
 UNROLL_MIN_STEPS = 4000
 
+# Forecasting models run the loops traced once per process (`lstm_models.models.loops`) in
+# batches of up to 16 windows, and Keras's loop in larger ones. The shared loop's written-out
+# gradient does more work per element than TensorFlow's while-loop gradient, which pays in large
+# batches: at batch 16 it trained every cell at least as fast as Keras's loop (LSTM 1.00-1.17x,
+# GRU 1.30-1.48x, SimpleRNN 1.06-1.16x), at batch 64 LSTM 0.66-0.81x and SimpleRNN 0.81-0.89x.
+# On the sunspots sweep (batch 16) its trials took 0.84x the time, trace and training both less
+# (docs/benchmarks.md).
+SHARED_LOOP_MAX_BATCH = 16
+
 # XLA-compiled training on CPU (make bench, 2 cores) runs an epoch 1.1x to 2.9x faster, every
 # cell, but compiles once per batch shape for every new model: a 2-epoch sentiment trial took
 # 35-45 s with it against 13-16 s without. So it is off unless a spec turns it on
@@ -104,15 +113,17 @@ class TextInputs:
 
     vocabulary: tuple[str, ...]
     num_classes: int
-    # Text models run the loops traced once per process (`lstm_models.models.loops`): on the
-    # sentences a sweep traced 31% less and trained 1.17x faster (make bench, peer section).
-    shares_loops = True
     # Their graphs skip Grappler, TensorFlow's optimiser of a function's graph on its first call:
     # on the sentences a sweep traced 28-32% less, with epochs as fast (docs/benchmarks.md).
     optimises_graphs = False
 
     def network(self, spec: ModelSpec, unroll: bool = False) -> keras.Model:
         return _text_model(spec, self)
+
+    def shares_loops(self, spec: ModelSpec) -> bool:
+        """Always: with the loops traced once per process (`lstm_models.models.loops`) a sentiment
+        sweep traced 31% less and trained 1.17x faster (make bench, peer section)."""
+        return True
 
     def unrolls(self, spec: ModelSpec) -> bool:
         """Token sequences vary in length: never unrolled."""
@@ -140,14 +151,14 @@ class SeriesInputs:
     mean: tuple[float, ...]
     variance: tuple[float, ...]
     step_std: tuple[float, ...] = (1.0,)  # each feature's one-step changes on the training split (residual head)
-    # Forecasting models keep Keras's loop: with the shared loop the sunspots sweep's trials traced
-    # 13-25% less, but windows of 64 in batches of 64 trained LSTM 0.74x and SimpleRNN 0.83x as
-    # fast (docs/benchmarks.md), which long trainings would pay.
-    shares_loops = False
     optimises_graphs = True  # without Grappler the sunspots sweep traced 19% less but trained 19% slower
 
     def network(self, spec: ModelSpec, unroll: bool = False) -> keras.Model:
         return _series_model(spec, self, unroll)
+
+    def shares_loops(self, spec: ModelSpec) -> bool:
+        """In batches of up to SHARED_LOOP_MAX_BATCH windows (see the note there)."""
+        return spec.batch_size <= SHARED_LOOP_MAX_BATCH
 
     def unrolls(self, spec: ModelSpec) -> bool:
         """A window of at most UNROLL_MAX_STEPS steps, on a CPU, can be unrolled."""
@@ -182,7 +193,7 @@ def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | 
     if seed is not None:
         keras.utils.set_random_seed(seed)
     model = inputs.network(spec, inputs.unrolls(spec) and (train_steps is None or train_steps >= UNROLL_MIN_STEPS))
-    if inputs.shares_loops and not jit_compile and not _has_gpu():  # a GPU has cuDNN's loop; XLA compiles its own
+    if inputs.shares_loops(spec) and not jit_compile and not _has_gpu():  # a GPU has cuDNN's loop; XLA compiles its own
         share_loops(model)
     _optimise_graphs(inputs.optimises_graphs or jit_compile or _has_gpu())
     loss, metrics = inputs.objective()

@@ -20,7 +20,7 @@ derivative and one matrix product, and the weights' gradients are one product ea
 loop. Side by side with TensorFlow's gradient of the same loop (2026-12-02, 200 and 32 tokens,
 batches of 64), whole text models trained 1.07-1.25x as fast and their first epoch took 10-27%
 less. `build_model` uses it for
-text models (``TextInputs.shares_loops``; short forecasting windows trained slower with it), on
+text models, and for forecasting models in small batches (``shares_loops`` of their inputs), on
 CPU only (a GPU has cuDNN's kernel), never for an XLA-compiled model, and only for layers it
 computes exactly: default activations, no recurrent or in-cell dropout, GRU with
 ``reset_after``, not unrolled, not stateful. Other layers keep Keras's loop. The layer's class
