@@ -1,6 +1,7 @@
 """`lstm-models tracking-server`: a real MLflow server on a real PostgreSQL it starts and stops."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -178,5 +179,12 @@ def test_a_sweep_tracks_to_the_server_which_stops_cleanly_and_keeps_its_database
     try:
         client = MlflowClient(uri)
         assert client.get_experiment_by_name("tiny-sunspots") is not None
+        again = run_cli("tracking-server", "--port", str(server.free_port()), "--db-dir", str(pg), cwd=tmp_path,
+                        timeout=120)  # a second server on the folder in use
+        assert again.returncode == 2
+        assert re.fullmatch(rf"lstm-models: error: --db-dir {pg}: a PostgreSQL server already runs on it \(server "
+                            r"is running \(PID: \d+\): another tracking-server\?\); stop that one first, or give "
+                            r"another --db-dir", again.stderr.strip()), again.stderr
+        assert client.get_experiment_by_name("tiny-sunspots") is not None  # the first one still serves
     finally:
         assert _stop(proc)[0] == 0

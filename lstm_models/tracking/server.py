@@ -137,6 +137,8 @@ class Postgres:
                                   "under one others may enter, or chmod o+x it")
             shutil.chown(self.folder, "postgres", "postgres")
         fresh = not (data / "PG_VERSION").exists()
+        if not fresh:
+            self._check_not_running(pg_ctl, data)
         if fresh:
             self._run(initdb, "-D", str(data), "-A", "trust", "-U", DB_USER, "--encoding", "UTF8")
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder}"
@@ -144,6 +146,16 @@ class Postgres:
         self.started = True
         if fresh:
             self._run(createdb, "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER, DB_NAME)
+
+    def _check_not_running(self, pg_ctl: str, data: Path) -> None:
+        """Another tracking-server on this folder: ``pg_ctl start`` would fail with "Examine the log
+        output", the cause (its ``postmaster.pid``) only in the log."""
+        status = subprocess.run(self._as_owner(pg_ctl, "-D", str(data), "status"), capture_output=True, text=True)
+        if status.returncode == 0:  # 3: no server running
+            running = status.stdout.strip().splitlines()[:1] or ["server is running"]
+            raise ConfigError(f"--db-dir {self.folder}: a PostgreSQL server already runs on it "
+                              f"({running[0].removeprefix('pg_ctl: ')}: another tracking-server?); stop that one "
+                              "first, or give another --db-dir")
 
     def stop(self) -> None:
         """``pg_ctl stop``; a server already gone (a terminal's Ctrl-C reaches it too) is fine."""
