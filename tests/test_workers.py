@@ -58,6 +58,22 @@ def test_bad_worker_flags_exit_2(tmp_path, flags, message):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
 
 
+def test_a_chief_port_in_use_exits_2_and_leaves_no_sweep_behind(tmp_path):
+    """It was refused after the sweep's folder and lock file were written."""
+    import socket
+
+    write_spec(tmp_path, tiny_series_spec())
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_cli("sweep", "spec.yaml", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--chief",
+                       f"127.0.0.1:{port}", "--workdir", "state", cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"lstm-models: error: --chief 127.0.0.1:{port}: cannot listen there (")
+    assert not (tmp_path / "state").exists()
+
+
 def test_a_worker_refuses_a_chief_that_is_not_there_or_runs_another_spec(tmp_path):
     import socket
 

@@ -27,7 +27,7 @@ from lstm_models.search.limits import Limits
 from lstm_models.search.recorder import TrialRecorder, TrialResult
 from lstm_models.search.resume import close_abandoned, open_state, restore_trials
 from lstm_models.search.state import (FINISHED, ORACLE_FILE, TUNER_PROJECT, SweepLock, check_start, discard,
-                                      save_state, still_training)
+                                      is_locked, save_state, still_training)
 from lstm_models.spec.rules import format_duration
 from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tracking.tracker import Tracker
@@ -91,16 +91,18 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         dataset = dataset_record(data, spec.dataset.source())
         previous = check_start(folder, spec.to_dict(), tracker.uri, resume=mode == "resume", fresh=mode == "fresh",
                                data=dataset["digest"])
-        stack.enter_context(SweepLock(folder))
         resumed = previous if mode == "resume" else None
         _check_same_role(resumed, workers, folder)
+        if workers and not is_locked(folder):  # before anything is written (a running sweep's port: its lock says so)
+            workers = workers.bound(resumed.oracle if resumed else "")
+        stack.enter_context(SweepLock(folder))
         if mode == "fresh" and previous is not None:
             close_abandoned(previous, tracker, hooks.log)
             discard(folder)  # keeps the lock this process holds
         local = None
         if workers:  # its local workers train the verdict's seed runs too (`lstm_models.search.crew`)
             jobs = Queue.emptied(folder, keep=resumed is not None).file  # a resumed sweep keeps finished ones
-            workers = replace(workers.bound(resumed.oracle if resumed else ""), jobs=jobs)
+            workers = replace(workers, jobs=jobs)
             earlier = {}
             if resumed:  # the trials whose runs are still RUNNING: their workers may reconnect
                 running = {r["tags"].get("trial_id") for r in tracker.trial_runs(resumed.parent_run_id)
