@@ -2,6 +2,7 @@
 
 `ConfigError` and `DataError` stop the run before anything is written and the CLI turns them
 into one line on stderr with exit code 2; `SweepFailed` stops a sweep that cannot go on.
+`TrackingLost` stops a run whose tracking server went away.
 `TrialFailed` marks one trial FAILED and the sweep goes on. `SearchDone` ends the search
 before a new trial (trial limit or time budget); `Interrupted` is a signal turned into an
 exception (exit 128 + the signal number).
@@ -28,6 +29,11 @@ class DataError(LstmModelsError):
 
 class SweepFailed(LstmModelsError):
     """The search could not go on (e.g. three trials failed in a row, or none finished)."""
+
+
+class TrackingLost(LstmModelsError):
+    """The tracking server stopped answering mid-run (after MLflow's own retries): the run stops,
+    its state kept (a sweep is resumed once the server answers again)."""
 
 
 class TrialFailed(Exception):

@@ -152,3 +152,58 @@ def test_a_killed_chief_resumes_and_its_worker_reconnects_without_losing_its_tri
     assert {r.data.tags["worker"] for r in trials} == {"w"}  # the worker kept its trial through the restart
     assert parent.info.status == "FINISHED" and parent.data.tags["resumed"] == "1"
     assert (tmp_path / "exports" / "tiny-sunspots" / "saved_model.pb").is_file()
+
+
+def _mlflow_server(tmp_path: Path, port: int) -> subprocess.Popen:
+    """A plain MLflow server on a SQLite file in ``tmp_path``, in its own process group."""
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+                             f"sqlite:///{tmp_path}/server.db", "--artifacts-destination", str(tmp_path / "art"),
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    SPAWNED.append(proc)
+    deadline = time.monotonic() + 120
+    while subprocess.run(["curl", "-sf", f"http://127.0.0.1:{port}/health"], capture_output=True).returncode:
+        assert proc.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
+        time.sleep(0.5)
+    return proc
+
+
+def test_a_tracking_server_gone_mid_sweep_stops_it_with_one_line_and_resume_finishes_it(tmp_path):
+    """It took minutes of MLflow's retries per call, a traceback per failed trial, and went on;
+    now the first call that cannot reach the server stops the chief and its local workers, and a
+    resumed chief runs their trials again at once (their processes are gone, nothing to wait for)."""
+    _spec(tmp_path)
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = _mlflow_server(tmp_path, port)
+    ENV["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"  # MLflow's retries, seconds instead of minutes
+    try:
+        chief = _spawn(tmp_path, "chief.log", "--tracking-uri", uri, "--workers", "2")
+        _wait_for(tmp_path / "chief.log", "[trial 2/4]", chief)
+        os.killpg(server.pid, signal.SIGKILL)
+        assert chief.wait(timeout=300) == 1
+    finally:
+        ENV.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    out = (tmp_path / "chief.log").read_text()
+    lost = f"lstm-models: error: tracking server {uri} stopped answering (Connection refused)"
+    errors = [line for line in out.splitlines() if line.startswith("lstm-models:")]
+    assert "Traceback" not in out and errors[-1] == (f"{lost}; the sweep stopped, its finished trials kept in "
+                                                    f"{Path('runs', 'tiny-sunspots')}. Once it answers, resume with:")
+    assert set(errors[:-1]) <= {lost}  # the local workers that met it first say so, and nothing else
+    assert out.rstrip().endswith("--workers 2 --resume")
+
+    server = _mlflow_server(tmp_path, port)
+    try:
+        again = _spawn(tmp_path, "again.log", "--tracking-uri", uri, "--workers", "2", "--resume")
+        assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()[-3000:]
+        assert "resuming sweep tiny-sunspots as its chief: " in (tmp_path / "again.log").read_text()
+        assert "0 still with their workers" in (tmp_path / "again.log").read_text()
+        client = MlflowClient(uri)
+        runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
+        trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+        finished = sorted(r.info.run_name.split()[0] for r in trials if r.info.status == "FINISHED")
+        assert finished == ["trial-01", "trial-02", "trial-03", "trial-04"]
+        assert all(r.data.tags.get("lost") == "true" for r in trials if r.info.status != "FINISHED")
+        assert not [r for r in runs if r.info.status == "RUNNING"]
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)

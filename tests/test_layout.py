@@ -113,7 +113,7 @@ def test_only_the_tracking_mlflow_modules_import_mlflow():
              if (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mlflow")
              or (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "mlflow" for a in node.names))}
     assert users == {"lstm_models.tracking.mlflow_store", "lstm_models.tracking.mlflow_registry",
-                     "lstm_models.tracking.mlflow_pyfunc", "lstm_models.tracking.mlflow_sqlite"}
+                     "lstm_models.tracking.mlflow_pyfunc", "lstm_models.tracking.mlflow_client"}
 
 
 def test_the_cli_and_the_sweep_modules_load_without_tensorflow():

@@ -490,3 +490,18 @@ def test_ctrl_c_in_the_workers_verdict_leaves_no_run_open_and_resume_finishes_it
     table = client.download_artifacts(parent.info.run_id, "verdict.csv", str(tmp_path))  # from the kept runs too
     assert sorted(line.split(",")[-1] for line in Path(table).read_text().splitlines()[1:]) == sorted(
         r.info.run_id for r in finished)
+
+
+def test_a_run_s_worker_is_gone_only_if_it_ran_here_in_a_process_that_ended():
+    import socket
+    import subprocess
+    import sys
+
+    from lstm_models.search.worker import worker_gone, worker_tags
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    here = socket.gethostname()
+    assert worker_gone({**worker_tags("w"), "worker_pid": ended.stdout.strip()})
+    assert not worker_gone(worker_tags("w"))  # this process
+    assert not worker_gone({"worker": "w", "worker_host": f"not-{here}", "worker_pid": ended.stdout.strip()})
+    assert not worker_gone({"worker": "w"})  # a run no worker tagged (a single process's)

@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 
-from lstm_models.errors import ConfigError, DataError, Interrupted, LstmModelsError
+from lstm_models.errors import ConfigError, DataError, Interrupted, LstmModelsError, TrackingLost
 from lstm_models.spec.sections import PRUNERS, TUNERS
 from lstm_models.tracking.tracker import NO_TRACKING
 
@@ -151,6 +151,19 @@ def _interrupted(args: argparse.Namespace, argv: list[str]) -> str:
             f"finished trials are kept in {folder}. Resume with:\n  {_command(argv, '--resume')}")
 
 
+def _after_lost(args: argparse.Namespace, argv: list[str]) -> str:
+    """What a command whose tracking server went away left, and how to go on once it answers."""
+    folder = getattr(args, "state_folder", None)
+    if folder is None or getattr(args, "verdict_jobs", None):  # not a sweep; or a chief's local worker
+        return ""
+    if getattr(args, "worker", None):
+        same_id = [] if any(a.startswith("--worker-id") for a in argv) else ["--worker-id", args.worker_id]
+        return (f"; {args.worker_id} stopped. Once it answers, join the sweep again (it gets its trial back) "
+                f"with:\n  {_command(argv, *same_id)}")
+    return (f"; the sweep stopped, its finished trials kept in {folder}. Once it answers, resume with:\n  "
+            f"{_command(argv, '--resume')}")
+
+
 def _install_signal_handlers(guard) -> None:
     """SIGINT and SIGTERM raise `Interrupted` (exit 130 / 143), deferred by ``guard`` while it holds."""
     def handler(signum, frame):
@@ -201,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                     "ui": cmd_ui}
         return commands[args.command](args)
     except LstmModelsError as exc:
-        print(f"lstm-models: error: {exc}", file=sys.stderr)
+        print(f"lstm-models: error: {exc}{_after_lost(args, argv) if isinstance(exc, TrackingLost) else ''}",
+              file=sys.stderr)
         return 2 if isinstance(exc, (ConfigError, DataError)) else 1
     except KeyboardInterrupt as exc:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the message below must get out

@@ -18,7 +18,7 @@ from lstm_models.tracking.tracker import NO_TRACKING
 
 def cmd_ui(args: argparse.Namespace) -> int:
     from lstm_models.tracking.links import experiments, runs_links
-    from lstm_models.tracking.mlflow_sqlite import sqlite_path
+    from lstm_models.tracking.mlflow_client import sqlite_path
     from lstm_models.tracking.mlflow_store import MLflowTracker
     from lstm_models.tracking.server import check_port_free, is_public
 

@@ -153,6 +153,20 @@ def _wait_for_runs(recorder: TrialRecorder, timeout: float) -> None:
             fail_runs(tracker, [run["run_id"]], LOST, {"lost": "true"})
 
 
+def still_with_workers(tracker, parent_run_id: str) -> set[str]:
+    """The trials whose runs are still RUNNING, whose workers may reconnect to a resumed chief.
+
+    A run whose worker ran on this host in a process that is gone (a local worker that stopped
+    with its chief: a kill, a lost tracking server) is closed as lost now: the resumed chief
+    waited ``worker_timeout`` for it before it ran the trial again."""
+    from lstm_models.search.worker import worker_gone
+
+    running = [r for r in tracker.trial_runs(parent_run_id) if r["status"] == "RUNNING"]
+    gone = [r["run_id"] for r in running if worker_gone(r["tags"])]
+    fail_runs(tracker, gone, LOST, {"lost": "true"})
+    return {r["tags"].get("trial_id") for r in running if r["run_id"] not in gone}
+
+
 def gather(tracker, parent_run_id: str) -> list[TrialResult]:
     """Every trial run of the sweep, as records in trial order (their specs are filled in by the caller)."""
     out = []

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from lstm_models.data.splits import dataset_record
-from lstm_models.errors import ConfigError, SearchDone
+from lstm_models.errors import ConfigError, SearchDone, TrackingLost
 from lstm_models.interrupt import Deferral
 from lstm_models.search.crew import Queue
 from lstm_models.search.limits import Limits
@@ -32,7 +32,7 @@ from lstm_models.spec.rules import format_duration
 from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tracking.tracker import Tracker
 
-from lstm_models.search.chief import LocalWorkers, WorkerPlan, run_chief, sweep_tags
+from lstm_models.search.chief import LocalWorkers, WorkerPlan, run_chief, still_with_workers, sweep_tags
 
 if TYPE_CHECKING:
     from lstm_models.search.finish import SweepResult
@@ -105,8 +105,7 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
             workers = replace(workers, jobs=jobs)
             earlier = {}
             if resumed:  # the trials whose runs are still RUNNING: their workers may reconnect
-                running = {r["tags"].get("trial_id") for r in tracker.trial_runs(resumed.parent_run_id)
-                           if r["status"] == "RUNNING"}
+                running = still_with_workers(tracker, resumed.parent_run_id)
                 earlier = still_training(folder / TUNER_PROJECT / ORACLE_FILE, running)
             local = stack.enter_context(LocalWorkers(workers, earlier))
         from lstm_models.search.space import set_determinism
@@ -214,6 +213,8 @@ def _check_same_role(previous, workers: WorkerPlan | None, folder: Path) -> None
 def _abort(exc: BaseException, recorder: TrialRecorder, tracker: Tracker, guard: Deferral) -> None:
     """Close the running trial and the parent run: KILLED by a signal, FAILED by an error."""
     guard.reset()
+    if isinstance(exc, TrackingLost):  # its runs stay RUNNING: --resume closes them as lost
+        return
     with guard.hold(drop=True):  # a second Ctrl-C must not cut the bookkeeping short
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         recorder.abort(status)

@@ -20,6 +20,7 @@ import keras_tuner as kt
 from keras_tuner.src.engine.stateful import Stateful
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
+from lstm_models.errors import TrackingLost
 from lstm_models.interrupt import Deferral
 from lstm_models.search.hypermodel import BestEpoch, EpochLog, SweepHyperModel
 from lstm_models.search.limits import Limits
@@ -153,7 +154,10 @@ class _TrackedTuner:
                       extra_callbacks=[EpochLog(self._recorder, lambda epoch, logs: report_epoch(
                           self.oracle, trial.trial_id, logs, epoch), clock)])
         with self._guard.unmasking():  # not a failed trial, but a stop that TensorFlow reworded
-            return super().run_trial(trial, *args, **kwargs)
+            try:
+                return super().run_trial(trial, *args, **kwargs)
+            except TrackingLost as exc:  # nor is this: Keras Tuner lets its FatalError stop the search
+                raise _LostInTrial(str(exc)) from None
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         # Private hook ("for AutoKeras to override"), the one through which `run_trial` hands its
@@ -217,6 +221,10 @@ class _TrackedTuner:
         """The trial's best checkpoint, in a fresh Keras session."""
         keras.backend.clear_session()  # it collects garbage too
         return restore(self, self.hypermodel.build(trial.hyperparameters), trial.trial_id)
+
+
+class _LostInTrial(TrackingLost, kt.errors.FatalError):
+    pass
 
 
 def restore(tuner, model, trial_id: str):

@@ -15,7 +15,7 @@ import socket
 import time
 from pathlib import Path
 
-from lstm_models.errors import ConfigError
+from lstm_models.errors import ConfigError, TrackingLost
 from lstm_models.search.recorder import TrialRecorder, fail_runs
 from lstm_models.search.state import SweepState
 
@@ -59,7 +59,7 @@ def load_libraries() -> None:
     on 2 cores). A chief's local worker does it while its chief starts, before `check_chief`."""
     import lstm_models.search.tuner  # noqa: F401  (Keras Tuner, Keras and TensorFlow)
     import lstm_models.tracking.mlflow_store  # noqa: F401
-    from lstm_models.tracking.mlflow_sqlite import load_store_code
+    from lstm_models.tracking.mlflow_client import load_store_code
 
     load_store_code()
 
@@ -99,6 +99,20 @@ def check_same_data(chiefs: str, data) -> None:
 def worker_tags(wid: str) -> dict[str, str]:
     """The tags of every trial run a worker trains: which worker, on which host, in which process."""
     return {"worker": wid, "worker_host": socket.gethostname(), "worker_pid": str(os.getpid())}
+
+
+def worker_gone(tags: dict) -> bool:
+    """Whether the worker that tagged a run (`worker_tags`) ran on this host, in a process that is gone."""
+    pid = tags.get("worker_pid", "")
+    if tags.get("worker_host") != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
 
 
 def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_run_id: str, hooks,
@@ -158,8 +172,9 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
         told_to_stop = False  # it stopped on its own (failures in a row): it leaves
     except BaseException as exc:  # its trial was lost with it: its run closes, so a chief requeues it at once
         hooks.guard.reset()
-        with hooks.guard.hold(drop=True):
-            recorder.abort("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", lost=True)
+        if not isinstance(exc, TrackingLost):  # else its run stays RUNNING: the chief requeues it once silent
+            with hooks.guard.hold(drop=True):
+                recorder.abort("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", lost=True)
         raise
     recorder.save()
     if verdict_jobs is not None and told_to_stop:

@@ -7,7 +7,7 @@ through an `MLflowTracker`'s client (its SQLite retries included); nothing here 
 
 from __future__ import annotations
 
-from lstm_models.tracking.mlflow_sqlite import store_missing
+from lstm_models.tracking.mlflow_client import store_missing
 from lstm_models.tracking.mlflow_store import MLflowTracker
 
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from lstm_models.errors import ConfigError, check_writable
 from lstm_models.interrupt import Deferral
-from lstm_models.tracking.mlflow_sqlite import default_artifact_root, make_client, sqlite_path, store_missing
+from lstm_models.tracking.mlflow_client import StoreLink, default_artifact_root, make_client, sqlite_path, store_missing
 from lstm_models.tracking.tracker import Step
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -40,6 +40,7 @@ class MLflowTracker:
 
     def __init__(self, uri: str, artifact_root: str | None = None, guard=None):
         self.uri, self.guard = uri, guard or Deferral()
+        self.link = StoreLink(uri)  # a server gone: `TrackingLost`, at once after the first time
         self.artifact_root = artifact_root or default_artifact_root(uri)
         self._client = None
         self.experiment_id: str | None = None
@@ -50,7 +51,7 @@ class MLflowTracker:
     def client(self):
         """The `MlflowClient`, made on first use: a new SQLite store is created then, not before."""
         if self._client is None:
-            self._client = make_client(self.uri, self.guard)
+            self._client = make_client(self.uri, self.guard, self.link)
         return self._client
 
     def check(self, timeout: float = 10.0) -> None:
@@ -165,7 +166,7 @@ class MLflowTracker:
         """Copy one of a run's artifacts into ``folder`` (through the server, if it proxies them)."""
         from mlflow.artifacts import download_artifacts
 
-        with self.guard.hold():
+        with self.guard.hold(), self.link.calling():
             return Path(download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(folder),
                                            tracking_uri=self.uri))
 
@@ -174,14 +175,14 @@ class MLflowTracker:
         """Log an export folder as a pyfunc model of ``run_id`` (`lstm_models.tracking.mlflow_registry`)."""
         from lstm_models.tracking.mlflow_registry import log_export
 
-        with self.guard.hold():
+        with self.guard.hold(), self.link.calling():
             return log_export(self.uri, run_id, name, export_dir, sample, outputs, also)
 
     def register_model(self, name: str, model_id: str, run_id: str, score: Mapping[str, Any]) -> dict:
         """A new version of ``name``; the alias ``champion`` if it wins."""
         from lstm_models.tracking.mlflow_registry import register
 
-        with self.guard.hold():
+        with self.guard.hold(), self.link.calling():
             return register(self.uri, self.client, name, model_id, run_id, score)
 
 

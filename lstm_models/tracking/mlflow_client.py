@@ -1,10 +1,16 @@
-"""MLflow's database stores: a SQLite file's path, its tables created once, its write lock
-retried; and the SQL store's code, loaded ahead of a process's first call."""
+"""The `MlflowClient` a tracker writes through. On a SQLite store: the file's path, its tables
+created once, its write lock retried, the SQL store's code loaded ahead of a process's first call.
+On a tracking server: its loss (`StoreLink`), turned into one `TrackingLost`.
+"""
 
 from __future__ import annotations
 
+import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+from lstm_models.errors import TrackingLost
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -32,13 +38,74 @@ def load_store_code() -> None:
     sqlalchemy.orm.configure_mappers()
 
 
-def make_client(uri: str, guard):
-    """An `MlflowClient` on ``uri``; on SQLite, its tables created once and its lock retried (`_RetryLocked`)."""
+class StoreLink:
+    """Whether the tracking store still answers. MLflow's client retries a call to a server that
+    does not answer for minutes (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, 7 by default), then raises;
+    Keras Tuner took that for a failed trial, the next trial's every call waited as long again, and
+    the sweep went on for tens of minutes printing tracebacks. Here the first such failure is a
+    `TrackingLost`, and every later call through the link raises it at once."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.lost: str | None = None
+
+    @contextmanager
+    def calling(self):
+        if self.lost is not None:
+            raise TrackingLost(self.lost)
+        try:
+            yield
+        except TrackingLost:
+            raise
+        except Exception as exc:
+            reason = _transport_failure(exc)
+            if reason is None:
+                raise
+            self.lost = f"tracking server {self.uri} stopped answering ({reason})"
+            raise TrackingLost(self.lost) from None
+
+
+class _Linked:
+    """An `MlflowClient` whose calls go through a `StoreLink`."""
+
+    def __init__(self, client, link: StoreLink):
+        self._client, self._link = client, link
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args, **kwargs):
+            with self._link.calling():
+                return method(*args, **kwargs)
+        return call
+
+
+def _transport_failure(exc: BaseException) -> str | None:
+    """Why a call could not reach the server (``Connection refused``), or None for any other error
+    (a refused request, a missing run): the first `requests` error in the exception's chain."""
+    import requests
+
+    seen = exc
+    while seen is not None and not isinstance(seen, requests.exceptions.RequestException):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None:
+        return None
+    text = str(seen)
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text) or re.search(r"Caused by \w+\('([^']+)'", text)
+    return found.group(1).strip() if found else type(seen).__name__
+
+
+def make_client(uri: str, guard, link: StoreLink | None = None):
+    """An `MlflowClient` on ``uri``: a server's through ``link``; on SQLite, its tables created once
+    and its lock retried (`_RetryLocked`)."""
     from mlflow.tracking import MlflowClient
 
     db = sqlite_path(uri)
     if db is None:
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        return _Linked(client, link) if link is not None else client
     # Two sweeps starting at once on a new store would both create its tables.
     import fcntl
 
