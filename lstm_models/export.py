@@ -4,7 +4,8 @@ The export folder is a SavedModel (``serve`` and ``serving_default`` signatures)
 extra files beside ``saved_model.pb``: ``model.keras`` (the trained Keras model, for the gate
 inspector and further training) and ``meta.json`` (task, class names or lookback and horizon).
 It is written to a temporary folder next to the target, reloaded and compared with the Keras
-model, and only then renamed into place, so a crash never leaves a half-written export. The old
+model, and only then renamed into place, so a crash never leaves a half-written export (a sweep
+renames it once it has finished: `stage_export`, then `publish`). The old
 export is moved aside for the instant of the swap and moved back if the swap fails; if the process
 dies in that instant, the next export puts it back first. ``model.keras`` is read back with
 `load_keras`, which never runs code from the file (``safe_mode=True``).
@@ -39,6 +40,16 @@ def export_model(model, target: Path, meta: Mapping[str, Any], sample) -> Path:
     Returns:
         ``target``.
     """
+    staging = stage_export(model, target, meta, sample)
+    try:
+        return publish(staging, target)
+    finally:
+        discard_staged(staging)
+
+
+def stage_export(model, target: Path, meta: Mapping[str, Any], sample) -> Path:
+    """Write and check the export of ``model`` in a hidden folder beside ``target`` (`export_model`'s
+    arguments), for `publish` to put in place: a sweep publishes its export once it has finished."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _recover(target)
@@ -48,22 +59,35 @@ def export_model(model, target: Path, meta: Mapping[str, Any], sample) -> Path:
         model.save(staging / KERAS_FILE)
         (staging / META_FILE).write_text(json.dumps(dict(meta), indent=2) + "\n", encoding="utf-8")
         check_export(staging, model, sample, name=target)
-        old = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            target.rename(old)
-        try:
-            staging.rename(target)
-        except BaseException:
-            if old is not None and not target.exists():
-                old.rename(target)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        discard_staged(staging)
+        raise
+    return staging
+
+
+def publish(staging: Path, target: Path) -> Path:
+    """Rename a staged export (`stage_export`) to ``target``, the export there moved aside for the swap."""
+    target = Path(target)
+    _recover(target)
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        target.rename(old)
+    try:
+        staging.rename(target)
+    except BaseException:
+        if old is not None and not target.exists():
+            old.rename(target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def discard_staged(staging: Path) -> None:
+    """Remove a staged export that was not published (nothing, once it was)."""
+    if staging.exists():
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _recover(target: Path) -> None:

@@ -249,6 +249,8 @@ def test_an_interrupt_that_tensorflow_rewords_still_stops_the_sweep(tmp_path, se
             except Interrupted:
                 raise SystemError("Objects/listobject.c:338: bad argument to internal function") from None
 
+    (tmp_path / "exports" / "t").mkdir(parents=True)
+    (tmp_path / "exports" / "t" / "earlier.txt").write_text("the last finished sweep's export", encoding="utf-8")
     with pytest.raises(Interrupted) as raised:
         run_sweep(_spec(2), toy_series_splits(), MLflowTracker(uri), SweepPaths(tmp_path / "exports", tmp_path / "t"),
                   hooks=Hooks(log=log, guard=guard))
@@ -266,7 +268,10 @@ def test_an_interrupt_that_tensorflow_rewords_still_stops_the_sweep(tmp_path, se
         assert {k: r.info.status for k, r in trials.items()} == {"trial-01": "FINISHED", "trial-02": "FINISHED"}
         assert records == [(1, "FINISHED", False), (2, "FINISHED", False)] and state["status"] == "searching"
         assert "inside_error" not in parent.data.tags  # the stop is not reported as a failed view
-        assert (tmp_path / "exports" / "t" / "saved_model.pb").is_file()  # written whole before the views
+    # Its export was written whole before the views, but a sweep that did not finish publishes none:
+    # the last finished sweep's stays (--resume exports again)
+    assert [p.name for p in (tmp_path / "exports").iterdir()] == ["t"]
+    assert [p.name for p in (tmp_path / "exports" / "t").iterdir()] == ["earlier.txt"]
 
 
 def test_a_second_interrupt_waits_while_the_first_one_is_cleaned_up():

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import keras
 
 from lstm_models.errors import SweepFailed
-from lstm_models.export import export_model, to_tensor
+from lstm_models.export import discard_staged, export_model, publish, stage_export, to_tensor
 from lstm_models.inspect.views import log_inside_views
 from lstm_models.interrupt import Deferral
 from lstm_models.models.build import serving_model
@@ -90,21 +90,23 @@ def finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], kera
         load: trial -> its best Keras model.
         output_dir: the export goes to ``output_dir / spec.name``.
     """
-    crew = Crew(sweep.log, sweep.workers)
+    crew, target = Crew(sweep.log, sweep.workers), Path(output_dir) / sweep.spec.name
     try:
         with sweep.phases.timed("verdict"):  # the chief's local workers train it while this process goes on
             plan = plan_verdict(sweep, result)
             crew.post(Queue.create(sweep.folder, result.parent_run_id, plan.jobs, keep=result.resumed), plan.jobs)
         if result.best is None:  # run_sweep closes the parent run as FAILED
             raise SweepFailed(f"sweep {sweep.spec.name}: no trial finished, nothing to export")
-        _finish(sweep, result, load, output_dir, plan, crew)
+        _finish(sweep, result, load, target, plan, crew)
     except BaseException:
         crew.close(wait=False)
+        if result.export_dir is not None and result.export_dir != target:  # a sweep that did not finish
+            discard_staged(result.export_dir)  # exports nothing (its export was staged)
         raise
     crew.close(wait=True)
 
 
-def _finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], keras.Model], output_dir: Path,
+def _finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], keras.Model], target: Path,
             plan, crew) -> None:
     spec, tracker, parent, timed = sweep.spec, sweep.tracker, result.parent_run_id, sweep.phases.timed
     best_model, best_id, models = None, "", {}
@@ -119,8 +121,8 @@ def _finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], ker
                 continue
             with timed("export"):
                 served = serving_model(model, sweep.inputs)  # raw input in, as exported
-                target = Path(output_dir) / spec.name if trial is result.best else Path(scratch) / cell
-                folder, sample = _export(sweep, trial, served, target)
+                best = trial is result.best  # staged beside its target until the sweep has finished
+                folder, sample = _export(sweep, trial, served, target if best else Path(scratch) / cell, stage=best)
                 model_id = tracker.log_model(trial.run_id, f"{spec.name}-{cell}", folder, sample,
                                              served(to_tensor(sample), training=False),
                                              also=(parent,) if trial is result.best else ())
@@ -138,19 +140,22 @@ def _finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], ker
     if best_id:
         with timed("register"):
             _register(sweep, result, best_id)
+    with timed("export"):
+        result.export_dir = publish(result.export_dir, target)
     result.phases = sweep.phases.metrics()
     tracker.log_metrics(parent, result.phases)
     tracker.end_run(parent, "FINISHED")
 
 
-def _export(sweep: Sweep, trial: TrialResult, model, target: Path) -> tuple[Path, object]:
-    """Export a trial's serving model to ``target``; the folder and the raw sample it was checked on."""
+def _export(sweep: Sweep, trial: TrialResult, model, target: Path, stage: bool = False) -> tuple[Path, object]:
+    """Export a trial's serving model to ``target`` (``stage``: beside it, for `publish`); the folder
+    and the raw sample it was checked on."""
     spec = sweep.spec
     meta, sample = sweep.task.export_meta(trial.spec)
     meta.update({"sweep": spec.name, "trial": trial.name, "cell": trial.spec.cell,
                  "model_spec": trial.spec.params(), "objective": {spec.objective: trial.objective},
                  "test": trial.test_metrics})
-    return export_model(model, target, meta, sample), sample
+    return (stage_export if stage else export_model)(model, target, meta, sample), sample
 
 
 def _register(sweep: Sweep, result: SweepResult, model_id: str) -> None:
