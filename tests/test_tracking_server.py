@@ -46,6 +46,8 @@ def test_a_missing_postgresql_binary_says_how_to_install_it():
     (["--db-url", "sqlite:///x.db"], "--db-url sqlite:///x.db: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/"
                                      "DATABASE"),
     (["--port", "0"], "--port must be in [1, 65535]. Got 0 instead."),
+    (["--host", "::1"], "--host ::1: an IPv6 address; give an IPv4 address (127.0.0.1 for this machine only) or a "
+                        "host name"),
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, args, message):
     done = run_cli("tracking-server", *args, cwd=tmp_path, timeout=60)

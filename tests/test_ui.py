@@ -62,6 +62,8 @@ def test_a_store_not_yet_created_is_reported_and_not_created(tmp_path):
                             "for other machines run lstm-models tracking-server --auth"),
     (["--tracking-uri", "none"], "--tracking-uri none: nothing is tracked, so there is no UI to open"),
     (["--port", "70000"], "--port must be in [1, 65535]. Got 70000 instead."),
+    (["--host", "::1"], "--host ::1: an IPv6 address; give an IPv4 address (127.0.0.1 for this machine only) or a "
+                        "host name"),
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, flags, message):
     done = run_cli("ui", "--links-only", *flags, cwd=tmp_path)

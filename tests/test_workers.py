@@ -43,6 +43,10 @@ def test_the_gpus_to_share_come_from_cuda_visible_devices():
     (["--worker", "127.0.0.1:1", "--worker-id", "a b"],
      "--worker-id 'a b': expected 1-128 letters, digits, '.', '_' or '-'"),
     (["--chief", "nowhere"], "--chief nowhere: expected HOST:PORT"),
+    (["--chief", "::1:7070"], "--chief ::1: an IPv6 address; give an IPv4 address (127.0.0.1 for this machine only) "
+     "or a host name"),
+    (["--worker", "[::1]:7070"], "--worker [::1]: an IPv6 address; give an IPv4 address (127.0.0.1 for this machine "
+     "only) or a host name"),
     (["--verdict-jobs", "jobs.json"], "--verdict-jobs: a chief gives it to its local workers, with --worker; "
      "not for other commands"),
     (["--chief", "0.0.0.0:7070"], "--chief 0.0.0.0:7070: not a loopback address; Keras Tuner's oracle service has no "

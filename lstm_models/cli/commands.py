@@ -213,6 +213,7 @@ def cmd_tracking_server(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be in [1, 65535]. Got {args.port} instead.")
+    server.check_ipv4("--host", args.host)
     if server.is_public(args.host):
         if not args.allow_public:
             raise ConfigError(f"--host {args.host}: not a loopback address; MLflow's server has no authentication "

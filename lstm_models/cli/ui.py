@@ -20,13 +20,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from lstm_models.tracking.links import experiments, runs_links
     from lstm_models.tracking.mlflow_client import sqlite_path
     from lstm_models.tracking.mlflow_store import MLflowTracker
-    from lstm_models.tracking.server import check_port_free, is_public
+    from lstm_models.tracking.server import check_ipv4, check_port_free, is_public
 
     uri = args.tracking_uri
     if uri == NO_TRACKING:
         raise ConfigError("--tracking-uri none: nothing is tracked, so there is no UI to open")
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be in [1, 65535]. Got {args.port} instead.")
+    check_ipv4("--host", args.host)
     if is_public(args.host):
         raise ConfigError(f"--host {args.host}: the MLflow UI has no authentication, so it listens on loopback "
                           "only; for other machines run lstm-models tracking-server --auth")

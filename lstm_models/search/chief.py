@@ -75,7 +75,7 @@ class WorkerPlan:
         return env
 
     def command(self, index: int) -> list[str]:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        host = "127.0.0.1" if self.host == "0.0.0.0" else self.host
         jobs = ["--verdict-jobs", str(self.jobs)] if self.jobs else []
         return [sys.executable, "-m", "lstm_models", *self.argv, "--worker", f"{host}:{self.port}",
                 "--worker-id", worker_id(index), *jobs]

@@ -18,6 +18,7 @@ from pathlib import Path
 from lstm_models.errors import ConfigError, TrackingLost
 from lstm_models.search.recorder import TrialRecorder, fail_runs
 from lstm_models.search.state import SweepState
+from lstm_models.tracking.server import check_ipv4
 
 WORKERS_FOLDER = "workers"
 UNCAPPED = 10**9  # a worker's own trial limit: none
@@ -28,6 +29,7 @@ def parse_address(flag: str, address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{flag} {address}: expected HOST:PORT")
+    check_ipv4(flag, host)
     return host, int(port)
 
 

@@ -99,9 +99,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def check_ipv4(flag: str, host: str) -> None:
+    """IPv6 addresses are refused: the servers and the oracle are reached as ``HOST:PORT``, which
+    an IPv6 address would need brackets in, and ports are checked as IPv4 (`check_port_free`)."""
+    if ":" in host:
+        raise ConfigError(f"{flag} {host}: an IPv6 address; give an IPv4 address (127.0.0.1 for this machine "
+                          "only) or a host name")
+
+
 def is_public(host: str) -> bool:
     """Whether binding ``host`` exposes a port beyond this machine (anything but loopback)."""
-    return not (host == "localhost" or host.startswith("127.") or host == "::1")
+    return not (host == "localhost" or host.startswith("127."))
 
 
 class Postgres:
