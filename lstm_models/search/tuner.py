@@ -106,7 +106,7 @@ class _TrackedTuner:
         self._heartbeat, self._beat = heartbeat, None  # a worker's: seconds between beats, the beating thread
         self._held = False
         self._gradients: set[str] = set()
-        self._spec = None  # the running trial's ModelSpec, sampled once in on_trial_begin
+        self._spec, self._trial_seed = None, 0  # the running trial's ModelSpec and seed, from on_trial_begin
         self._phases: Phases | None = None  # the next or running trial's clock (`lstm_models.search.timing`)
         self._model, self._traced = None, TracedModels()  # the running trial's model; those a trial may continue
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)  # our oracle, not the class's
@@ -136,7 +136,8 @@ class _TrackedTuner:
         try:
             super().on_trial_begin(trial)  # Keras Tuner clears the session when it builds the model
             hp = trial.hyperparameters
-            keras.utils.set_random_seed(trial_seed(self._seed, hp.values))
+            self._trial_seed = trial_seed(self._seed, hp.values)  # whoever runs it, whenever
+            keras.utils.set_random_seed(self._trial_seed)
             self._spec = self.hypermodel.model_spec(hp.copy())
             budget = hp.values.get("tuner/epochs")
             note = f" (hyperband: epochs {hp.values['tuner/initial_epoch']}->{budget})" if budget else ""
@@ -147,8 +148,7 @@ class _TrackedTuner:
             self._release()
 
     def run_trial(self, trial, *args, **kwargs):
-        seed = trial_seed(self._seed, trial.hyperparameters.values)  # whoever runs it, whenever
-        clock = EpochClock(self._trial_phases())
+        seed, clock = self._trial_seed, EpochClock(self._trial_phases())
         # Each epoch is reported to the oracle (for the pruner); a worker's oracle is its chief's.
         kwargs.update(model_spec=self._spec, shuffle_seed=seed + 1, clock=clock,
                       extra_callbacks=[EpochLog(self._recorder, lambda epoch, logs: report_epoch(
