@@ -12,9 +12,10 @@ or a TypeError from a tensor conversion. Keras Tuner records any error as a fail
 on to the next, so a worker stopped by its chief trained on. Code that must stop on an interrupt
 runs inside `Deferral.unmasking`, which raises the interrupt again from such an error.
 
-A worker's calls to its chief's oracle are not held (`Deferral.released`): the chief may be gone,
-and such a call waits for it for ever. An interrupt stops the worker there as a ``kill`` would,
-which the chief already tells apart: the trial's run is closed as lost, and it runs again.
+A held section that waits on another process (a worker asking its chief's oracle for a trial)
+may wait for ever: the chief is gone. Once the other process has not answered for a while, such a
+call raises the interrupt that waits (`Deferral.give_up`), as a ``kill`` would stop the worker:
+the chief already tells that apart (the trial's run is closed as lost, and it runs again).
 """
 
 from __future__ import annotations
@@ -29,14 +30,12 @@ class Deferral:
         self._depth = 0
         self._pending: BaseException | None = None
         self._raised: BaseException | None = None  # the interrupt raised, kept in case it is masked
-        self._released = False  # inside `released`
 
     def interrupt(self, exc: BaseException) -> None:
         """Called from a signal handler: raise ``exc`` now, or when the held section ends. Once
         one interrupt has been raised, a later one waits too: it would cut short the clean-up
-        of the first (Ctrl-C reaches a chief's workers, then the chief's own SIGTERM does).
-        Inside `released`, it is raised at once all the same."""
-        if not self._released and (self._depth or self._raised is not None):
+        of the first (Ctrl-C reaches a chief's workers, then the chief's own SIGTERM does)."""
+        if self._depth or self._raised is not None:
             self._pending = self._pending or exc
             return
         self._raised = exc
@@ -64,20 +63,14 @@ class Deferral:
                 self._pending = None
             self.leave()
 
-    @contextmanager
-    def released(self):
-        """Run a call that may wait for ever on another process (a worker's call to its chief) with
-        interrupts raised at once, even inside a held section or after an earlier interrupt: one
-        that is pending, or was raised already (this is its clean-up), is raised on entry. Only
-        from the main thread, where signal handlers run."""
-        if (self._raised or self._pending) is not None:
-            self._pending, self._raised = None, self._raised or self._pending
-            raise self._raised
-        self._released = True
-        try:
-            yield
-        finally:
-            self._released = False
+    def give_up(self) -> None:
+        """Raise now, whatever section is held, an interrupt that waits for one to end or that was
+        raised already (its clean-up is under way): for a call in a held section whose other
+        process stopped answering, and may never answer (a worker's chief that is gone)."""
+        exc = self._pending or self._raised
+        if exc is not None:
+            self._pending, self._raised = None, exc
+            raise exc
 
     def raise_lost(self) -> None:
         """Raise again an interrupt raised where Python could not deliver it: a signal handler

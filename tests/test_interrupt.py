@@ -294,44 +294,29 @@ def test_a_second_interrupt_waits_while_the_first_one_is_cleaned_up():
     guard.leave()  # dropped with the clean-up
 
 
-def test_released_raises_an_interrupt_at_once_inside_a_held_section_then_holds_again():
+def test_give_up_raises_a_waiting_interrupt_inside_a_held_section_and_nothing_else():
+    """A worker's call to a chief that stopped answering: the interrupt that waits for the held
+    section to end is raised now; with none waiting, the call goes on waiting."""
     guard = Deferral()
-    now, later = Stop("now"), Stop("later")
     guard.enter()  # a worker's tuner holds while it asks its chief for a trial
+    guard.give_up()  # nothing waits: nothing raised
+    waiting = Stop("waiting")
+    guard.interrupt(waiting)
     with pytest.raises(Stop) as raised:
-        with guard.released():  # the call to a chief that may be gone
-            guard.interrupt(now)
-    assert raised.value is now
+        guard.give_up()
+    assert raised.value is waiting
+    guard.reset()
+    later = Stop("later")
+    with pytest.raises(Stop) as raised:  # its clean-up waits on the gone chief too: raised again
+        with guard.hold():
+            guard.give_up()
+    assert raised.value is waiting
     guard.reset()
     guard.enter()
-    guard.interrupt(later)  # held again once the call is over
+    guard.interrupt(later)  # raised already: a later one waits, as in any clean-up
     with pytest.raises(Stop) as raised:
-        guard.leave()
-    assert raised.value is later
-
-
-def test_released_raises_on_entry_an_interrupt_that_waited_or_was_raised_already():
-    """One that arrived while the held section had not called yet (a worker told IDLE, sleeping
-    before it asks again) stops it before it waits; so does one already raised, whose clean-up
-    would otherwise wait on a gone chief."""
-    guard = Deferral()
-    pending = Stop("pending")
-    with guard.hold():
-        guard.interrupt(pending)
-        with pytest.raises(Stop) as raised:
-            with guard.released():
-                pytest.fail("the call ran")
-        assert raised.value is pending
-        with pytest.raises(Stop) as raised:  # raised already: its clean-up does not wait either
-            with guard.released():
-                pytest.fail("the call ran")
-        assert raised.value is pending
-        guard.reset()
-        second = Stop("second")
-    with pytest.raises(Stop) as raised:
-        with guard.released():
-            guard.interrupt(second)
-    assert raised.value is pending  # the first, raised again on entry
+        guard.give_up()
+    assert raised.value is waiting
 
 
 def test_an_interrupt_that_python_dropped_is_raised_again_between_training_steps():

@@ -197,28 +197,43 @@ def join_chief(host: str, port: str, worker: str) -> None:
     _quiet_conditions()
 
 
+PATIENCE = 10.0  # seconds a worker's call waits for its chief before an interrupt may end it
+
+
 def release_calls(client, guard) -> None:
-    """A worker's calls to its chief's oracle, from the main thread, run `Deferral.released`: the
-    tuner holds interrupts while it asks for a trial and while it ends one, and a chief that is
-    gone never answers (Keras Tuner waits an hour for it), so Ctrl-C must stop the call. The
-    heartbeat's thread calls the stub as it is."""
-    client.stub = _Released(client.stub, guard)
+    """A worker's calls to its chief's oracle (from the main thread: not the heartbeat's) end on an
+    interrupt once unanswered for PATIENCE seconds (`Deferral.give_up`). The tuner holds interrupts
+    while it asks for a trial and ends one, so that the oracle, the run and the state file agree; a
+    chief answers in milliseconds, but a gone one never does (Keras Tuner's client waits an hour)."""
+    client.stub = _Patient(client.stub, guard)
 
 
-class _Released:
+class _Patient:
     def __init__(self, stub, guard):
         self._stub, self._guard = stub, guard
 
     def __getattr__(self, name):
-        call = getattr(self._stub, name)
+        method = getattr(self._stub, name)
         if threading.current_thread() is not threading.main_thread():
-            return call
+            return method
 
-        def released(*args, **kwargs):
-            with self._guard.released():
-                return call(*args, **kwargs)
+        def call(request, **kwargs):
+            import grpc
 
-        return released
+            future, waited = method.future(request, **kwargs), 0.0
+            try:
+                while True:
+                    try:
+                        return future.result(timeout=1.0)
+                    except grpc.FutureTimeoutError:
+                        waited += 1.0
+                        if waited >= PATIENCE:
+                            self._guard.give_up()
+            except BaseException:
+                future.cancel()
+                raise
+
+        return call
 
 
 def leave_chief(client) -> None:
