@@ -139,3 +139,49 @@ def test_verdict_runs_are_not_trials_but_a_fresh_sweep_closes_those_left_running
     run = MlflowClient(_uri(tmp_path)).get_run(seed_run)
     assert run.info.status == "FAILED" and run.data.tags["error"].startswith("abandoned: replaced by a fresh sweep")
     assert tracker.run_status(parent) == "FAILED"
+
+
+def _mlflow_error(cause: BaseException):
+    """What MLflow's REST client raises for ``cause``: its own exception, raised while handling it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        try:
+            raise cause
+        except Exception as e:
+            raise MlflowException(f"API request to http://127.0.0.1:5077/api/2.0/mlflow/runs/get failed with exception {e}")
+    except MlflowException as raised:
+        return raised
+
+
+def test_a_store_link_is_lost_on_a_transport_failure_only_and_then_fails_at_once():
+    import requests
+
+    from lstm_models.errors import TrackingLost
+    from lstm_models.tracking.mlflow_client import StoreLink
+
+    link = StoreLink("http://127.0.0.1:5077")
+    not_found = requests.exceptions.HTTPError("404 Client Error: Not Found for url: http://127.0.0.1:5077/x")
+    for error in (_mlflow_error(not_found), ValueError("a bad filter")):  # an answer, or our own mistake
+        with pytest.raises(type(error)):
+            with link.calling():
+                raise error
+    assert link.lost is None
+    refused = requests.exceptions.ConnectionError(
+        "HTTPConnectionPool(host='127.0.0.1', port=5077): Max retries exceeded with url: /api/2.0/mlflow/runs/get "
+        "(Caused by NewConnectionError('<urllib3.connection.HTTPConnection object at 0x7f0>: Failed to establish a "
+        "new connection: [Errno 111] Connection refused'))")
+    with pytest.raises(TrackingLost, match=r"^tracking server http://127.0.0.1:5077 stopped answering "
+                                           r"\(Connection refused\)$"):
+        with link.calling():
+            raise _mlflow_error(refused)
+    ran = []
+    with pytest.raises(TrackingLost, match="Connection refused"):
+        with link.calling():
+            ran.append("the call")  # not made: the server is known to be gone
+    assert ran == []
+    busy = requests.exceptions.RetryError("HTTPConnectionPool(host='h', port=1): Max retries exceeded with url: /x "
+                                          "(Caused by ResponseError('too many 503 error responses'))")
+    with pytest.raises(TrackingLost, match=r"\(too many 503 error responses\)$"):
+        with StoreLink("http://h:1").calling():
+            raise _mlflow_error(busy)

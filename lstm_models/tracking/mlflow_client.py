@@ -83,12 +83,14 @@ class _Linked:
 
 
 def _transport_failure(exc: BaseException) -> str | None:
-    """Why a call could not reach the server (``Connection refused``), or None for any other error
-    (a refused request, a missing run): the first `requests` error in the exception's chain."""
+    """Why a call could not reach the server (``Connection refused``, a timeout, retries used up
+    on 5xx answers), or None for any other error, an HTTP error answer among them (a missing
+    artifact's 404, a refused 403): the first such `requests` error in the exception's chain."""
     import requests
 
+    lost = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.RetryError)
     seen = exc
-    while seen is not None and not isinstance(seen, requests.exceptions.RequestException):
+    while seen is not None and not isinstance(seen, lost):
         seen = seen.__cause__ or seen.__context__
     if seen is None:
         return None
