@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from lstm_models.search.chief import WorkerPlan, gpu_ids
 
-from conftest import CACHE, run_cli, tiny_series_spec, write_spec
+from conftest import CACHE, ROOT, run_cli, tiny_series_spec, write_spec
 
 
 def test_each_worker_gets_its_share_of_the_cores_and_its_own_gpu():
@@ -497,15 +497,20 @@ def test_ctrl_c_in_the_workers_verdict_leaves_no_run_open_and_resume_finishes_it
 
 
 def test_a_run_s_worker_is_gone_only_if_it_ran_here_in_a_process_that_ended():
-    import socket
+    """Here: this machine's boot and this pid namespace (a container's worker may be alive, whatever
+    the host name says); ended: its pid is no process now, or another one."""
     import subprocess
-    import sys
 
     from lstm_models.search.worker import worker_gone, worker_tags
 
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    here = socket.gethostname()
-    assert worker_gone({**worker_tags("w"), "worker_pid": ended.stdout.strip()})
-    assert not worker_gone(worker_tags("w"))  # this process
-    assert not worker_gone({"worker": "w", "worker_host": f"not-{here}", "worker_pid": ended.stdout.strip()})
-    assert not worker_gone({"worker": "w"})  # a run no worker tagged (a single process's)
+    ended = subprocess.run([sys.executable, "-c", "from lstm_models.search.worker import worker_tags; "
+                            "print(worker_tags('w')['worker_process'])"], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.strip()
+    boot, namespace, pid, start = ended.split("/")
+    assert worker_gone({**worker_tags("w"), "worker_process": ended})
+    ours = worker_tags("w")
+    assert not worker_gone(ours)  # this process
+    assert worker_gone({**ours, "worker_process": ours["worker_process"].rsplit("/", 1)[0] + "/1"})  # pid reused
+    assert not worker_gone({**ours, "worker_process": f"another-boot/{namespace}/{pid}/{start}"})  # another machine
+    assert not worker_gone({**ours, "worker_process": f"{boot}/1/{pid}/{start}"})  # another container
+    assert not worker_gone({"worker": "w", "worker_host": ours["worker_host"], "worker_pid": pid})  # older runs

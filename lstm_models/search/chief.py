@@ -138,33 +138,39 @@ def run_chief(local: LocalWorkers, oracle, recorder: TrialRecorder, model_spec: 
 def _wait_for_runs(recorder: TrialRecorder, timeout: float) -> None:
     """A worker closes a trial's run just after the oracle ends the trial: wait for the last ones.
 
-    A run whose worker died in between is closed here: FINISHED if the worker had recorded it
-    whole (its checkpoint, then its record), else FAILED and ``lost``."""
+    A run whose worker died in between is closed here (`_close_orphan`)."""
     tracker, parent = recorder.tracker, recorder.state.parent_run_id
     deadline = time.monotonic() + timeout
     while tracker.running_trials(parent) and time.monotonic() < deadline:
         time.sleep(1.0)
     for run in tracker.trial_runs(parent):
-        if run["status"] != "RUNNING":
-            continue
-        if json.loads(run["tags"].get(RECORD_TAG, "{}")).get("status") == "FINISHED":
-            tracker.end_run(run["run_id"], "FINISHED")
-        else:
-            fail_runs(tracker, [run["run_id"]], LOST, {"lost": "true"})
+        if run["status"] == "RUNNING":
+            _close_orphan(tracker, run)
+
+
+def _close_orphan(tracker, run: dict) -> None:
+    """Close a run whose worker died: FINISHED if it had recorded the trial whole (its checkpoint,
+    then its record), else FAILED and ``lost``."""
+    if json.loads(run["tags"].get(RECORD_TAG, "{}")).get("status") == "FINISHED":
+        tracker.end_run(run["run_id"], "FINISHED")
+    else:
+        fail_runs(tracker, [run["run_id"]], LOST, {"lost": "true"})
 
 
 def still_with_workers(tracker, parent_run_id: str) -> set[str]:
     """The trials whose runs are still RUNNING, whose workers may reconnect to a resumed chief.
 
-    A run whose worker ran on this host in a process that is gone (a local worker that stopped
-    with its chief: a kill, a lost tracking server) is closed as lost now: the resumed chief
-    waited ``worker_timeout`` for it before it ran the trial again."""
+    A run whose worker ran on this machine in a process that has ended (`worker_gone`: a local
+    worker that stopped with its chief, on a kill or a lost tracking server) is closed now
+    (`_close_orphan`): the resumed chief waited ``worker_timeout`` for it before it ran the trial
+    again."""
     from lstm_models.search.worker import worker_gone
 
     running = [r for r in tracker.trial_runs(parent_run_id) if r["status"] == "RUNNING"]
-    gone = [r["run_id"] for r in running if worker_gone(r["tags"])]
-    fail_runs(tracker, gone, LOST, {"lost": "true"})
-    return {r["tags"].get("trial_id") for r in running if r["run_id"] not in gone}
+    gone = [r for r in running if worker_gone(r["tags"])]
+    for run in gone:
+        _close_orphan(tracker, run)
+    return {r["tags"].get("trial_id") for r in running if r not in gone}
 
 
 def gather(tracker, parent_run_id: str) -> list[TrialResult]:

@@ -99,22 +99,33 @@ def check_same_data(chiefs: str, data) -> None:
 
 
 def worker_tags(wid: str) -> dict[str, str]:
-    """The tags of every trial run a worker trains: which worker, on which host, in which process."""
-    return {"worker": wid, "worker_host": socket.gethostname(), "worker_pid": str(os.getpid())}
+    """The tags of every trial run a worker trains: which worker, on which host, in which process
+    (``worker_process``: `process_identity`, for `worker_gone`)."""
+    return {"worker": wid, "worker_host": socket.gethostname(), "worker_pid": str(os.getpid()),
+            "worker_process": process_identity(os.getpid())}
+
+
+def process_identity(pid: int) -> str:
+    """``boot/pid namespace/pid/start``: one process among all, ever, where a host name and a pid are
+    not (cloned machines share a name, containers share a kernel, pids are reused); '' if the
+    process is gone, or without Linux's /proc."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+        start = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+    return f"{boot}/{namespace}/{pid}/{start}"
 
 
 def worker_gone(tags: dict) -> bool:
-    """Whether the worker that tagged a run (`worker_tags`) ran on this host, in a process that is gone."""
-    pid = tags.get("worker_pid", "")
-    if tags.get("worker_host") != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # alive, another user's
-        return False
-    return False
+    """Whether the worker that tagged a run (`worker_tags`) ran on this machine, in this pid
+    namespace, in a process that has ended."""
+    tagged = tags.get("worker_process", "").split("/")
+    here = process_identity(os.getpid()).split("/")
+    if len(tagged) != 4 or len(here) != 4 or tagged[:2] != here[:2] or not tagged[2].isdigit():
+        return False  # another machine or container (it may be alive), or an older run without the tag
+    return process_identity(int(tagged[2])) != tags["worker_process"]
 
 
 def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_run_id: str, hooks,
