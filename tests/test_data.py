@@ -340,8 +340,12 @@ def test_a_series_too_small_for_float32_training(tmp_path):
     assert _error(_series_spec(kind="series_csv", path=str(path), target="y")) == (
         f"{path}: column 'y' spreads by only about 3.0e-30 in the training split, too little for float32 training "
         "(the models normalise by at least 1e-06); rescale the column")
-    flat = _write_csv(tmp_path / "flat.csv", [(str(i), "2.5") for i in range(40)], header="t,y")
-    assert load_dataset(_series_spec(kind="series_csv", path=str(flat), target="y"), CACHE).train_stats()[1][0] == 1e-12
+    for value in ("2.5", "0.1", "1.1"):  # 0.1 in float32, its variance in float64 is 7.7e-34, not 0
+        flat = _write_csv(tmp_path / "flat.csv", [(str(i), value) for i in range(40)], header="t,y")
+        assert load_dataset(_series_spec(kind="series_csv", path=str(flat), target="y"), CACHE).train_stats()[1][0] == 1e-12
+    barely = _write_csv(tmp_path / "barely.csv", [(str(i), f"{5 + (i % 2) * 5e-7:.7f}") for i in range(40)],
+                        header="t,y")  # varies by 2.5e-7 around 5: the model sees a constant, and may
+    assert load_dataset(_series_spec(kind="series_csv", path=str(barely), target="y"), CACHE).train_stats()[1][0] == 1e-12
 
 
 def test_non_numeric_value_in_a_series(tmp_path):

@@ -234,19 +234,21 @@ def make_series(name: str, values: np.ndarray, columns, index, spec: DataSpec, s
     if season > 1 and val_start <= season:
         raise DataError(f"{name}: the training split has {val_start} steps, not more than one season of {season}; "
                         "set dataset.season or use a longer series")
-    _check_spread(name, columns, np.asarray(values[:val_start], dtype="float64").var(axis=0))
+    _check_spread(name, columns, np.asarray(values[:val_start], dtype="float64"))
     return splits
 
 
-def _check_spread(name: str, columns, spread: np.ndarray) -> None:
+def _check_spread(name: str, columns, train: np.ndarray) -> None:
     """The models normalise each column by its training split's spread, in float32: a variance
-    that overflows made every loss NaN; one under the floor (`VARIANCE_FLOOR`, a constant column's)
-    was taken as the floor, and the model saw a constant."""
-    for i, var in enumerate(spread):
+    that overflows made every loss NaN. One under the floor (`VARIANCE_FLOOR`, a constant column's)
+    is taken as the floor: a column whose every value lies within that floor of zero (around 1e-30)
+    then reached the model as a constant. A constant column is fine (its variance in float64 may
+    be a rounding error above zero); so is a column of large values that barely varies."""
+    for i, (var, largest) in enumerate(zip(train.var(axis=0), np.abs(train).max(axis=0))):
         if var > FLOAT32_MAX:
             raise DataError(f"{name}: column {column_label(columns[i])} spreads by about {np.sqrt(var):.1e} in the "
                             "training split, too far for float32 training (its variance overflows); rescale the column")
-        if 0 < var < VARIANCE_FLOOR:
+        if 0 < largest < np.sqrt(VARIANCE_FLOOR) and np.ptp(train[:, i]) > 0:
             raise DataError(f"{name}: column {column_label(columns[i])} spreads by only about {np.sqrt(var):.1e} in "
                             f"the training split, too little for float32 training (the models normalise by at least "
                             f"{np.sqrt(VARIANCE_FLOOR):.0e}); rescale the column")
