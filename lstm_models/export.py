@@ -48,12 +48,14 @@ def export_model(model, target: Path, meta: Mapping[str, Any], sample) -> Path:
 
 
 def stage_export(model, target: Path, meta: Mapping[str, Any], sample) -> Path:
-    """Write and check the export of ``model`` in a hidden folder beside ``target`` (`export_model`'s
-    arguments), for `publish` to put in place: a sweep publishes its export once it has finished."""
+    """Write and check the export of ``model`` as ``target``'s namesake inside a hidden folder beside
+    it (`export_model`'s arguments), for `publish` to put in place: a sweep publishes its export once
+    it has finished, and logs the staged folder to MLflow meanwhile under the export's own name."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _recover(target)
-    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}" / target.name
+    staging.parent.mkdir()
     try:
         model.export(str(staging), format="tf_saved_model", verbose=False)
         model.save(staging / KERAS_FILE)
@@ -81,13 +83,14 @@ def publish(staging: Path, target: Path) -> Path:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    discard_staged(staging)
     return target
 
 
 def discard_staged(staging: Path) -> None:
-    """Remove a staged export that was not published (nothing, once it was)."""
-    if staging.exists():
-        shutil.rmtree(staging, ignore_errors=True)
+    """Remove the hidden folder of a staged export (`stage_export`), published or not."""
+    if ".tmp-" in staging.parent.name and staging.parent.exists():
+        shutil.rmtree(staging.parent, ignore_errors=True)
 
 
 def _recover(target: Path) -> None:

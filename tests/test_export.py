@@ -74,7 +74,7 @@ def test_a_crash_during_the_swap_puts_the_previous_export_back(tmp_path, seed, m
     rename = pathlib.Path.rename
 
     def failing_swap(self, dest):
-        if self.name.startswith(".m.tmp-"):
+        if self.parent.name.startswith(".m.tmp-"):
             raise OSError("the disk went away")
         return rename(self, dest)
 

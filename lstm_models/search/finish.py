@@ -140,11 +140,11 @@ def _finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], ker
     if best_id:
         with timed("register"):
             _register(sweep, result, best_id)
-    with timed("export"):
-        result.export_dir = publish(result.export_dir, target)
     result.phases = sweep.phases.metrics()
-    tracker.log_metrics(parent, result.phases)
-    tracker.end_run(parent, "FINISHED")
+    with sweep.guard.hold():  # the parent run FINISHED and the export in place, or neither (an error: FAILED)
+        tracker.log_metrics(parent, result.phases)
+        tracker.end_run(parent, "FINISHED")
+        result.export_dir = publish(result.export_dir, target)
 
 
 def _export(sweep: Sweep, trial: TrialResult, model, target: Path, stage: bool = False) -> tuple[Path, object]:
