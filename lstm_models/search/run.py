@@ -93,9 +93,12 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
                                data=dataset["digest"])
         resumed = previous if mode == "resume" else None
         _check_same_role(resumed, workers, folder)
-        if workers and not is_locked(folder):  # before anything is written (a running sweep's port: its lock says so)
+        bound = workers and not is_locked(folder)  # before anything is written (a running sweep's port: its lock says so)
+        if bound:
             workers = workers.bound(resumed.oracle if resumed else "")
         stack.enter_context(SweepLock(folder))
+        if workers and not bound:  # the sweep that held the lock ended meanwhile
+            workers = workers.bound(resumed.oracle if resumed else "")
         if mode == "fresh" and previous is not None:
             close_abandoned(previous, tracker, hooks.log)
             discard(folder)  # keeps the lock this process holds
