@@ -5,6 +5,7 @@ On a tracking server: its loss (`StoreLink`), turned into one `TrackingLost`.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from contextlib import contextmanager
@@ -65,21 +66,30 @@ class StoreLink:
             raise TrackingLost(self.lost) from None
 
 
-class _Linked:
-    """An `MlflowClient` whose calls go through a `StoreLink`."""
+class _Calls:
+    """An `MlflowClient` whose every method call goes through ``_call``."""
 
-    def __init__(self, client, link: StoreLink):
-        self._client, self._link = client, link
+    def __init__(self, client):
+        self._client = client
 
     def __getattr__(self, name):
         method = getattr(self._client, name)
-        if not callable(method):
-            return method
+        return functools.partial(self._call, method) if callable(method) else method
 
-        def call(*args, **kwargs):
-            with self._link.calling():
-                return method(*args, **kwargs)
-        return call
+    def _call(self, method, *args, **kwargs):
+        raise NotImplementedError
+
+
+class _Linked(_Calls):
+    """An `MlflowClient` whose calls go through a `StoreLink`."""
+
+    def __init__(self, client, link: StoreLink):
+        super().__init__(client)
+        self._link = link
+
+    def _call(self, method, *args, **kwargs):
+        with self._link.calling():
+            return method(*args, **kwargs)
 
 
 def _transport_failure(exc: BaseException) -> str | None:
@@ -119,7 +129,7 @@ def make_client(uri: str, guard, link: StoreLink | None = None):
     return _RetryLocked(client, guard)
 
 
-class _RetryLocked:
+class _RetryLocked(_Calls):
     """An `MlflowClient` on SQLite whose calls are retried while another process holds the write lock.
 
     Several processes (a sweep's workers, or two sweeps) write one SQLite file; SQLite refuses a
@@ -132,20 +142,15 @@ class _RetryLocked:
     TRIES = 12
 
     def __init__(self, client, guard):
-        self._client, self._guard = client, guard
+        super().__init__(client)
+        self._guard = guard
 
-    def __getattr__(self, name):
-        method = getattr(self._client, name)
-        if not callable(method):
-            return method
-
-        def call(*args, **kwargs):
-            for attempt in range(self.TRIES):
-                try:
-                    with self._guard.hold():
-                        return method(*args, **kwargs)
-                except Exception as exc:  # MlflowException wrapping sqlalchemy's OperationalError
-                    if "database is locked" not in str(exc) or attempt == self.TRIES - 1:
-                        raise
-                    time.sleep(min(0.1 * 2 ** attempt, 3.0))
-        return call
+    def _call(self, method, *args, **kwargs):
+        for attempt in range(self.TRIES):
+            try:
+                with self._guard.hold():
+                    return method(*args, **kwargs)
+            except Exception as exc:  # MlflowException wrapping sqlalchemy's OperationalError
+                if "database is locked" not in str(exc) or attempt == self.TRIES - 1:
+                    raise
+                time.sleep(min(0.1 * 2 ** attempt, 3.0))
