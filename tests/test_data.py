@@ -581,6 +581,10 @@ def test_series_too_short_for_lookback_is_a_data_error():
                         "dataset": {"kind": "statsmodels", "lookback": 300}})
     with pytest.raises(DataError, match="sunspots: the training split has 217 steps, fewer than lookback 300"):
         load_dataset(spec.dataset, CACHE)
+    # The longest window a stepped range can give is its last step, not its max: 200 + 1 fit in 217
+    stepped = parse_sweep({"name": "s", "task": "forecasting",
+                           "dataset": {"kind": "statsmodels", "lookback": {"min": 100, "max": 250, "step": 100}}})
+    assert load_dataset(stepped.dataset, CACHE).sizes()["train"] > 0
 
 
 def test_sentiment_file_is_read_from_the_wheel(tmp_path):

@@ -61,8 +61,6 @@ def test_a_trials_seed_comes_from_its_values_not_its_number():
 
 
 def test_integer_log_ranges_declare_the_values_keras_tuner_samples():
-    from lstm_models.search.space import _possible
-
     ranges = {"depth": {"min": 1, "max": 3, "sampling": "log"}, "units": {"min": 4, "max": 100, "step": 3, "sampling": "log"},
               "batch_size": {"min": 8, "max": 64, "sampling": "log"}, "embedding_dim": {"min": 4, "max": 20, "step": 5}}
     spec = _space(**ranges)
@@ -73,7 +71,7 @@ def test_integer_log_ranges_declare_the_values_keras_tuner_samples():
     expected = {"depth": [1, 2, 3], "units": [4, 12, 36], "batch_size": list(range(8, 65)), "embedding_dim": [4, 9, 14, 19]}
     for name, values in expected.items():
         sampled = sorted({declared[name].prob_to_value(i / 4000) for i in range(4000)})
-        assert _possible(getattr(spec.search, name)) == sampled == values
+        assert list(getattr(spec.search, name).candidates) == sampled == values
 
 
 def test_a_log_step_on_depth_is_a_factor_and_every_depth_has_its_units():

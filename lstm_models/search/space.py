@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import fields
 
 from lstm_models.models.build import TASK_ONLY, ModelSpec
@@ -63,7 +62,7 @@ def sample_spec(hp, space: SearchSpace, task: str, lookback: Param | None = None
     cell = str(_declare(hp, "cell", space.cells))
     depth = int(_declare(hp, "depth", space.depth))
     units = [_declare(hp, "units", space.units)]
-    depths = _possible(space.depth)
+    depths = [int(d) for d in space.depth.candidates]
     for layer in range(2, max(depths) + 1):
         with hp.conditional_scope("depth", [d for d in depths if d >= layer]):
             value = _declare(hp, f"units_{layer}", space.units)
@@ -89,20 +88,6 @@ def sample_spec(hp, space: SearchSpace, task: str, lookback: Param | None = None
         value = _declare(hp, key, params[key])
         values[key] = _CAST[key](value) if key in _CAST else value
     return ModelSpec(**values)
-
-
-def _possible(param: Param) -> list[int]:
-    """Every value Keras Tuner's ``Int`` can give for ``param``, as it computes them: with
-    ``sampling: log`` a step is a factor (min, min*step, ... up to max), without one any integer."""
-    if not param.is_range:
-        return [int(v) for v in param.values]
-    lo, hi = int(param.min), int(param.max)
-    if param.step is None:
-        return list(range(lo, hi + 1))
-    if param.sampling == "log":
-        count = int(math.log(hi / lo, param.step) + 1e-8) + 1
-        return [int(lo * math.pow(param.step, i)) for i in range(count)]
-    return list(range(lo, hi + 1, int(param.step)))
 
 
 def _declare(hp, name: str, param: Param):

@@ -39,10 +39,19 @@ class Param:
 
     @property
     def candidates(self) -> tuple:
-        """Every value this parameter can take (the ends of a continuous range)."""
+        """Every value this parameter can take: its values; an integer range's, as Keras Tuner's
+        ``Int`` computes them (with ``sampling: log`` a step is a factor: min, min*step, ... up to
+        max; without a step any integer); a float range's ends."""
         if not self.is_range:
             return self.values
-        return (self.min, self.max)
+        if not (isinstance(self.min, int) and isinstance(self.max, int)):
+            return (self.min, self.max)
+        if self.step is None:
+            return tuple(range(self.min, self.max + 1))
+        if self.sampling == "log":
+            count = int(math.log(self.max / self.min, self.step) + 1e-8) + 1
+            return tuple(int(self.min * math.pow(self.step, i)) for i in range(count))
+        return tuple(range(self.min, self.max + 1, int(self.step)))
 
     def to_yaml(self) -> Any:
         if not self.is_range:
