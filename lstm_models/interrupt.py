@@ -67,7 +67,7 @@ class Deferral:
         """Raise now, whatever section is held, an interrupt that waits for one to end or that was
         raised already (its clean-up is under way): for a call in a held section whose other
         process stopped answering, and may never answer (a worker's chief that is gone)."""
-        exc = self._pending or self._raised
+        exc = self._raised or self._pending  # the first one, as `raise_lost` raises
         if exc is not None:
             self._pending, self._raised = None, exc
             raise exc
