@@ -154,7 +154,9 @@ def _interrupted(args: argparse.Namespace, argv: list[str]) -> str:
 def _after_lost(args: argparse.Namespace, argv: list[str]) -> str:
     """What a command whose tracking server went away left, and how to go on once it answers."""
     folder = getattr(args, "state_folder", None)
-    if folder is None or getattr(args, "verdict_jobs", None):  # not a sweep; or a chief's local worker
+    if getattr(args, "verdict_jobs", None):  # a chief's local worker: its chief meets the loss too
+        return f"; {args.worker_id} stopped, its chief stops the sweep"
+    if folder is None:  # not a sweep
         return ""
     if getattr(args, "worker", None):
         same_id = [] if any(a.startswith("--worker-id") for a in argv) else ["--worker-id", args.worker_id]

@@ -121,7 +121,7 @@ class MLflowTracker:
     def end_run(self, run_id: str, status: str) -> None:
         """Close a run as FINISHED, FAILED or KILLED (its system metrics first)."""
         monitor = self._monitors.pop(run_id, None)
-        if monitor is not None:
+        if monitor is not None and self.link.lost is None:  # its own client would retry for minutes
             monitor.finish()
         self.client.set_terminated(run_id, status=status)
 
