@@ -65,31 +65,21 @@ class StoreLink:
             self.lost = f"tracking server {self.uri} stopped answering ({reason})"
             raise TrackingLost(self.lost) from None
 
+    def call(self, method, *args, **kwargs):
+        """``method(*args, **kwargs)`` through the link (`calling`)."""
+        with self.calling():
+            return method(*args, **kwargs)
+
 
 class _Calls:
-    """An `MlflowClient` whose every method call goes through ``_call``."""
+    """An `MlflowClient` whose every method call goes through ``around(method, *args, **kwargs)``."""
 
-    def __init__(self, client):
-        self._client = client
+    def __init__(self, client, around):
+        self._client, self._around = client, around
 
     def __getattr__(self, name):
         method = getattr(self._client, name)
-        return functools.partial(self._call, method) if callable(method) else method
-
-    def _call(self, method, *args, **kwargs):
-        raise NotImplementedError
-
-
-class _Linked(_Calls):
-    """An `MlflowClient` whose calls go through a `StoreLink`."""
-
-    def __init__(self, client, link: StoreLink):
-        super().__init__(client)
-        self._link = link
-
-    def _call(self, method, *args, **kwargs):
-        with self._link.calling():
-            return method(*args, **kwargs)
+        return functools.partial(self._around, method) if callable(method) else method
 
 
 def _transport_failure(exc: BaseException) -> str | None:
@@ -117,7 +107,7 @@ def make_client(uri: str, guard, link: StoreLink | None = None):
     db = sqlite_path(uri)
     if db is None:
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        return _Linked(client, link) if link is not None else client
+        return _Calls(client, link.call) if link is not None else client
     # Two sweeps starting at once on a new store would both create its tables.
     import fcntl
 
@@ -126,11 +116,11 @@ def make_client(uri: str, guard, link: StoreLink | None = None):
         fcntl.flock(lock, fcntl.LOCK_EX)
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         client.search_experiments(max_results=1)  # creates and migrates the tables
-    return _RetryLocked(client, guard)
+    return _Calls(client, _RetryLocked(guard))
 
 
-class _RetryLocked(_Calls):
-    """An `MlflowClient` on SQLite whose calls are retried while another process holds the write lock.
+class _RetryLocked:
+    """A call to an `MlflowClient` on SQLite, retried while another process holds the write lock.
 
     Several processes (a sweep's workers, or two sweeps) write one SQLite file; SQLite refuses a
     write while another one holds the lock ("database is locked"). The refused transaction was
@@ -141,11 +131,10 @@ class _RetryLocked(_Calls):
 
     TRIES = 12
 
-    def __init__(self, client, guard):
-        super().__init__(client)
+    def __init__(self, guard):
         self._guard = guard
 
-    def _call(self, method, *args, **kwargs):
+    def __call__(self, method, *args, **kwargs):
         for attempt in range(self.TRIES):
             try:
                 with self._guard.hold():
