@@ -93,19 +93,17 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
                                data=dataset["digest"])
         resumed = previous if mode == "resume" else None
         _check_same_role(resumed, workers, folder)
-        bound = workers and not is_locked(folder)  # before anything is written (a running sweep's port: its lock says so)
-        if bound:
-            workers = workers.bound(resumed.oracle if resumed else "")
+        oracle = resumed.oracle if resumed else ""
+        if workers and not is_locked(folder):  # a port in use refused before anything is written
+            workers.bound(oracle)  # (a running sweep's own is refused by its lock); bound again below
         stack.enter_context(SweepLock(folder))
-        if workers and not bound:  # the sweep that held the lock ended meanwhile
-            workers = workers.bound(resumed.oracle if resumed else "")
         if mode == "fresh" and previous is not None:
             close_abandoned(previous, tracker, hooks.log)
             discard(folder)  # keeps the lock this process holds
         local = None
         if workers:  # its local workers train the verdict's seed runs too (`lstm_models.search.crew`)
             jobs = Queue.emptied(folder, keep=resumed is not None).file  # a resumed sweep keeps finished ones
-            workers = replace(workers, jobs=jobs)
+            workers = replace(workers.bound(oracle), jobs=jobs)
             earlier = {}
             if resumed:  # the trials whose runs are still RUNNING: their workers may reconnect
                 running = still_with_workers(tracker, resumed.parent_run_id)
