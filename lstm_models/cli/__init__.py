@@ -143,12 +143,17 @@ def _interrupted(args: argparse.Namespace, argv: list[str]) -> str:
                 "is resumed with the chief's command and --resume)")
     if folder is None:
         return " before the sweep started; nothing to resume"
-    if getattr(args, "worker", None):  # its id: a worker that joins again with it gets its own trial back
-        same_id = [] if any(a.startswith("--worker-id") for a in argv) else ["--worker-id", args.worker_id]
+    if getattr(args, "worker", None):
         return (f": {args.worker_id}'s running trial is marked KILLED and goes back to the chief at "
-                f"{args.worker} for another worker. Join the sweep again with:\n  {_command(argv, *same_id)}")
+                f"{args.worker} for another worker. Join the sweep again with:\n  {_rejoin(args, argv)}")
     return (": the running trial and the sweep are marked KILLED; "
             f"finished trials are kept in {folder}. Resume with:\n  {_command(argv, '--resume')}")
+
+
+def _rejoin(args: argparse.Namespace, argv: list[str]) -> str:
+    """A worker's command with its id: joining again with it, the worker gets its own trial back."""
+    same_id = [] if any(a.startswith("--worker-id") for a in argv) else ["--worker-id", args.worker_id]
+    return _command(argv, *same_id)
 
 
 def _after_lost(args: argparse.Namespace, argv: list[str]) -> str:
@@ -159,9 +164,8 @@ def _after_lost(args: argparse.Namespace, argv: list[str]) -> str:
     if folder is None:  # not a sweep
         return ""
     if getattr(args, "worker", None):
-        same_id = [] if any(a.startswith("--worker-id") for a in argv) else ["--worker-id", args.worker_id]
         return (f"; {args.worker_id} stopped. Once it answers, join the sweep again (it gets its trial back) "
-                f"with:\n  {_command(argv, *same_id)}")
+                f"with:\n  {_rejoin(args, argv)}")
     return (f"; the sweep stopped, its finished trials kept in {folder}. Once it answers, resume with:\n  "
             f"{_command(argv, '--resume')}")
 
