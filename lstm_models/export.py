@@ -42,9 +42,10 @@ def export_model(model, target: Path, meta: Mapping[str, Any], sample) -> Path:
     """
     staging = stage_export(model, target, meta, sample)
     try:
-        return publish(staging, target)
-    finally:
+        return publish(staging, target)  # which removes the staging folder once done
+    except BaseException:
         discard_staged(staging)
+        raise
 
 
 def stage_export(model, target: Path, meta: Mapping[str, Any], sample) -> Path:
