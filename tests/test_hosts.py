@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_models.tracking.server import free_port
+from lstm_models.tracking.server import free_port, mlflow_command, wait_healthy
 
 from conftest import CACHE, ROOT, tiny_series_spec, write_spec
 from test_tracking_server import _start, _stop, pg_home  # noqa: F401 (a fixture)
@@ -155,16 +155,12 @@ def test_a_killed_chief_resumes_and_its_worker_reconnects_without_losing_its_tri
 
 
 def _mlflow_server(tmp_path: Path, port: int) -> subprocess.Popen:
-    """A plain MLflow server on a SQLite file in ``tmp_path``, in its own process group."""
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
-                             f"sqlite:///{tmp_path}/server.db", "--artifacts-destination", str(tmp_path / "art"),
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    """The MLflow server `tracking-server` runs, on a SQLite file in ``tmp_path``, in its own process group."""
+    proc = subprocess.Popen(mlflow_command(f"sqlite:///{tmp_path}/server.db", "127.0.0.1", port, tmp_path / "art",
+                                           auth=False), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     SPAWNED.append(proc)
-    deadline = time.monotonic() + 120
-    while subprocess.run(["curl", "-sf", f"http://127.0.0.1:{port}/health"], capture_output=True).returncode:
-        assert proc.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
-        time.sleep(0.5)
+    wait_healthy(f"http://127.0.0.1:{port}", proc)
     return proc
 
 
