@@ -17,9 +17,10 @@ BENCH_ARGS ?= --search-trials 40 --search-seeds 3 --search-limit 3000
 MEMORY_ARGS ?=
 SERVING_ARGS ?=
 PEER_ARGS ?=
-# the peer comparison repeated per seed on the short sentences, ours as the spec runs it (2 workers);
-# seeds 1000 apart: Keras Tuner draws the n-th value with seed + n, so seeds 1, 2 and 3 share most trials
-PEER_SEEDS_ARGS ?= --seeds 42,1042,2042,3042,4042 --only csv --ours 2-workers
+# the peer comparison repeated per seed on every data set, ours as the spec runs it (2 workers) with and
+# without the median pruner; seeds 1000 apart: Keras Tuner draws the n-th value with seed + n, so
+# seeds 1, 2 and 3 share most trials
+PEER_SEEDS_ARGS ?= --seeds 42,1042,2042,3042,4042 --ours 2-workers,median-2-workers
 
 .DEFAULT_GOAL := help
 .PHONY: help install postgres data sweep resume soak test serve ui ui-screenshots tracking-server bench bench-workers bench-peer bench-peer-seeds bench-serving bench-memory clean
@@ -98,7 +99,7 @@ bench: $(STAMP) data postgres ## measure speed side by side: benchmarks/results/
 bench-peer: $(STAMP) data ## only the peer section (~30 min): ours vs a hand-written Keras Tuner script, and where our time goes
 	$(BIN)/python benchmarks/versus.py $(PEER_ARGS)
 
-bench-peer-seeds: $(STAMP) data ## the peer section once per seed (~20 min): test accuracies compared pair by pair
+bench-peer-seeds: $(STAMP) data ## the peer section once per seed (~50 min): test metrics compared pair by pair, pruning on and off
 	$(BIN)/python benchmarks/versus.py $(PEER_SEEDS_ARGS)
 
 bench-workers: $(STAMP) data postgres ## only the workers section (~30 min): 1 vs 2 workers, PostgreSQL vs SQLite, a 16-worker simulation

@@ -21,11 +21,14 @@ benchmarks/results/peer.{json,md} and the README's tables.
 
     python benchmarks/versus.py [--only csv,sentiment,sunspots] [--ours none,2-workers,median,median-2-workers]
                                 [--skip-peer]
-    python benchmarks/versus.py --seeds 42,1042,2042,3042,4042 [--only csv] [--ours 2-workers]
+    python benchmarks/versus.py --seeds 42,1042,2042,3042,4042 [--only csv] [--ours 2-workers,median-2-workers]
+                                [--skip-peer]
 
 With ``--seeds``, the side-by-side is repeated once per seed (ours ``--seed S``, the script
 ``--seed S``; the same split), and the test accuracies are compared pair by pair: one seed's
-difference of a few sentences is a draw of the search, not a verdict. Keras Tuner draws the n-th
+difference of a few sentences is a draw of the search, not a verdict. Sunspots runs ours only;
+with two variants of ours or more, each is also compared with the first, seed by seed (is the
+median pruner faster at the same accuracy?). Keras Tuner draws the n-th
 hyperparameter value with ``seed + n``, so seeds 1, 2 and 3 search mostly the same trials: the
 seeds must lie far apart (1,000: a sweep draws a few hundred values). Results:
 benchmarks/results/peer-seeds.{json,md} and the README.
@@ -170,40 +173,83 @@ def phases_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def by_seed(chosen: dict[str, Path], folder: Path, seeds: list[int], variants: list[str]) -> dict:
-    """Ours (each of ``variants``) and the script, side by side once per seed, on each data set."""
+def by_seed(chosen: dict[str, Path], folder: Path, seeds: list[int], variants: list[str], with_peer: bool) -> dict:
+    """Once per seed: the script (text data only, unless ``with_peer`` is false), then each of
+    ``variants`` of ours, on each data set. Every variant of a seed meets the same run of the script."""
     results = {"when": time.strftime("%Y-%m-%d %H:%M"), "data": {}}
     for data, spec in chosen.items():
-        for variant in variants:
-            rows = []
-            for seed in seeds:
-                mine, theirs = ours(spec, folder, *VARIANTS[variant], seed=seed), peer(spec, folder, seed=seed)
-                rows.append({"seed": seed, "ours_seconds": mine["seconds"], "ours_test": mine["test_value"],
-                             "ours_cell": mine["best_cell"], "peer_seconds": theirs["seconds"],
-                             "peer_test": theirs["test_value"], "peer_cell": theirs["best_cell"]})
-                print(json.dumps(rows[-1]), flush=True)
-            results["data"][f"{data}, ours {variant}"] = rows
+        for seed in seeds:
+            theirs = peer(spec, folder, seed=seed) if with_peer and data in PEER_DATA else None
+            for variant in variants:
+                mine = ours(spec, folder, *VARIANTS[variant], seed=seed)
+                row = {"seed": seed, "ours_seconds": mine["seconds"], "ours_test": mine["test_value"],
+                       "test_metric": mine["test_metric"], "ours_cell": mine["best_cell"], "trials": mine["trials"],
+                       "pruned": mine["pruned"],
+                       "peer_seconds": theirs and theirs["seconds"], "peer_test": theirs and theirs["test_value"],
+                       "peer_cell": theirs and theirs["best_cell"]}
+                results["data"].setdefault(f"{data}, ours {variant}", []).append(row)
+                print(json.dumps(row), flush=True)
     return results
 
 
+def _better(metric: str, diff: np.ndarray) -> np.ndarray:
+    """``diff`` (a - b) turned so that a positive value means a was better: RMSE is better lower."""
+    return -diff if metric == "rmse" else diff
+
+
+def _mean_difference(diff: np.ndarray) -> str:
+    """A paired difference's mean, its standard error and how often it was ahead or behind."""
+    error = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+    return (f"{diff.mean():+.4f} ± {error:.4f} ({(diff > 0).sum()} ahead, {(diff == 0).sum()} level, "
+            f"{(diff < 0).sum()} behind)")
+
+
 def seeds_table(results: dict) -> str:
-    """Per seed, both test accuracies and wall times; then the means and the paired difference."""
-    lines = ["| data | seed | ours: test accuracy (best cell) | script: test accuracy (best cell) | ours - script "
+    """Per seed, our test metric and wall time against the script's; then the means and the paired
+    difference (ahead: better, lower for RMSE). Data the script does not run show ours only."""
+    lines = ["| data | seed | ours: test metric (best cell) | script: test accuracy (best cell) | ours - script "
              "| ours s | script s | script s / ours s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for data, rows in results["data"].items():
         for r in rows:
-            lines.append(f"| {data} | {r['seed']} | {r['ours_test']:.4f} ({r['ours_cell']}) | {r['peer_test']:.4f} "
-                         f"({r['peer_cell']}) | {r['ours_test'] - r['peer_test']:+.4f} | {r['ours_seconds']:.0f} | "
+            mine = f"{r['test_metric']} {r['ours_test']:.4f} ({r['ours_cell']})"
+            if r["peer_test"] is None:
+                lines.append(f"| {data} | {r['seed']} | {mine} | | | {r['ours_seconds']:.0f} | | |")
+                continue
+            lines.append(f"| {data} | {r['seed']} | {mine} | {r['peer_test']:.4f} ({r['peer_cell']}) | "
+                         f"{r['ours_test'] - r['peer_test']:+.4f} | {r['ours_seconds']:.0f} | "
                          f"{r['peer_seconds']:.0f} | {r['peer_seconds'] / r['ours_seconds']:.2f}x |")
+        mean = f"| {data} | mean of {len(rows)} | {np.mean([r['ours_test'] for r in rows]):.4f} | "
+        if rows[0]["peer_test"] is None:
+            lines.append(mean + f"| | {np.mean([r['ours_seconds'] for r in rows]):.0f} | | |")
+            continue
         diff = np.array([r["ours_test"] - r["peer_test"] for r in rows])
-        error = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
-        wins = f"{(diff > 0).sum()} ahead, {(diff == 0).sum()} level, {(diff < 0).sum()} behind"
         speed = sum(r["peer_seconds"] for r in rows) / sum(r["ours_seconds"] for r in rows)
-        lines.append(f"| {data} | mean of {len(rows)} | {np.mean([r['ours_test'] for r in rows]):.4f} | "
-                     f"{np.mean([r['peer_test'] for r in rows]):.4f} | {diff.mean():+.4f} ± {error:.4f} ({wins}) | "
+        lines.append(mean + f"{np.mean([r['peer_test'] for r in rows]):.4f} | {_mean_difference(diff)} | "
                      f"{np.mean([r['ours_seconds'] for r in rows]):.0f} | "
                      f"{np.mean([r['peer_seconds'] for r in rows]):.0f} | {speed:.2f}x |")
     return "\n".join(lines)
+
+
+def variants_table(results: dict) -> str:
+    """Each variant of ours against the first one, seed by seed on the same data: the paired
+    difference of their test metrics (ahead: better) and the ratio of their wall times."""
+    lines = ["| data | ours | against | test metric: difference (ahead = better) | trials pruned "
+             "| wall s: first / this (in all; per seed) |", "|---|---|---|---|---:|---|"]
+    by_data: dict[str, dict[str, list]] = {}
+    for key, rows in results["data"].items():
+        data, variant = key.split(", ours ")
+        by_data.setdefault(data, {})[variant] = rows
+    for data, variants in by_data.items():
+        (first, base), *others = variants.items()
+        for variant, rows in others:
+            pairs = [(b, r) for b in base for r in rows if b["seed"] == r["seed"]]
+            diff = _better(rows[0]["test_metric"], np.array([r["ours_test"] - b["ours_test"] for b, r in pairs]))
+            ratios = [b["ours_seconds"] / r["ours_seconds"] for b, r in pairs]
+            whole = sum(b["ours_seconds"] for b, _ in pairs) / sum(r["ours_seconds"] for _, r in pairs)
+            lines.append(f"| {data} | {variant} | {first} | {rows[0]['test_metric']} {_mean_difference(diff)} | "
+                         f"{sum(r['pruned'] for _, r in pairs)} of {sum(r['trials'] for _, r in pairs)} | {whole:.2f}x; "
+                         f"{min(ratios):.2f}x-{max(ratios):.2f}x |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def main(argv=None) -> int:
@@ -220,8 +266,10 @@ def main(argv=None) -> int:
         folder = Path(tmp)
         chosen = {d: spec for d, spec in specs(folder).items() if not args.only or d in args.only}
         if args.seeds:
-            results = by_seed({d: spec for d, spec in chosen.items() if d in PEER_DATA}, folder, args.seeds, args.ours)
-            return publish("peer-seeds", results, seeds_table(results) + "\n")
+            results = by_seed(chosen, folder, args.seeds, args.ours, not args.skip_peer)
+            versus = variants_table(results)
+            return publish("peer-seeds", results, seeds_table(results) + "\n"
+                           + (f"\nOurs against ours, seed by seed:\n\n{versus}\n" if versus else ""))
         results = {"when": time.strftime("%Y-%m-%d %H:%M"), "data": {}}
         for data, spec in chosen.items():
             rows = [ours(spec, folder, *VARIANTS[v]) for v in args.ours]
