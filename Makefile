@@ -17,6 +17,7 @@ BENCH_ARGS ?= --search-trials 40 --search-seeds 3 --search-limit 3000
 MEMORY_ARGS ?=
 SERVING_ARGS ?=
 PEER_ARGS ?=
+WORKERS_BENCH_ARGS ?=
 # the peer comparison repeated per seed on every data set, ours as the spec runs it (2 workers) with and
 # without the median pruner; seeds 1000 apart: Keras Tuner draws the n-th value with seed + n, so
 # seeds 1, 2 and 3 share most trials
@@ -31,7 +32,9 @@ help: ## show this help
 	@echo "             processes; 0: one process; default: each spec's tuner.workers),"
 	@echo "             TRACKING_URI=http://127.0.0.1:5001 (a tracking server), SERVER_PORT=5001,"
 	@echo "             BENCH_ARGS='--search-limit 0' (bench.py flags), MEMORY_ARGS='--lengths 50,100' (memory.py flags),"
-	@echo "             SERVING_ARGS='--models sentiment --requests 100' (serving.py flags)"
+	@echo "             SERVING_ARGS='--models sentiment --requests 100' (serving.py flags), PEER_ARGS='--only csv' and"
+	@echo "             PEER_SEEDS_ARGS='--seeds 42,1042' (versus.py flags), WORKERS_BENCH_ARGS (workers.py flags),"
+	@echo "             MODEL=sentiment and SERVE_PORT=5002 (make serve)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"' \
@@ -60,7 +63,8 @@ sweep: $(STAMP) ## run the default sweeps (or SPEC=sweeps/x.yaml) as new sweeps,
 resume: $(STAMP) ## continue the interrupted sweeps (or SPEC=sweeps/x.yaml): finished trials kept, lost ones run again
 	@rc=0; for spec in $(if $(SPEC),$(SPEC),$(SPECS)); do \
 	  echo "== lstm-models sweep $$spec --resume $(ARGS)"; \
-	  $(BIN)/lstm-models sweep $$spec --tracking-uri $(TRACKING_URI) --resume $(ARGS) || rc=$$?; \
+	  $(BIN)/lstm-models sweep $$spec --tracking-uri $(TRACKING_URI) --resume $(if $(WORKERS),--workers $(WORKERS)) $(ARGS) \
+	    || rc=$$?; \
 	done; exit $$rc
 
 soak: $(STAMP) ## memory soak: 30 tiny trials in one process, RSS after each (benchmarks/soak.csv)
@@ -89,7 +93,7 @@ ui-screenshots: $(STAMP) ## docs/img/*.png: the runs table, a chart by cell, the
 bench-memory: $(STAMP) ## long-range memory: the adding problem at lengths 50-400 per cell (~12 min); table to benchmarks/results/ and docs/inside-the-cell.md
 	$(BIN)/python benchmarks/memory.py $(MEMORY_ARGS)
 
-bench: $(STAMP) data postgres ## measure speed side by side: benchmarks/results/*.json and the tables in docs/benchmarks.md
+bench: $(STAMP) data postgres ## measure speed side by side: benchmarks/results/*.json and the tables in docs/benchmarks.md and README.md
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/workers.py $(WORKERS_BENCH_ARGS)
 	$(BIN)/python benchmarks/versus.py $(PEER_ARGS)
