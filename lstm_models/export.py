@@ -5,7 +5,8 @@ extra files beside ``saved_model.pb``: ``model.keras`` (the trained Keras model,
 inspector and further training) and ``meta.json`` (task, class names or lookback and horizon).
 It is written to a temporary folder next to the target, reloaded and compared with the Keras
 model, and only then renamed into place, so a crash never leaves a half-written export (a sweep
-renames it once it has finished: `stage_export`, then `publish`). The old
+renames it once it has finished: `stage_export`, then `publish`; a staging folder left by a
+process killed in between is removed by the next export of that name on the machine). The old
 export is moved aside for the instant of the swap and moved back if the swap fails; if the process
 dies in that instant, the next export puts it back first. ``model.keras`` is read back with
 `load_keras`, which never runs code from the file (``safe_mode=True``).
@@ -14,6 +15,7 @@ dies in that instant, the next export puts it back first. ``model.keras`` is rea
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -22,9 +24,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from lstm_models.errors import ConfigError
+from lstm_models.processes import process_gone, process_identity
 
 META_FILE = "meta.json"
 KERAS_FILE = "model.keras"
+OWNER_FILE = "owner"  # in a staging folder's hidden parent: the `process_identity` that staged it
 
 
 def export_model(model, target: Path, meta: Mapping[str, Any], sample) -> Path:
@@ -55,9 +59,11 @@ def stage_export(model, target: Path, meta: Mapping[str, Any], sample) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _recover(target)
+    _discard_orphans(target)
     staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}" / target.name
     staging.parent.mkdir()
     try:
+        (staging.parent / OWNER_FILE).write_text(process_identity(os.getpid()), encoding="ascii")
         model.export(str(staging), format="tf_saved_model", verbose=False)
         model.save(staging / KERAS_FILE)
         (staging / META_FILE).write_text(json.dumps(dict(meta), indent=2) + "\n", encoding="utf-8")
@@ -92,6 +98,18 @@ def discard_staged(staging: Path) -> None:
     """Remove the hidden folder of a staged export (`stage_export`), published or not."""
     if ".tmp-" in staging.parent.name and staging.parent.exists():
         shutil.rmtree(staging.parent, ignore_errors=True)
+
+
+def _discard_orphans(target: Path) -> None:
+    """Remove the staged exports of ``target`` whose process ended before publishing or discarding
+    them (killed): those of a live process, or of another machine, stay."""
+    for folder in target.parent.glob(f".{target.name}.tmp-*"):
+        try:
+            owner = (folder / OWNER_FILE).read_text(encoding="ascii")
+        except OSError:  # being created, or removed, by its process right now
+            continue
+        if process_gone(owner):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _recover(target: Path) -> None:

@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,6 +10,7 @@ import tensorflow as tf
 
 from lstm_models.export import export_model, load_keras, read_meta, serve
 from lstm_models.models.build import ModelSpec, SeriesInputs, TextInputs, build_model, serving_model
+from lstm_models.processes import process_identity
 
 pytestmark = pytest.mark.slow  # every test here trains or runs the CLI with TensorFlow
 
@@ -90,6 +95,29 @@ def test_a_crash_during_the_swap_puts_the_previous_export_back(tmp_path, seed, m
     with pytest.raises(Exception):
         export_model(model, target, {"version": 3}, np.zeros((2, 4, 1), dtype="float32"))  # fails its check
     assert json.loads((target / "meta.json").read_text())["version"] == 1
+
+
+def test_the_staged_export_of_a_killed_process_is_removed_by_the_next_export(tmp_path, seed):
+    """kill -9 between staging and publishing leaves a hidden folder: the next export of that name
+    removes it, and leaves those of a live process and of another machine (which may be alive)."""
+    killed = subprocess.run([sys.executable, "-c", f"""
+import os, numpy as np
+from lstm_models.export import stage_export
+from lstm_models.models.build import ModelSpec, SeriesInputs, build_model
+model = build_model(ModelSpec(task="forecasting", cell="rnn", units=(2,), lookback=3),
+                    SeriesInputs(num_features=1, horizon=1, mean=(0.0,), variance=(1.0,)))
+stage_export(model, {str(tmp_path / "m")!r}, {{}}, np.zeros((2, 3, 1), dtype="float32"))
+os.kill(os.getpid(), 9)
+"""], env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, capture_output=True)
+    assert killed.returncode == -9
+    (orphan,) = tmp_path.glob(".m.tmp-*")
+    assert (orphan / "m" / "saved_model.pb").exists()
+    namespace = process_identity(os.getpid()).split("/")[1]
+    for name, owner in (("live", process_identity(os.getpid())), ("elsewhere", f"another-boot/{namespace}/1/1")):
+        (tmp_path / f".m.tmp-{name}").mkdir()
+        (tmp_path / f".m.tmp-{name}" / "owner").write_text(owner)
+    export_model(_series_model(), tmp_path / "m", {}, np.zeros((2, 3, 1), dtype="float32"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.tmp-elsewhere", ".m.tmp-live", "m"]
 
 
 def test_model_keras_is_loaded_in_safe_mode(tmp_path, seed, monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "lstm_models"
 # Floors, lowest first: a module imports only from its own floor or below (lazy imports too).
 FLOORS = [
-    ("lstm_models.errors", "lstm_models.interrupt"),
+    ("lstm_models.errors", "lstm_models.interrupt", "lstm_models.processes"),
     ("lstm_models.spec.rules", "lstm_models.spec"),
     ("lstm_models.data",),
     ("lstm_models.spec.sweep",),

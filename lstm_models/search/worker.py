@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from lstm_models.errors import ConfigError, TrackingLost
+from lstm_models.processes import process_gone, process_identity
 from lstm_models.search.recorder import TrialRecorder, fail_runs
 from lstm_models.search.state import SweepState
 from lstm_models.tracking.server import check_ipv4
@@ -105,27 +106,10 @@ def worker_tags(wid: str) -> dict[str, str]:
             "worker_process": process_identity(os.getpid())}
 
 
-def process_identity(pid: int) -> str:
-    """``boot/pid namespace/pid/start``: one process among all, ever, where a host name and a pid are
-    not (cloned machines share a name, containers share a kernel, pids are reused); '' if the
-    process is gone, or without Linux's /proc."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
-        namespace = os.stat("/proc/self/ns/pid").st_ino
-        start = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-    return f"{boot}/{namespace}/{pid}/{start}"
-
-
 def worker_gone(tags: dict) -> bool:
     """Whether the worker that tagged a run (`worker_tags`) ran on this machine, in this pid
-    namespace, in a process that has ended."""
-    tagged = tags.get("worker_process", "").split("/")
-    here = process_identity(os.getpid()).split("/")
-    if len(tagged) != 4 or len(here) != 4 or tagged[:2] != here[:2] or not tagged[2].isdigit():
-        return False  # another machine or container (it may be alive), or an older run without the tag
-    return process_identity(int(tagged[2])) != tags["worker_process"]
+    namespace, in a process that has ended (an older run without the tag: not known to be gone)."""
+    return process_gone(tags.get("worker_process", ""))
 
 
 def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_run_id: str, hooks,
