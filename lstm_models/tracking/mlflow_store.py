@@ -119,11 +119,11 @@ class MLflowTracker:
                 self.client.log_artifact(run_id, str(path), artifact_path)
 
     def end_run(self, run_id: str, status: str) -> None:
-        """Close a run as FINISHED, FAILED or KILLED (its system metrics first)."""
+        """Close a run (FINISHED, FAILED, KILLED), then its system metrics: a lost server is met once."""
         monitor = self._monitors.pop(run_id, None)
-        if monitor is not None and self.link.lost is None:  # its own client would retry for minutes
-            monitor.finish()
         self.client.set_terminated(run_id, status=status)
+        if monitor is not None:
+            monitor.finish()
 
     def reopen_sweep(self, run_id: str) -> None:
         """Continue a sweep's parent run (on resume): new trials are nested under it again."""
