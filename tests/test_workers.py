@@ -178,6 +178,50 @@ print(os.waitstatus_to_exitcode(status), out.returncode, chief_pid)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml", "worker.err"]  # no store, no state
 
 
+def test_a_chief_whose_local_workers_all_exit_before_the_first_trial_stops_with_one_line(tmp_path):
+    """It waited for ever: no trial, no worker, and none to start again (a worker that dies between
+    trials is not replaced). Its workers here are real ones that cannot start: their spec is missing."""
+    import time
+
+    import keras_tuner as kt
+
+    from lstm_models.errors import SweepFailed
+    from lstm_models.search.chief import LocalWorkers, _Supervisor
+    from lstm_models.search.recorder import TrialRecorder
+    from lstm_models.search.service import Watched
+    from lstm_models.search.state import SweepState
+    from lstm_models.tracking.tracker import NullTracker
+
+    class Oracle(Watched, kt.oracles.RandomSearchOracle):
+        pass
+
+    oracle = Oracle(objective=kt.Objective("val_loss", "min"), max_trials=4)
+    recorder = TrialRecorder("val_loss", "min", 4, NullTracker(), SweepState("s", "", "none", {}), tmp_path, print)
+    lines = []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with LocalWorkers(WorkerPlan(2, ("sweep", "missing.yaml"), env, port=1)) as local:
+        supervisor = _Supervisor(local, oracle, recorder, 120.0, lines.append)
+        deadline = time.monotonic() + 60
+        with pytest.raises(SweepFailed) as stopped:
+            while not supervisor.done():
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+    assert str(stopped.value) == ("sweep s: every local worker exited before the first trial (worker-1 exit code 2, "
+                                  "worker-2 exit code 2); their lines above say why")
+    assert sorted(lines) == [f"chief: worker-{i} exited with code 2 between trials" for i in (1, 2)]
+    # A chief without local workers waits for workers from other hosts, however long
+    assert not _Supervisor(LocalWorkers(WorkerPlan(0)), oracle, recorder, 120.0, lines.append).done()
+
+
+def test_an_abbreviated_flag_is_refused_it_would_reach_the_local_workers_as_typed(tmp_path):
+    """argparse took --chi for --chief, and the workers' command, which drops --chief, kept --chi."""
+    write_spec(tmp_path, tiny_series_spec())
+    done = run_cli("sweep", "spec.yaml", "--chi", "127.0.0.1:7070", "--workers", "2", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2  # argparse's usage, then its one line
+    assert done.stderr.strip().splitlines()[-1] == "lstm-models: error: unrecognized arguments: --chi 127.0.0.1:7070"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
+
+
 def test_a_resumed_chiefs_new_workers_take_ids_its_earlier_workers_did_not(tmp_path):
     from lstm_models.search.chief import LocalWorkers
     from lstm_models.search.state import still_training
@@ -205,6 +249,14 @@ def _children(pid):
             if int(fields[1]) == pid:
                 out.append((int(stat), cmdline))
     return out
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (not ended, nor ended and waiting for its parent to read its exit code)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _chief_with_two_workers(tmp_path):
@@ -272,6 +324,101 @@ def test_a_chief_and_two_workers_finish_every_trial_once_though_one_is_killed(tm
     assert state["status"] == "finished"
     assert sorted((rec["status"], rec["lost"]) for rec in state["trials"].values()) == [
         ("FAILED", True)] + [("FINISHED", False)] * 4
+    assert (tmp_path / "exports" / "tiny-sunspots" / "saved_model.pb").is_file()
+
+
+@pytest.mark.slow
+def test_a_worker_waiting_for_the_last_trial_stops_at_once_on_ctrl_c(tmp_path):
+    """The cap reached and a trial still training, the other worker waits (the oracle answers IDLE):
+    it ignored Ctrl-C and SIGTERM until that trial ended, and the chief's stop waited 60 s for it."""
+    import signal
+    import subprocess
+    import time
+
+    spec = tiny_series_spec(max_trials=1, max_epochs=5000)  # a trial of a minute or more
+    spec["early_stopping"] = {"patience": 0}
+    write_spec(tmp_path, spec)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    chief = subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--tracking-uri",
+                              f"sqlite:///{tmp_path}/m.db", "--cache-dir", str(CACHE), "--workers", "2"],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        busy, lines = None, []
+        for line in chief.stdout:
+            lines.append(line)
+            busy = busy or (line.split(":")[0] if "[trial 1/1]" in line else None)
+            if busy and line.startswith(f"{busy}:     epoch 3/"):
+                break
+        (idle,) = [pid for pid, cmd in _children(chief.pid) if "--worker-id" in cmd and busy not in cmd]
+        os.kill(idle, signal.SIGINT)
+        sent = time.monotonic()
+        while _alive(idle):
+            assert time.monotonic() - sent < 15, "".join(lines)[-3000:]
+            time.sleep(0.1)
+        other = "worker-2" if busy == "worker-1" else "worker-1"
+        for line in chief.stdout:  # the busy worker's epochs go on meanwhile
+            lines.append(line)
+            if "between trials" in line:
+                break
+        assert lines[-1] == f"chief: {other} exited with code 130 between trials\n"
+        assert next(line for line in chief.stdout if line.startswith(f"{busy}:     epoch "))  # its trial trains on
+        chief.send_signal(signal.SIGINT)
+        chief.communicate(timeout=120)
+        assert chief.returncode == 130
+    finally:
+        if chief.poll() is None:
+            chief.kill()
+            chief.wait()
+
+
+@pytest.mark.slow
+def test_a_trial_that_kills_every_worker_training_it_fails_the_third_time(tmp_path):
+    """A configuration that runs out of memory kills each worker that trains it: it went back to the
+    queue for ever and the sweep never ended. Here each worker is killed in trial 1, three times."""
+    import re
+    import signal
+    import subprocess
+
+    spec = tiny_series_spec(max_trials=2, max_epochs=40)
+    spec["early_stopping"] = {"patience": 0}
+    write_spec(tmp_path, spec)
+    uri = f"sqlite:///{tmp_path}/m.db"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    chief = subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--tracking-uri", uri,
+                              "--cache-dir", str(CACHE), "--workers", "1"], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, trial, killed = [], {}, []
+    try:
+        for line in chief.stdout:
+            lines.append(line)
+            started = re.match(r"(worker-\d+): \[trial (\d+)/2\]", line)
+            if started:
+                trial[started[1]] = started[2]
+            wid = line.split(":")[0]
+            if len(killed) < 3 and trial.get(wid) == "1" and line.startswith(f"{wid}:     epoch 2/") \
+                    and wid not in killed:
+                (pid,) = [pid for pid, cmd in _children(chief.pid) if wid in cmd]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(wid)
+        assert chief.wait(timeout=300) == 0, "".join(lines)[-3000:]
+    finally:
+        if chief.poll() is None:
+            chief.kill()
+            chief.wait()
+    out = "".join(lines)
+    assert killed == ["worker-1", "worker-2", "worker-3"], out[-3000:]
+    assert out.count("during trial 1; another worker runs it again") == 2
+    assert "chief: worker-3 died (exit code -9) during trial 1; workers ended in it 3 times: it fails, not run " \
+           "again\n" in out
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
+    trials = sorted((r.info.run_name.split()[0], r.info.status, r.data.tags.get("lost", "")) for r in runs
+                    if "mlflow.parentRunId" in r.data.tags)
+    assert trials == [("trial-01", "FAILED", ""), ("trial-01", "FAILED", "true"), ("trial-01", "FAILED", "true"),
+                      ("trial-02", "FINISHED", "")]
+    (failed,) = [r for r in runs if r.info.status == "FAILED" and "lost" not in r.data.tags]
+    assert failed.data.tags["error"] == ("the worker training this trial died or fell silent in it 3 times; "
+                                         "not run again")
     assert (tmp_path / "exports" / "tiny-sunspots" / "saved_model.pb").is_file()
 
 

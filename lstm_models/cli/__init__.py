@@ -28,24 +28,27 @@ from lstm_models.cli.ui import cmd_ui
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lstm-models", description="Sweeps over LSTM, GRU and SimpleRNN models.")
+    parser = argparse.ArgumentParser(prog="lstm-models", description="Sweeps over LSTM, GRU and SimpleRNN models.",
+                                     allow_abbrev=False)  # a local worker's flags are the chief's, spelled out
     sub = parser.add_subparsers(dest="command", required=True)
     _sweep_parser(sub)
     _server_parser(sub)
     _ui_parser(sub)
-    datasets = sub.add_parser("datasets", help="list the datasets, or show one spec's splits")
+    datasets = sub.add_parser("datasets", help="list the datasets, or show one spec's splits", allow_abbrev=False)
     datasets.add_argument("--cache-dir", default="datasets/cache", help="download cache (default datasets/cache)")
     shows = datasets.add_subparsers(dest="action")
-    show = shows.add_parser("show", help="load a spec's dataset and print its splits")
+    show = shows.add_parser("show", help="load a spec's dataset and print its splits", allow_abbrev=False)
     show.add_argument("spec", help="a sweep spec, e.g. sweeps/co2.yaml")
     show.add_argument("--cache-dir", default=argparse.SUPPRESS, help="download cache (default datasets/cache)")
-    gates = sub.add_parser("gates", help="every gate of an exported model's recurrent layers for one input")
+    gates = sub.add_parser("gates", allow_abbrev=False,
+                           help="every gate of an exported model's recurrent layers for one input")
     gates.add_argument("export", help="an export folder, e.g. exports/sentiment")
     given = gates.add_mutually_exclusive_group(required=True)
     given.add_argument("--text", help="a sentence (text models)")
     given.add_argument("--values", help="lookback comma-separated values, a:b per step for several channels (forecasting)")
     gates.add_argument("--out", default="gates", help="where gates.csv and gates.png go (default gates/)")
-    grads = sub.add_parser("gradients", help="||dh_T/dx_t|| per step for fresh cells or a trained model")
+    grads = sub.add_parser("gradients", allow_abbrev=False,
+                           help="||dh_T/dx_t|| per step for fresh cells or a trained model")
     grads.add_argument("--cells", help="fresh cells to probe, e.g. lstm,gru,rnn (default: all three, "
                                        "none when --trained is given)")
     grads.add_argument("--length", type=int, default=100, help="sequence length T (default 100)")
@@ -57,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sweep_parser(sub) -> None:
-    sweep = sub.add_parser("sweep", help="run the sweep a spec describes")
+    sweep = sub.add_parser("sweep", help="run the sweep a spec describes", allow_abbrev=False)
     sweep.add_argument("spec", help="a sweep spec, e.g. sweeps/sentiment.yaml")
     sweep.add_argument("--max-trials", type=int)
     sweep.add_argument("--max-epochs", type=int)
@@ -101,7 +104,8 @@ def _sweep_parser(sub) -> None:
 
 
 def _server_parser(sub) -> None:
-    server = sub.add_parser("tracking-server", help="an MLflow tracking server on PostgreSQL, proxied artifacts")
+    server = sub.add_parser("tracking-server", allow_abbrev=False,
+                            help="an MLflow tracking server on PostgreSQL, proxied artifacts")
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     server.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
     server.add_argument("--artifacts", default="mlflow/server-artifacts",
@@ -119,7 +123,8 @@ def _server_parser(sub) -> None:
 
 
 def _ui_parser(sub) -> None:
-    ui = sub.add_parser("ui", help="print the link to each experiment's runs table, then start the MLflow UI")
+    ui = sub.add_parser("ui", allow_abbrev=False,
+                        help="print the link to each experiment's runs table, then start the MLflow UI")
     ui.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                     help=f"the store to show, or a tracking server's http:// URI (default {DEFAULT_TRACKING_URI})")
     ui.add_argument("--host", default="127.0.0.1", help="a loopback address to listen on (default 127.0.0.1)")

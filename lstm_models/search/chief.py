@@ -23,9 +23,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from lstm_models.errors import SweepFailed
+from lstm_models.processes import end_processes
 from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, TrialResult, fail_runs
 from lstm_models.tracking.server import check_port_free, free_port
 
+MAX_LOSSES = 3  # a trial whose worker died or fell silent in it this many times fails
 LOST = "the worker training this trial died or fell silent (kill -9, crash, power or network loss); another worker ran it again"
 
 
@@ -216,6 +219,20 @@ class LocalWorkers:
         self.procs[worker_id(index)] = subprocess.Popen(self.plan.command(index), env=self.plan.worker_env(index))
 
 
+def _fail_trial(oracle, tracker, wid: str, trial, runs: list[str]) -> None:
+    """End a trial whose workers died in it `MAX_LOSSES` times as FAILED (not run again), and its run."""
+    from lstm_models.search.pruning import FAILED
+
+    reason = f"the worker training this trial died or fell silent in it {MAX_LOSSES} times; not run again"
+    oracle.tuner_ids.discard(wid)
+    trial.status, trial.message = FAILED, reason
+    oracle.end_trial(trial)
+    for run_id in runs:
+        record = TrialResult(trial.trial_id, int(trial.trial_id) + 1, None, run_id, "FAILED", error=reason).record()
+        tracker.set_tags(run_id, {RECORD_TAG: json.dumps(record)})
+    fail_runs(tracker, runs, reason)
+
+
 class _Supervisor:
     """Gives up on dead or silent workers (a dead local one is started again), and says when the
     search is over."""
@@ -225,20 +242,35 @@ class _Supervisor:
         self.local, self.oracle, self.recorder, self.timeout, self.log = local, oracle, recorder, timeout, log
         self.procs = local.procs
         self.handed_over: dict[str, subprocess.Popen] = {}  # searched, kept for the verdict
+        self.losses: dict[str, int] = {}  # trial id -> how many times a worker ended in it
+        self.exits: list[str] = []  # the local workers that exited between trials, and how
 
     def _lose(self, wid: str, why: str) -> bool:
+        """A dead or silent worker's running trial goes to another worker; the `MAX_LOSSES`-th time a
+        worker ended in it (out of memory, a crash it causes), it fails instead. False: it had none."""
         from lstm_models.search.service import requeue_worker_trial
 
-        trial_id = requeue_worker_trial(self.oracle, wid)
-        if trial_id is None:
+        trial = self.oracle.ongoing_trials.get(wid)
+        if trial is None:
             return False
         tracker, parent = self.recorder.tracker, self.recorder.state.parent_run_id
-        fail_runs(tracker, tracker.running_trials(parent, {"trial_id": trial_id}), LOST, {"lost": "true"})
-        self.log(f"chief: {wid} {why} during trial {int(trial_id) + 1}; another worker runs it again")
+        runs, number = tracker.running_trials(parent, {"trial_id": trial.trial_id}), int(trial.trial_id) + 1
+        self.losses[trial.trial_id] = self.losses.get(trial.trial_id, 0) + 1
+        if self.losses[trial.trial_id] < MAX_LOSSES:
+            requeue_worker_trial(self.oracle, wid)
+            fail_runs(tracker, runs, LOST, {"lost": "true"})
+            self.log(f"chief: {wid} {why} during trial {number}; another worker runs it again")
+            return True
+        _fail_trial(self.oracle, tracker, wid, trial, runs)
+        self.log(f"chief: {wid} {why} during trial {number}; workers ended in it {MAX_LOSSES} times: it fails, "
+                 "not run again")
         return True
 
     def done(self) -> bool:
-        """Polled by the oracle's server loop: True once no trial runs and no worker is left."""
+        """Polled by the oracle's server loop: True once no trial runs and no worker is left.
+
+        Raises `SweepFailed` when every local worker exited before any trial was handed out (a worker
+        that cannot start says why in its own lines): the chief would wait for ever."""
         for wid, proc in list(self.procs.items()):
             if proc.poll() is None or proc.returncode == 0:
                 continue
@@ -247,6 +279,11 @@ class _Supervisor:
                 self.local.start()
             else:
                 self.log(f"chief: {wid} exited with code {proc.returncode} between trials")
+                self.exits.append(f"{wid} exit code {proc.returncode}")
+        if self.local.plan.count and not self.oracle.trials and not self.oracle.live_workers(self.timeout) \
+                and all(proc.poll() is not None for proc in self.procs.values()):
+            raise SweepFailed(f"sweep {self.recorder.state.name}: every local worker exited before the first trial "
+                              f"({', '.join(self.exits) or 'exit code 0'}); their lines above say why")
         for wid, _ in self.oracle.silent(self.timeout):
             self._lose(wid, f"was not heard of for {self.timeout:.0f}s")
         told = self.oracle.told_to_stop() if self.local.plan.jobs else set()
@@ -261,16 +298,3 @@ class _Supervisor:
         signal deferred meanwhile, needs the chief for that; one still running after 60 s is
         killed), but those handed over to the verdict."""
         end_processes([proc for wid, proc in self.procs.items() if wid not in self.handed_over])
-
-
-def end_processes(procs) -> None:
-    """SIGTERM to those still running (each closes its run on it), SIGKILL to one still there after 60 s."""
-    running = [proc for proc in procs if proc.poll() is None]
-    for proc in running:
-        proc.terminate()
-    for proc in running:
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from lstm_models.processes import end_processes
 from lstm_models.search.state import write_whole
 
 if TYPE_CHECKING:
@@ -228,8 +229,6 @@ class Crew:
     def close(self, wait: bool) -> None:
         """End the workers: ``wait`` for them to find no seed run left and exit (60 s at most), or
         stop them at once (the chief was interrupted, or failed)."""
-        from lstm_models.search.chief import end_processes
-
         for proc in self.procs.values() if wait else ():
             try:
                 proc.wait(timeout=60)

@@ -116,6 +116,7 @@ class _TrackedTuner:
         self._limits.before_trial(self._recorder)
         if self._held:  # the oracle answered IDLE (Hyperband's bracket, or a chief waiting on its last trials)
             time.sleep(1.0)
+            self._guard.give_up()  # waiting changes no record: an interrupt stops it (or it waits out the tail)
             self._phases = None  # waiting is no trial's time
         else:
             self._held = True
