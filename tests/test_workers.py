@@ -259,22 +259,27 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _chief_with_two_workers(tmp_path):
-    """A 4-trial sweep's chief with 2 local workers, its output piped; every trial trains all its
-    epochs (time to stop a process in mid-trial). Returns the tracking URI and the process."""
+def _chief(tmp_path, uri: str, workers: int, stderr, **tuner):
+    """A tiny sunspots sweep's chief with ``workers`` local workers, its output piped; every trial
+    trains all its epochs (time to stop a process in mid-trial)."""
     import subprocess
 
-    from conftest import ROOT
-
-    spec = tiny_series_spec(max_trials=4, max_epochs=40)  # 4 epochs could end before the kill landed
+    spec = tiny_series_spec(**tuner)
     spec["early_stopping"] = {"patience": 0}
     write_spec(tmp_path, spec)
-    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    chief = subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--tracking-uri", uri,
-                              "--cache-dir", str(CACHE), "--workers", "2"], cwd=tmp_path, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return uri, chief
+    return subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--tracking-uri", uri,
+                             "--cache-dir", str(CACHE), "--workers", str(workers)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+
+def _chief_with_two_workers(tmp_path):
+    """A 4-trial sweep's chief with 2 local workers (`_chief`). Returns the tracking URI and the process."""
+    import subprocess
+
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    # 4 epochs could end before the kill landed
+    return uri, _chief(tmp_path, uri, 2, subprocess.PIPE, max_trials=4, max_epochs=40)
 
 
 @pytest.mark.slow
@@ -335,13 +340,8 @@ def test_a_worker_waiting_for_the_last_trial_stops_at_once_on_ctrl_c(tmp_path):
     import subprocess
     import time
 
-    spec = tiny_series_spec(max_trials=1, max_epochs=5000)  # a trial of a minute or more
-    spec["early_stopping"] = {"patience": 0}
-    write_spec(tmp_path, spec)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    chief = subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--tracking-uri",
-                              f"sqlite:///{tmp_path}/m.db", "--cache-dir", str(CACHE), "--workers", "2"],
-                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a trial of a minute or more
+    chief = _chief(tmp_path, f"sqlite:///{tmp_path}/m.db", 2, subprocess.STDOUT, max_trials=1, max_epochs=5000)
     try:
         busy, lines = None, []
         for line in chief.stdout:
@@ -379,14 +379,8 @@ def test_a_trial_that_kills_every_worker_training_it_fails_the_third_time(tmp_pa
     import signal
     import subprocess
 
-    spec = tiny_series_spec(max_trials=2, max_epochs=40)
-    spec["early_stopping"] = {"patience": 0}
-    write_spec(tmp_path, spec)
     uri = f"sqlite:///{tmp_path}/m.db"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    chief = subprocess.Popen([sys.executable, "-m", "lstm_models", "sweep", "spec.yaml", "--tracking-uri", uri,
-                              "--cache-dir", str(CACHE), "--workers", "1"], cwd=tmp_path, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    chief = _chief(tmp_path, uri, 1, subprocess.STDOUT, max_trials=2, max_epochs=40)
     lines, trial, killed = [], {}, []
     try:
         for line in chief.stdout:
