@@ -16,6 +16,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from lstm_models.models.adam import fuse_adam
 from lstm_models.models.loops import share_loops
 from lstm_models.models.layers import AtLeastOneToken, Changes, LastValue, MaskedMean
 
@@ -197,9 +198,9 @@ def build_model(spec: ModelSpec, inputs: TextInputs | SeriesInputs, seed: int | 
         share_loops(model)
     _optimise_graphs(inputs.optimises_graphs or jit_compile or _has_gpu())
     loss, metrics = inputs.objective()
-    optimizer = keras.optimizers.Adam(
+    optimizer = fuse_adam(keras.optimizers.Adam(
         learning_rate=spec.learning_rate, clipnorm=spec.clipnorm if spec.clipnorm > 0 else None
-    )
+    ))
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
     # Keras creates the optimizer's slots (and a metric named by a string) inside the first train
     # step's trace; TensorFlow then traces the step again, as it must when a trace creates
