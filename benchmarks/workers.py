@@ -156,10 +156,13 @@ def _chief(port: int, folder: str, until: float) -> None:
 def _oracle_worker(port: int, wid: str, start: float, seconds: float, out: str) -> None:
     from keras_tuner.src.distribute.oracle_client import OracleClient
 
+    from lstm_models.interrupt import Deferral
+    from lstm_models.search.calls import release_calls
     from lstm_models.search.service import join_chief
 
     join_chief("127.0.0.1", str(port), wid)
     client = OracleClient(None)
+    release_calls(client, Deferral())  # signed and patient, as a sweep's worker calls
     time.sleep(max(0.0, start - time.time()))
     trials = 0
     while time.time() < start + seconds:

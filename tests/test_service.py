@@ -10,12 +10,14 @@ import keras_tuner as kt
 import pytest
 
 from lstm_models.search import service
-from lstm_models.search.service import Heartbeat, Watched, requeue_worker_trial
+from lstm_models.search.calls import Heartbeat
+from lstm_models.search.service import Watched, requeue_worker_trial
 
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
 IDLE = kt.engine.trial.TrialStatus.IDLE
 STOPPED = kt.engine.trial.TrialStatus.STOPPED
 COMPLETED = kt.engine.trial.TrialStatus.COMPLETED
+FAILED = kt.engine.trial.TrialStatus.FAILED
 
 # As lstm_models.search.tuner.make_tuner builds the chief's oracle class.
 ChiefOracle = type("SweepRandomSearchOracle", (Watched, kt.oracles.RandomSearchOracle), {"trial_cap": 3})
@@ -416,6 +418,50 @@ def test_a_worker_restarted_with_the_same_id_gets_back_its_own_trial_and_no_othe
     assert oracle.create_trial("w1").trial_id not in (mine.trial_id, theirs.trial_id)  # a new one, not a duplicate
 
 
+
+def test_a_worker_given_up_as_dead_changes_nothing_of_its_trial_once_it_went_to_another(tmp_path, clock):
+    """Stopped (Ctrl-Z, a laptop's sleep) past worker_timeout, w1 comes back: its epoch is answered
+    FAILED and not recorded, its end and heartbeat do nothing; w2, which runs the trial now, counts."""
+    oracle = open_oracle(tmp_path)
+    clock.now = 0.0
+    mine = oracle.create_trial("w1")
+    oracle.signed_update("w1", mine.trial_id, {"val_loss": 0.9}, step=0)
+    clock.now = 100.0
+    assert requeue_worker_trial(oracle, "w1") == mine.trial_id
+    # Back from the queue, with no other worker on it yet: w1 no longer runs it either
+    assert oracle.signed_update("w1", mine.trial_id, {"val_loss": 0.5}, step=1).status == FAILED
+    assert oracle.create_trial("w2").trial_id == mine.trial_id
+    clock.now = 150.0
+    answer = oracle.signed_update("w1", mine.trial_id, {"val_loss": 0.1}, step=1)
+    assert answer.status == FAILED and oracle.trials[mine.trial_id].status == RUNNING
+    assert not oracle.trials[mine.trial_id].metrics.exists("val_loss")  # w1's epochs were forgotten with the requeue
+    oracle.signed_get("w1", mine.trial_id)  # w1's heartbeat
+    clock.now = 170.0
+    assert oracle.silent(10) == [("w2", mine.trial_id)]  # w1's beat did not speak for w2
+    ended = copy.deepcopy(mine)
+    ended.status = COMPLETED
+    oracle.signed_end("w1", ended)
+    assert oracle.ongoing_trials["w2"].trial_id == mine.trial_id and oracle.trials[mine.trial_id].status == RUNNING
+
+    assert oracle.signed_update("w2", mine.trial_id, {"val_loss": 0.7}, step=0).status == RUNNING
+    oracle.signed_get("w2", mine.trial_id)
+    assert oracle.silent(10) == []
+    oracle.signed_end("w2", ended)
+    assert oracle.trials[mine.trial_id].status == COMPLETED and oracle.trials[mine.trial_id].score == 0.7
+    assert not oracle.ongoing_trials
+
+
+def test_a_caller_that_does_not_sign_is_believed(tmp_path, clock):
+    """Keras Tuner's own client sends no worker id: its calls count, as before workers signed them."""
+    oracle = open_oracle(tmp_path)
+    trial = oracle.create_trial("w1")
+    assert oracle.runs_trial(None, trial.trial_id) and not oracle.runs_trial("w2", trial.trial_id)
+    assert oracle.signed_update(None, trial.trial_id, {"val_loss": 0.4}, step=0).status == RUNNING
+    ended = copy.deepcopy(trial)
+    ended.status = COMPLETED
+    oracle.signed_end(None, ended)
+    assert oracle.trials[trial.trial_id].status == COMPLETED and oracle.trials[trial.trial_id].score == 0.4
+
 # --- a worker waiting on a chief that is gone ---
 
 ASKING = """
@@ -423,10 +469,11 @@ import signal, sys
 import keras_tuner as kt
 from keras_tuner.src.distribute.oracle_client import OracleClient
 from lstm_models.interrupt import Deferral
-from lstm_models.search import service
-from lstm_models.search.service import join_chief, release_calls
+from lstm_models.search import calls
+from lstm_models.search.calls import release_calls
+from lstm_models.search.service import join_chief
 
-service.PATIENCE = 2.0  # seconds without an answer before an interrupt may end the call (10 in a sweep)
+calls.PATIENCE = 2.0  # seconds without an answer before an interrupt may end the call (10 in a sweep)
 join_chief("127.0.0.1", sys.argv[1], "w")
 guard = Deferral()
 signal.signal(signal.SIGINT, lambda signum, frame: guard.interrupt(KeyboardInterrupt()))

@@ -417,6 +417,63 @@ def test_a_trial_that_kills_every_worker_training_it_fails_the_third_time(tmp_pa
 
 
 @pytest.mark.slow
+def test_a_worker_stopped_past_its_timeout_gets_nothing_of_its_trial_once_another_took_it(tmp_path):
+    """worker-1 stopped in mid-trial (SIGSTOP, as Ctrl-Z) past worker_timeout: its trial goes to
+    worker-2. Continued (SIGCONT) while worker-2 trains it, worker-1 used to report its epochs
+    into that trial and end it with its own score; now its next epoch is refused, its run ends
+    lost, and the trial is finished once, by worker-2, with worker-2's score."""
+    import contextlib
+    import re
+    import signal
+    import subprocess
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    chief = _chief(tmp_path, uri, 2, subprocess.STDOUT, max_trials=3, max_epochs=40, worker_timeout="3s")
+    lines, stopped, taken, continued = [], None, None, False
+    try:
+        for line in chief.stdout:
+            lines.append(line)
+            if stopped is None and line.startswith("worker-1:     epoch 2/"):
+                (stopped,) = [pid for pid, cmd in _children(chief.pid) if "worker-1" in cmd]
+                os.kill(stopped, signal.SIGSTOP)
+            given_up = re.match(r"chief: worker-1 was not heard of for 3s during trial (\d+); another worker", line)
+            if given_up:
+                taken = given_up[1]
+            if taken and not continued and line.startswith("worker-2:     epoch 2/") and any(
+                    l.startswith(f"worker-2: [trial {taken}/") for l in lines):
+                os.kill(stopped, signal.SIGCONT)  # worker-2 is in mid-trial of worker-1's trial
+                continued = True
+        assert chief.wait(timeout=300) == 0, "".join(lines)[-3000:]
+    finally:
+        if stopped is not None:
+            with contextlib.suppress(ProcessLookupError):  # it may have ended with its chief
+                os.kill(stopped, signal.SIGCONT)
+        if chief.poll() is None:
+            chief.kill()
+            chief.wait()
+    out = "".join(lines)
+    assert continued, out[-3000:]
+    assert f"TrialTaken: trial {taken} went back to the chief's queue while this worker was not heard of" in out
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])
+    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    finished = [r for r in trials if r.info.status == "FINISHED"]
+    assert sorted(int(r.data.tags["trial_id"]) + 1 for r in finished) == [1, 2, 3]  # each once
+    theirs = [r for r in trials if int(r.data.tags["trial_id"]) + 1 == int(taken)]
+    (again,) = [r for r in theirs if r.info.status == "FINISHED"]
+    (lost,) = [r for r in theirs if r.info.status == "FAILED"]
+    assert again.data.tags["worker"] == "worker-2" and lost.data.tags["worker"] == "worker-1"
+    assert lost.data.tags["lost"] == "true"
+    assert lost.data.tags["error"].startswith(f"lstm_models.search.pruning.TrialTaken: trial {taken} went back")
+    assert len(trials) == 4 and "4 trials (0 failed, 1 lost with its process and run again)" in out
+    # The oracle's record of the trial is worker-2's: its score is worker-2's run's
+    record = tmp_path / "runs" / "tiny-sunspots" / "tuner" / f"trial_{again.data.tags['trial_id']}" / "trial.json"
+    score = json.loads(record.read_text())["score"]
+    assert score == pytest.approx(again.data.metrics["final_val_rmse"], rel=1e-6)
+    assert (tmp_path / "exports" / "tiny-sunspots" / "saved_model.pb").is_file()
+
+
+@pytest.mark.slow
 def test_resume_without_flags_continues_a_sweep_with_as_many_local_workers_as_it_had(tmp_path):
     """What `make resume` does (no --workers): a sweep stopped with its 2 workers goes on with 2 again."""
     import signal

@@ -18,6 +18,7 @@ import keras_tuner as kt
 from lstm_models.errors import TrialFailed
 from lstm_models.interrupt import Deferral
 from lstm_models.models.build import ModelSpec, build_model
+from lstm_models.search.pruning import TrialTaken
 from lstm_models.search.space import sample_spec
 from lstm_models.search.timing import EpochClock, Phases
 from lstm_models.spec.sweep import SweepSpec
@@ -129,7 +130,11 @@ class EpochLog(keras.callbacks.Callback):
             self.clock.phases.add("checkpoint", now - self.clock.ended)
             with self.clock.phases.timed("tracking"):
                 self.recorder.epoch(epoch, self.params["epochs"], logs or {}, self.clock.ended - self.start)
-        why = self.report(epoch, logs or {}) if self.report is not None else ""
+        try:
+            why = self.report(epoch, logs or {}) if self.report is not None else ""
+        except TrialTaken:
+            self.recorder.current.lost = True  # not its fault: it runs again, as a trial lost with its process
+            raise
         if why and epoch + 1 < self.params["epochs"]:
             self.model.stop_training = True
             self.recorder.prune(epoch, why)

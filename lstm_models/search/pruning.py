@@ -44,14 +44,22 @@ def median_rule(pruning: PruningSpec, trials, trial_id: str, name: str, directio
     return (median, len(others)) if worse else None
 
 
+class TrialTaken(kt.errors.FailedTrialError):
+    """This worker's trial is not its own any more: its chief gave it up (the worker was silent,
+    stopped, or cut off) and queued it for another worker. Not the trial's fault: its run is lost."""
+
+
 def report_epoch(oracle, trial_id: str, logs: dict, step: int) -> str:
     """Report an epoch's objective to the oracle (a worker's: through gRPC); return why the trial
-    must stop, or "" to go on."""
+    must stop, or "" to go on. Raises `TrialTaken` when the chief gave the trial to another worker."""
     name = oracle.objective.name
     if name not in logs:
         return ""
     value = float(logs[name])
     answer = oracle.update_trial(trial_id, {name: value}, step=step)
+    if answer.status == FAILED:  # only a chief's answer to a worker it gave up as dead (`Watched.signed_update`)
+        raise TrialTaken(f"trial {int(trial_id) + 1} went back to the chief's queue while this worker was not "
+                         f"heard of (worker_timeout); its epochs here are dropped")
     if answer.status != STOPPED:
         return ""
     median = answer.metrics.get_last_value(MEDIAN)

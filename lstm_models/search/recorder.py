@@ -152,7 +152,8 @@ class TrialRecorder:
 
     def end(self, score: float | None, best_step: int | None, message: str = "", checkpoint: str | None = None,
             timing: dict[str, float] | None = None) -> None:
-        """Close the current trial: FINISHED with a finite ``score``, else FAILED with ``message``.
+        """Close the current trial: FINISHED with a finite ``score``, else FAILED with ``message``
+        (also when it is ``lost``: its chief gave it to another worker, `EpochLog`).
 
         ``checkpoint``: the trial's best checkpoint, logged to its run (a worker's: the chief and
         the other workers may not share its files). ``timing``: its ``time/<phase>_s`` metrics
@@ -162,7 +163,7 @@ class TrialRecorder:
         if result is None:
             return
         result.timing = dict(timing or {})
-        if score is not None and math.isfinite(score):
+        if score is not None and math.isfinite(score) and not result.lost:
             result.status, result.objective, result.best_epoch = "FINISHED", float(score), int(best_step)
             self.pending.flush({f"final_{self.objective}": result.objective, "param_count": result.n_params or 0,
                                 "seconds_per_epoch": result.seconds_per_epoch or 0.0, "best_epoch": result.best_epoch,
@@ -176,10 +177,10 @@ class TrialRecorder:
             result.status = "FAILED"
             result.error = _error_line(message) or "the objective was not finite (NaN loss?)"
             self.pending.flush(result.timing)
-            self.tracker.set_tags(result.run_id, {"error": result.error[:500]})
+            self.tracker.set_tags(result.run_id, {"error": result.error[:500], **({"lost": "true"} if result.lost else {})})
             if message:
                 self._log_traceback(result, message)
-            self.failures_in_a_row += 1
+            self.failures_in_a_row += not result.lost  # a lost trial (its chief gave it to another worker) is none
         self.tracker.set_tags(result.run_id, {"status": result.status, RECORD_TAG: json.dumps(result.record())})
         self.tracker.end_run(result.run_id, result.status)
         self.save(result)

@@ -5,14 +5,17 @@ module that uses private Keras Tuner members, each naming the public gap it fill
 
 Keras Tuner's distributed engine has no heartbeat: a worker that dies leaves its trial
 "running" forever. Here a worker asks the chief for its running trial every few seconds
-(`Heartbeat`); the chief's oracle (`Watched`) notes when it last heard of each trial and each
-worker, and a trial silent for ``worker_timeout`` goes back to the queue for another worker.
+(`lstm_models.search.calls.Heartbeat`); the chief's oracle (`Watched`) notes when it last heard of
+each trial and each worker, and a trial silent for ``worker_timeout`` goes back to the queue for
+another worker. The worker it was given up on may come back (it was stopped, or cut off): its
+calls are signed with its id, and the ``signed_`` methods record nothing it sends about a trial
+that is no longer its own.
 """
 
 from __future__ import annotations
 
+import copy
 import os
-import threading
 import time
 from typing import Callable
 
@@ -89,11 +92,39 @@ class Watched:
         self._hear(trial_id)
         return super().get_trial(trial_id)
 
+    @kt.synchronized
     def end_trial(self, trial):
         if trial.trial_id not in {t.trial_id for t in self.ongoing_trials.values()}:
-            return  # a worker given up as dead ended it after all: its trial went to another worker
+            return  # a worker given up as dead ended it after all: its trial went back to the queue
         self._hear(trial.trial_id)
         return super().end_trial(trial)
+
+    @kt.synchronized
+    def runs_trial(self, worker: str | None, trial_id: str) -> bool:
+        """Whether ``worker`` runs trial ``trial_id``. One given up as dead does not: its trial went
+        back to the queue, maybe to another worker. A caller that did not sign its call is believed."""
+        trial = self.ongoing_trials.get(worker)
+        return worker is None or (trial is not None and trial.trial_id == trial_id)
+
+    @kt.synchronized
+    def signed_update(self, worker: str | None, trial_id: str, metrics, step=0):
+        """`update_trial` from ``worker``; from one that no longer runs the trial, nothing is recorded
+        and the answer is FAILED (`lstm_models.search.pruning.report_epoch` stops it)."""
+        if self.runs_trial(worker, trial_id):
+            return self.update_trial(trial_id, metrics, step)
+        answer = copy.copy(self.trials[trial_id])  # the oracle's own record stays as it is
+        answer.status = FAILED
+        return answer
+
+    @kt.synchronized
+    def signed_end(self, worker: str | None, trial) -> None:
+        if self.runs_trial(worker, trial.trial_id):
+            self.end_trial(trial)
+
+    @kt.synchronized
+    def signed_get(self, worker: str | None, trial_id: str):
+        """`get_trial` (a heartbeat) from ``worker``; one that no longer runs the trial is not heard of."""
+        return self.get_trial(trial_id) if self.runs_trial(worker, trial_id) else self.trials[trial_id]
 
     def finished(self, timeout: float) -> bool:
         """Every trial handed out has ended, none waits to run again, and no worker is left."""
@@ -172,75 +203,10 @@ def requeue_worker_trial(oracle, worker: str) -> str | None:
     return trial.trial_id
 
 
-class Heartbeat:
-    """A worker's heartbeat: asks the chief for the running trial every ``every`` seconds."""
-
-    def __init__(self, oracle, trial_id: str, every: float):
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(oracle, trial_id, every), daemon=True)
-        self._thread.start()
-
-    def _beat(self, oracle, trial_id: str, every: float) -> None:
-        while not self._stop.wait(every):
-            try:
-                oracle.get_trial(trial_id)
-            except Exception:  # the chief is restarting: the next beat reaches it
-                pass
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
 def join_chief(host: str, port: str, worker: str) -> None:
     """Make this process's tuners workers of the chief at ``host:port`` (Keras Tuner reads that from the environment)."""
     os.environ.update(KERASTUNER_TUNER_ID=worker, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=str(port))
     _quiet_conditions()
-
-
-PATIENCE = 10.0  # seconds a worker's call waits for its chief before an interrupt may end it
-
-
-def release_calls(client, guard) -> None:
-    """A worker's calls to its chief's oracle (from the main thread: not the heartbeat's) end on an
-    interrupt once unanswered for PATIENCE seconds (`Deferral.give_up`). The tuner holds interrupts
-    while it asks for a trial and ends one, so that the oracle, the run and the state file agree; a
-    chief answers in milliseconds, but a gone one never does (Keras Tuner's client waits an hour)."""
-    client.stub = _Patient(client.stub, guard)
-
-
-class _Patient:
-    def __init__(self, stub, guard):
-        self._stub, self._guard = stub, guard
-
-    def __getattr__(self, name):
-        method = getattr(self._stub, name)
-        if threading.current_thread() is not threading.main_thread():
-            return method
-
-        def call(request, **kwargs):
-            import grpc
-
-            future, waited = method.future(request, **kwargs), 0.0
-            try:
-                while True:
-                    try:
-                        return future.result(timeout=1.0)
-                    except grpc.FutureTimeoutError:
-                        waited += 1.0
-                        if waited >= PATIENCE:
-                            self._guard.give_up()
-            except BaseException:
-                future.cancel()
-                raise
-
-        return call
-
-
-def leave_chief(client) -> None:
-    """A worker told that the search is over closes its connection to the chief's oracle now (a
-    local worker lives on to train the verdict): else the chief, stopping its service, cancels
-    the connection, and gRPC logs that in the worker (``Got goaway``)."""
-    client.stub = None  # Keras Tuner's `OracleClient` holds its channel only through its stub
 
 
 def _quiet_conditions() -> None:
@@ -272,14 +238,13 @@ def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool],
     from concurrent import futures
 
     import grpc
-    # Private `keras_tuner.src` modules: the oracle's gRPC service has no public import path.
+    # Private `keras_tuner.src`: the oracle's gRPC service has no public import path.
     from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
     _quiet_conditions()
     oracle.verbose = 0  # Keras Tuner's own trial tables: the workers print our progress lines
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
+    protos.get_service_grpc().add_OracleServicer_to_server(_signed_servicer(oracle), server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:  # grpcio raises where older releases returned 0
@@ -297,3 +262,32 @@ def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool],
             stopping()
         finally:
             server.stop(grace=None)
+
+
+def _signed_servicer(oracle):
+    """Keras Tuner's gRPC service of ``oracle`` (a `Watched` one), where a worker's epoch, end and
+    heartbeat go through the ``signed_`` methods with the worker's id (`lstm_models.search.calls`)."""
+    # Private `keras_tuner.src`: the service and its messages have no public import path.
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+    from keras_tuner.src.engine.trial import Trial
+
+    from lstm_models.search.calls import WORKER_KEY
+
+    def worker(context) -> str | None:
+        return dict(context.invocation_metadata()).get(WORKER_KEY)
+
+    class Signed(OracleServicer):
+        def UpdateTrial(self, request, context):
+            trial = oracle.signed_update(worker(context), request.trial_id, request.metrics, step=request.step)
+            return protos.get_service().UpdateTrialResponse(trial=trial.to_proto())
+
+        def EndTrial(self, request, context):
+            oracle.signed_end(worker(context), Trial.from_proto(request.trial))
+            return protos.get_service().EndTrialResponse()
+
+        def GetTrial(self, request, context):
+            trial = oracle.signed_get(worker(context), request.trial_id)
+            return protos.get_service().GetTrialResponse(trial=trial.to_proto())
+
+    return Signed(oracle)

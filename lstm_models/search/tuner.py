@@ -131,7 +131,7 @@ class _TrackedTuner:
     def on_trial_begin(self, trial):
         self._gradients = custom_gradients()
         if self._heartbeat:
-            from lstm_models.search.service import Heartbeat
+            from lstm_models.search.calls import Heartbeat
 
             self._beat = Heartbeat(self.oracle, trial.trial_id, self._heartbeat)
         try:
@@ -190,8 +190,9 @@ class _TrackedTuner:
             finally:
                 self._spec = None
                 ended = self.oracle.get_trial(trial.trial_id)
-                ok = ended.status == COMPLETED
-                message = "" if ok else (ended.message or trial.message or "")  # a worker's comes from its own trial
+                taken = self._recorder.current is not None and self._recorder.current.lost  # `TrialTaken`: not its own
+                ok = ended.status == COMPLETED and not taken
+                message = "" if ok else ((not taken and ended.message) or trial.message or "")  # a worker's: its own trial's
                 # best_step is an epoch `report_epoch` reported: Keras's own count, which in a continued
                 # Hyperband trial already starts at tuner/initial_epoch.
                 best = ended.best_step if ok else None
@@ -275,7 +276,7 @@ def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperMode
     out, sends heartbeats, and logs each trial's best checkpoint to the trial's run, so that no
     host needs another's files.
     """
-    from lstm_models.search.service import Watched, release_calls
+    from lstm_models.search.service import Watched
 
     tuner_base, oracle_base = KERAS_TUNERS[t.kind]
     bases = ((Watched,) if role == "chief" else ()) + (_WholeTrialFiles, Pruned) \
@@ -295,6 +296,4 @@ def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperMode
     # No overwrite: never a silent delete.
     tuner = tuner_cls(oracle, hypermodel, recorder=recorder, limits=limits, guard=guard, seed=t.seed, heartbeat=beat,
                       directory=str(folder), project_name=TUNER_PROJECT, overwrite=False)
-    if role == "worker":  # its oracle is a client of the chief's (Keras Tuner's `OracleClient`)
-        release_calls(tuner.oracle, guard)
     return tuner

@@ -132,6 +132,7 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
 
     from lstm_models.data.splits import dataset_record
     from lstm_models.errors import SearchDone
+    from lstm_models.search.calls import release_calls
     from lstm_models.search.hypermodel import SweepHyperModel
     from lstm_models.search.limits import Limits
     from lstm_models.search.service import join_chief
@@ -161,6 +162,7 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     limits = Limits(spec.name, UNCAPPED, None, hooks.clock, hooks.log)
     objective = kt.Objective(spec.objective, direction=spec.direction)
     tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder, role="worker")
+    release_calls(tuner.oracle, hooks.guard)  # its oracle is a client of the chief's (Keras Tuner's `OracleClient`)
     told_to_stop = True  # by the oracle: the search is over, and the chief waits for its verdict
     try:
         with long_lived_objects_frozen(), hooks.guard.unmasking():
@@ -175,9 +177,8 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
         raise
     recorder.save()
     if verdict_jobs is not None and told_to_stop:
+        from lstm_models.search.calls import leave_chief
         from lstm_models.search.finish import Sweep
-        from lstm_models.search.service import leave_chief
-
         from lstm_models.search.verdict import help_verdict
 
         leave_chief(tuner.oracle)
