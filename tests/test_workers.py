@@ -473,6 +473,28 @@ def test_a_worker_stopped_past_its_timeout_gets_nothing_of_its_trial_once_anothe
     assert (tmp_path / "exports" / "tiny-sunspots" / "saved_model.pb").is_file()
 
 
+@pytest.mark.parametrize("oracle, workers", [("0.0.0.0:7071", 2), ("10.1.2.3:7072", 0), ("127.0.0.1:7073", 1)])
+def test_resume_without_flags_serves_the_oracle_where_it_ran(tmp_path, capsys, oracle, workers):
+    """A chief on a public address (--allow-public at its start) with remote workers, resumed by
+    `make resume` (no flags): it used to move to 127.0.0.1, where no remote worker reconnects,
+    and a chief with remote workers only was refused."""
+    import argparse
+
+    from lstm_models.cli.roles import settle_workers
+    from lstm_models.search.state import SweepState, save_state
+
+    save_state(tmp_path, SweepState(name="s", parent_run_id="p", tracking_uri="sqlite:///m.db", spec={},
+                                    oracle=oracle, workers=workers))
+    args = argparse.Namespace(resume=True, worker=None, workers=None, chief=None, allow_public=False)
+    settle_workers(args, 5, tmp_path)  # the spec's tuner.workers (5) is not what the sweep ran with
+    assert (args.workers, args.chief, args.allow_public) == (workers or None, oracle, not oracle.startswith("127."))
+    out, err = capsys.readouterr()
+    assert out == (f"--resume: the sweep's chief served {oracle} with {workers} local workers; resuming it so "
+                   "(--workers N, --chief HOST:PORT for others)\n")
+    public = f"warning: the oracle listens on {oracle}; anyone who reaches that port can take or end trials"
+    assert (public in err) == args.allow_public
+
+
 @pytest.mark.slow
 def test_resume_without_flags_continues_a_sweep_with_as_many_local_workers_as_it_had(tmp_path):
     """What `make resume` does (no --workers): a sweep stopped with its 2 workers goes on with 2 again."""
@@ -507,8 +529,8 @@ def test_resume_without_flags_continues_a_sweep_with_as_many_local_workers_as_it
 
     done = run_cli("sweep", "spec.yaml", "--tracking-uri", uri, "--cache-dir", str(CACHE), "--resume", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "--resume: the sweep ran with 2 local workers; resuming it with as many (--workers N for another count)" \
-        in done.stdout
+    assert (f"--resume: the sweep's chief served {state['oracle']} with 2 local workers; resuming it so (--workers N, "
+            "--chief HOST:PORT for others)") in done.stdout
     assert "chief: oracle on 127.0.0.1:" in done.stdout and ", 2 local workers" in done.stdout
     assert f"{len(begun)} trials so far, 0 still with their workers" in done.stdout and "not heard of" not in done.stdout
     runs = client.search_runs([client.get_experiment_by_name("tiny-sunspots").experiment_id])

@@ -45,16 +45,23 @@ def check_roles(args: argparse.Namespace) -> None:
             if not args.allow_public:
                 raise ConfigError(f"--chief {args.chief}: not a loopback address; Keras Tuner's oracle service has "
                                   "no authentication, so binding it needs --allow-public (on a private network only)")
-            print(f"warning: the oracle listens on {args.chief}; anyone who reaches that port can take or end "
-                  "trials: keep it on a private network", file=sys.stderr, flush=True)
+            _warn_public(args.chief)
+
+
+def _warn_public(address: str) -> None:
+    print(f"warning: the oracle listens on {address}; anyone who reaches that port can take or end "
+          "trials: keep it on a private network", file=sys.stderr, flush=True)
 
 
 def _resume_as_it_ran(args: argparse.Namespace, folder: Path) -> bool:
-    """``--resume`` continues a sweep the way it ran: one a chief ran with local workers, without
-    ``--workers`` or ``--chief``, by a chief with as many; one that ran in one process, in one
-    process. Return whether there was a sweep to resume. (A broken state is reported later, by
-    the start checks.)"""
+    """``--resume`` continues a sweep the way it ran: one a chief ran, without ``--workers`` or
+    ``--chief``, by a chief with as many local workers on the same address (a public one was
+    allowed when the sweep started: its remote workers reconnect there); one that ran in one
+    process, in one process. Return whether there was a sweep to resume. (A broken state is
+    reported later, by the start checks.)"""
     from lstm_models.search.state import STATE_FILE, load_state
+    from lstm_models.search.worker import parse_address
+    from lstm_models.tracking.server import is_public
 
     if not args.resume or args.worker or not (folder / STATE_FILE).exists():
         return False
@@ -68,10 +75,13 @@ def _resume_as_it_ran(args: argparse.Namespace, folder: Path) -> bool:
     if state.oracle and args.workers == 0:
         raise ConfigError(f"--resume --workers 0: the sweep in {folder} ran with a chief; resume it with "
                           "--workers N or --chief, or start a new sweep with --fresh")
-    if state.oracle and state.workers and not (args.workers or args.chief):
-        args.workers = state.workers
-        print(f"--resume: the sweep ran with {state.workers} local workers; resuming it with as many "
-              "(--workers N for another count)", flush=True)
+    if state.oracle and not (args.workers or args.chief):
+        args.workers, args.chief = state.workers or None, state.oracle
+        print(f"--resume: the sweep's chief served {state.oracle} with {state.workers} local workers; resuming it "
+              "so (--workers N, --chief HOST:PORT for others)", flush=True)
+        if is_public(parse_address("--chief", state.oracle)[0]):
+            args.allow_public = True
+            _warn_public(state.oracle)
     return True
 
 
