@@ -11,6 +11,7 @@ import pytest
 
 from lstm_models.search import service
 from lstm_models.search.calls import Heartbeat
+from lstm_models.search.pruning import taken
 from lstm_models.search.service import Watched, requeue_worker_trial
 
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
@@ -421,21 +422,22 @@ def test_a_worker_restarted_with_the_same_id_gets_back_its_own_trial_and_no_othe
 
 def test_a_worker_given_up_as_dead_changes_nothing_of_its_trial_once_it_went_to_another(tmp_path, clock):
     """Stopped (Ctrl-Z, a laptop's sleep) past worker_timeout, w1 comes back: its epoch is answered
-    FAILED and not recorded, its end and heartbeat do nothing; w2, which runs the trial now, counts."""
+    TAKEN and not recorded, its end does nothing, its heartbeat does not speak for w2, and its look
+    at the trial says TAKEN; w2, which runs the trial now, counts."""
     oracle = open_oracle(tmp_path)
     clock.now = 0.0
     mine = oracle.create_trial("w1")
-    oracle.signed_update("w1", mine.trial_id, {"val_loss": 0.9}, step=0)
+    assert not taken(oracle.signed_update("w1", mine.trial_id, {"val_loss": 0.9}, step=0))
     clock.now = 100.0
     assert requeue_worker_trial(oracle, "w1") == mine.trial_id
-    # Back from the queue, with no other worker on it yet: w1 no longer runs it either
-    assert oracle.signed_update("w1", mine.trial_id, {"val_loss": 0.5}, step=1).status == FAILED
+    # Back in the queue, with no other worker on it yet: w1 no longer runs it either
+    assert taken(oracle.signed_update("w1", mine.trial_id, {"val_loss": 0.5}, step=1))
     assert oracle.create_trial("w2").trial_id == mine.trial_id
     clock.now = 150.0
     answer = oracle.signed_update("w1", mine.trial_id, {"val_loss": 0.1}, step=1)
-    assert answer.status == FAILED and oracle.trials[mine.trial_id].status == RUNNING
+    assert taken(answer) and answer.status == FAILED and oracle.trials[mine.trial_id].status == RUNNING
     assert not oracle.trials[mine.trial_id].metrics.exists("val_loss")  # w1's epochs were forgotten with the requeue
-    oracle.signed_get("w1", mine.trial_id)  # w1's heartbeat
+    assert taken(oracle.signed_get("w1", mine.trial_id))  # w1's heartbeat, or its look after its end
     clock.now = 170.0
     assert oracle.silent(10) == [("w2", mine.trial_id)]  # w1's beat did not speak for w2
     ended = copy.deepcopy(mine)
@@ -443,12 +445,32 @@ def test_a_worker_given_up_as_dead_changes_nothing_of_its_trial_once_it_went_to_
     oracle.signed_end("w1", ended)
     assert oracle.ongoing_trials["w2"].trial_id == mine.trial_id and oracle.trials[mine.trial_id].status == RUNNING
 
-    assert oracle.signed_update("w2", mine.trial_id, {"val_loss": 0.7}, step=0).status == RUNNING
-    oracle.signed_get("w2", mine.trial_id)
+    assert not taken(oracle.signed_update("w2", mine.trial_id, {"val_loss": 0.7}, step=0))
+    assert not taken(oracle.signed_get("w2", mine.trial_id))
     assert oracle.silent(10) == []
     oracle.signed_end("w2", ended)
     assert oracle.trials[mine.trial_id].status == COMPLETED and oracle.trials[mine.trial_id].score == 0.7
     assert not oracle.ongoing_trials
+    # After the end, the worker that ended it sees the oracle's record; the one given up still does not
+    assert oracle.signed_get("w2", mine.trial_id).score == 0.7 and taken(oracle.signed_get("w1", mine.trial_id))
+
+
+def test_a_worker_given_up_after_its_last_epoch_learns_it_when_it_ends(tmp_path, clock):
+    """The window no epoch report covers: w1 reported its last epoch, then was given up (stopped
+    while writing its checkpoint). Its end is refused, and its look at the trial says TAKEN, also
+    once w2 has finished the trial: w1 must not close its run FINISHED with w2's score."""
+    oracle = open_oracle(tmp_path)
+    clock.now = 0.0
+    mine = oracle.create_trial("w1")
+    oracle.signed_update("w1", mine.trial_id, {"val_loss": 0.3}, step=3)
+    clock.now = 100.0
+    requeue_worker_trial(oracle, "w1")
+    complete(oracle, oracle.create_trial("w2"))
+    ended = copy.deepcopy(mine)
+    ended.status = COMPLETED
+    oracle.signed_end("w1", ended)
+    assert oracle.trials[mine.trial_id].score == 1.0  # w2's, as `complete` reported it
+    assert taken(oracle.signed_get("w1", mine.trial_id))
 
 
 def test_a_caller_that_does_not_sign_is_believed(tmp_path, clock):

@@ -18,7 +18,6 @@ import keras_tuner as kt
 from lstm_models.errors import TrialFailed
 from lstm_models.interrupt import Deferral
 from lstm_models.models.build import ModelSpec, build_model
-from lstm_models.search.pruning import TrialTaken
 from lstm_models.search.space import sample_spec
 from lstm_models.search.timing import EpochClock, Phases
 from lstm_models.spec.sweep import SweepSpec
@@ -130,11 +129,7 @@ class EpochLog(keras.callbacks.Callback):
             self.clock.phases.add("checkpoint", now - self.clock.ended)
             with self.clock.phases.timed("tracking"):
                 self.recorder.epoch(epoch, self.params["epochs"], logs or {}, self.clock.ended - self.start)
-        try:
-            why = self.report(epoch, logs or {}) if self.report is not None else ""
-        except TrialTaken:
-            self.recorder.current.lost = True  # not its fault: it runs again, as a trial lost with its process
-            raise
+        why = self.report(epoch, logs or {}) if self.report is not None else ""
         if why and epoch + 1 < self.params["epochs"]:
             self.model.stop_training = True
             self.recorder.prune(epoch, why)
@@ -156,11 +151,14 @@ class BestEpoch(keras.callbacks.Callback):
     fit are as Keras Tuner's. A fit that raises writes nothing: its trial failed.
 
     ``phases`` times the write as the trial's ``checkpoint`` (`lstm_models.search.timing`).
+    ``still_ours`` (a worker's): asked before the write; False (the chief gave the trial to another
+    worker meanwhile) writes nothing, where the other worker may write the trial's file.
     """
 
-    def __init__(self, objective: kt.Objective, filepath: str, phases: Phases | None = None):
+    def __init__(self, objective: kt.Objective, filepath: str, phases: Phases | None = None,
+                 still_ours: Callable[[], bool] | None = None):
         super().__init__()
-        self.objective, self.filepath, self.phases = objective, filepath, phases
+        self.objective, self.filepath, self.phases, self.still_ours = objective, filepath, phases, still_ours
         self.best_value = -math.inf if objective.direction == "max" else math.inf
         self._best: list | None = None
 
@@ -177,7 +175,7 @@ class BestEpoch(keras.callbacks.Callback):
         self._best = [v.numpy() for v in self._variables()]
 
     def on_train_end(self, logs=None):
-        if self._best is None:
+        if self._best is None or (self.still_ours is not None and not self.still_ours()):
             return
         with self.phases.timed("checkpoint") if self.phases is not None else nullcontext():
             variables = self._variables()

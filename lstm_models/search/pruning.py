@@ -21,6 +21,7 @@ COMPLETED, FAILED = kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.Trial
 STOPPED = kt.engine.trial.TrialStatus.STOPPED
 # What the oracle's STOPPED answer carries (its metrics travel through gRPC; its message does not).
 MEDIAN, ENDED = "pruning/median", "pruning/ended_trials"
+TAKEN = "lstm-models/taken"  # in the chief's answer to a worker about a trial it no longer runs (`taken`)
 
 
 def median_rule(pruning: PruningSpec, trials, trial_id: str, name: str, direction: str, step: int,
@@ -46,7 +47,18 @@ def median_rule(pruning: PruningSpec, trials, trial_id: str, name: str, directio
 
 class TrialTaken(kt.errors.FailedTrialError):
     """This worker's trial is not its own any more: its chief gave it up (the worker was silent,
-    stopped, or cut off) and queued it for another worker. Not the trial's fault: its run is lost."""
+    stopped, or cut off), closed its run and queued it for another worker."""
+
+
+def taken(answer) -> bool:
+    """Whether the chief's answer about a trial says the asking worker no longer runs it
+    (`lstm_models.search.service.Watched`: its metrics hold TAKEN)."""
+    return answer.metrics.exists(TAKEN)
+
+
+def taken_line(trial_id: str) -> str:
+    return (f"trial {int(trial_id) + 1} went back to the chief's queue while this worker was not heard of "
+            "(worker_timeout); the chief closed its run, and its epochs here are dropped")
 
 
 def report_epoch(oracle, trial_id: str, logs: dict, step: int) -> str:
@@ -57,9 +69,8 @@ def report_epoch(oracle, trial_id: str, logs: dict, step: int) -> str:
         return ""
     value = float(logs[name])
     answer = oracle.update_trial(trial_id, {name: value}, step=step)
-    if answer.status == FAILED:  # only a chief's answer to a worker it gave up as dead (`Watched.signed_update`)
-        raise TrialTaken(f"trial {int(trial_id) + 1} went back to the chief's queue while this worker was not "
-                         f"heard of (worker_timeout); its epochs here are dropped")
+    if taken(answer):
+        raise TrialTaken(taken_line(trial_id))
     if answer.status != STOPPED:
         return ""
     median = answer.metrics.get_last_value(MEDIAN)

@@ -152,8 +152,7 @@ class TrialRecorder:
 
     def end(self, score: float | None, best_step: int | None, message: str = "", checkpoint: str | None = None,
             timing: dict[str, float] | None = None) -> None:
-        """Close the current trial: FINISHED with a finite ``score``, else FAILED with ``message``
-        (also when it is ``lost``: its chief gave it to another worker, `EpochLog`).
+        """Close the current trial: FINISHED with a finite ``score``, else FAILED with ``message``.
 
         ``checkpoint``: the trial's best checkpoint, logged to its run (a worker's: the chief and
         the other workers may not share its files). ``timing``: its ``time/<phase>_s`` metrics
@@ -163,7 +162,7 @@ class TrialRecorder:
         if result is None:
             return
         result.timing = dict(timing or {})
-        if score is not None and math.isfinite(score) and not result.lost:
+        if score is not None and math.isfinite(score):
             result.status, result.objective, result.best_epoch = "FINISHED", float(score), int(best_step)
             self.pending.flush({f"final_{self.objective}": result.objective, "param_count": result.n_params or 0,
                                 "seconds_per_epoch": result.seconds_per_epoch or 0.0, "best_epoch": result.best_epoch,
@@ -177,10 +176,10 @@ class TrialRecorder:
             result.status = "FAILED"
             result.error = _error_line(message) or "the objective was not finite (NaN loss?)"
             self.pending.flush(result.timing)
-            self.tracker.set_tags(result.run_id, {"error": result.error[:500], **({"lost": "true"} if result.lost else {})})
+            self.tracker.set_tags(result.run_id, {"error": result.error[:500]})
             if message:
-                self._log_traceback(result, message)
-            self.failures_in_a_row += not result.lost  # a lost trial (its chief gave it to another worker) is none
+                _log_traceback(self.tracker, result.run_id, message)
+            self.failures_in_a_row += 1
         self.tracker.set_tags(result.run_id, {"status": result.status, RECORD_TAG: json.dumps(result.record())})
         self.tracker.end_run(result.run_id, result.status)
         self.save(result)
@@ -190,6 +189,15 @@ class TrialRecorder:
         self.log(f"    -> {result.status}: {outcome}; {best}")
         if self.on_trial is not None:
             self.on_trial(result)
+
+    def drop(self, why: str) -> None:
+        """Forget the current trial (a worker's): its chief gave it to another worker and closed its run."""
+        result, self.current = self.current, None
+        if result is not None:  # (its run began)
+            self.trials.remove(result)
+            self.state.trials.pop(result.run_id, None)
+            self.save()
+        self.log(f"    -> dropped: {why}")
 
     def abort(self, status: str, error: str = "", lost: bool | None = None) -> None:
         """Close the running trial's run as KILLED (a signal) or FAILED (an error, or ``error``).
@@ -225,11 +233,12 @@ class TrialRecorder:
         """The trials that count towards ``max_trials``: all but the lost ones."""
         return sum(not t.lost for t in self.trials)
 
-    def _log_traceback(self, result: TrialResult, message: str) -> None:
-        with tempfile.TemporaryDirectory(prefix="lstm-models-") as tmp:
-            path = Path(tmp) / "traceback.txt"
-            path.write_text(message, encoding="utf-8")
-            self.tracker.log_artifact(result.run_id, path)
+
+def _log_traceback(tracker: Tracker, run_id: str, message: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="lstm-models-") as tmp:
+        path = Path(tmp) / "traceback.txt"
+        path.write_text(message, encoding="utf-8")
+        tracker.log_artifact(run_id, path)
 
 
 class PendingEpochs:

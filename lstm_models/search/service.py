@@ -21,7 +21,7 @@ from typing import Callable
 
 import keras_tuner as kt
 
-from lstm_models.search.pruning import COMPLETED, FAILED, STOPPED, forget_metrics
+from lstm_models.search.pruning import COMPLETED, FAILED, STOPPED, TAKEN, forget_metrics
 from lstm_models.search.state import still_training
 
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
@@ -106,25 +106,34 @@ class Watched:
         trial = self.ongoing_trials.get(worker)
         return worker is None or (trial is not None and trial.trial_id == trial_id)
 
+    def _taken(self, trial_id: str):
+        """The answer to a worker about a trial it no longer runs: a copy whose metrics say TAKEN."""
+        answer = copy.copy(self.trials[trial_id])
+        answer.status, answer.metrics = FAILED, type(answer.metrics)()
+        answer.metrics.update(TAKEN, 1.0)
+        return answer
+
     @kt.synchronized
     def signed_update(self, worker: str | None, trial_id: str, metrics, step=0):
-        """`update_trial` from ``worker``; from one that no longer runs the trial, nothing is recorded
-        and the answer is FAILED (`lstm_models.search.pruning.report_epoch` stops it)."""
+        """`update_trial` from ``worker``; from one that no longer runs the trial: nothing, and TAKEN."""
         if self.runs_trial(worker, trial_id):
             return self.update_trial(trial_id, metrics, step)
-        answer = copy.copy(self.trials[trial_id])  # the oracle's own record stays as it is
-        answer.status = FAILED
-        return answer
+        return self._taken(trial_id)
 
     @kt.synchronized
     def signed_end(self, worker: str | None, trial) -> None:
         if self.runs_trial(worker, trial.trial_id):
             self.end_trial(trial)
+            self.__dict__.setdefault("_ended_by", {})[trial.trial_id] = worker
 
     @kt.synchronized
     def signed_get(self, worker: str | None, trial_id: str):
-        """`get_trial` (a heartbeat) from ``worker``; one that no longer runs the trial is not heard of."""
-        return self.get_trial(trial_id) if self.runs_trial(worker, trial_id) else self.trials[trial_id]
+        """`get_trial` from ``worker`` (a heartbeat, or its look at the trial it just ended); one that
+        neither runs nor ended the trial is not heard of, and gets the TAKEN answer."""
+        if self.runs_trial(worker, trial_id):
+            return self.get_trial(trial_id)
+        ended_by = self.__dict__.get("_ended_by", {}).get(trial_id)
+        return self.trials[trial_id] if ended_by == worker else self._taken(trial_id)
 
     def finished(self, timeout: float) -> bool:
         """Every trial handed out has ended, none waits to run again, and no worker is left."""
@@ -274,9 +283,7 @@ def _signed_servicer(oracle):
 
     from lstm_models.search.calls import WORKER_KEY
 
-    def worker(context) -> str | None:
-        return dict(context.invocation_metadata()).get(WORKER_KEY)
-
+    worker = lambda context: dict(context.invocation_metadata()).get(WORKER_KEY)  # noqa: E731 (who signed the call)
     class Signed(OracleServicer):
         def UpdateTrial(self, request, context):
             trial = oracle.signed_update(worker(context), request.trial_id, request.metrics, step=request.step)

@@ -2,9 +2,8 @@
 names the public gap it fills; `tests/test_tuner.py` fails loudly if a release changes one).
 
 The mixins give every cell type its turn, hand each trial to the recorder and the limits, hold
-interrupts while a trial's three records (oracle, state file, MLflow) change, write Keras Tuner's
-files whole, let each trial's graph go when it ends; `lstm_models.search.service`, the rest of the
-adapter, serves the oracle to worker processes and requeues lost trials.
+interrupts while a trial's records (oracle, state file, MLflow) change, write Keras Tuner's files
+whole, let each trial's graph go; `lstm_models.search.service` serves the oracle to workers.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from lstm_models.errors import TrackingLost
 from lstm_models.interrupt import Deferral
 from lstm_models.search.hypermodel import BestEpoch, EpochLog, SweepHyperModel
 from lstm_models.search.limits import Limits
-from lstm_models.search.pruning import COMPLETED, Pruned, report_epoch
+from lstm_models.search.pruning import COMPLETED, Pruned, report_epoch, taken, taken_line
 from lstm_models.search.recorder import TrialRecorder
 from lstm_models.search.space import trial_seed
 from lstm_models.search.state import TUNER_PROJECT, write_whole
@@ -43,10 +42,9 @@ warnings.filterwarnings("ignore", message="The use case of calling", category=De
 
 
 class _WholeFiles(Stateful):
-    """Last before Keras Tuner's private `Stateful` in our oracles and tuners: ``oracle.json`` and
-    ``tuner0.json`` are written whole (`write_whole`), and by `_WholeTrialFiles` each ``trial.json``.
-    Keras Tuner rewrites them in place, a trial's on every epoch's report: a ``kill -9`` in
-    mid-write left an empty file, and no resume could read the sweep."""
+    """Last before Keras Tuner's private `Stateful` in our oracles and tuners: ``oracle.json``,
+    ``tuner0.json`` (and by `_WholeTrialFiles` each ``trial.json``) are written whole. Keras Tuner
+    rewrites them in place: a ``kill -9`` in mid-write left an empty file no resume could read."""
 
     def save(self, fname):
         write_whole(fname, json.dumps(self.get_state()))
@@ -65,9 +63,8 @@ class _BalancedCells:
     The cell stays a searched choice in the space (the oracle records it, a Bayesian oracle
     models it), but a few trials drawn at random can miss a cell type entirely, and then the
     sweep cannot compare cells. So each new configuration gets the next cell in rotation; the
-    other hyperparameters are drawn by the oracle as usual, and those that the new cell makes
-    active or inactive (``unit_forget_bias``) are filled in or dropped. Hyperband's continued
-    trials keep their cell.
+    others are drawn by the oracle as usual, those the new cell makes active or inactive
+    (``unit_forget_bias``) filled in or dropped. Hyperband's continued trials keep their cell.
     """
 
     def populate_space(self, trial_id):
@@ -163,7 +160,8 @@ class _TrackedTuner:
     def _build_and_fit_model(self, trial, *args, **kwargs):
         # Private hook ("for AutoKeras to override"), the one through which `run_trial` hands its
         # callbacks to the fit: Keras Tuner's best-epoch checkpoint becomes one written once.
-        kwargs["callbacks"] = [BestEpoch(c.objective, c.filepath, self._trial_phases())
+        ours = (lambda: not taken(self.oracle.get_trial(trial.trial_id))) if self._heartbeat else None  # a worker's
+        kwargs["callbacks"] = [BestEpoch(c.objective, c.filepath, self._trial_phases(), ours)
                                if isinstance(c, SaveBestEpoch) else c for c in kwargs.get("callbacks", [])]
         return super()._build_and_fit_model(trial, *args, **kwargs)
 
@@ -190,9 +188,9 @@ class _TrackedTuner:
             finally:
                 self._spec = None
                 ended = self.oracle.get_trial(trial.trial_id)
-                taken = self._recorder.current is not None and self._recorder.current.lost  # `TrialTaken`: not its own
-                ok = ended.status == COMPLETED and not taken
-                message = "" if ok else ((not taken and ended.message) or trial.message or "")  # a worker's: its own trial's
+                gone = taken(ended)  # a worker's trial its chief gave to another worker (and whose run it closed)
+                ok = ended.status == COMPLETED and not gone
+                message = "" if ok else (ended.message or trial.message or "")  # a worker's comes from its own trial
                 # best_step is an epoch `report_epoch` reported: Keras's own count, which in a continued
                 # Hyperband trial already starts at tuner/initial_epoch.
                 best = ended.best_step if ok else None
@@ -203,7 +201,10 @@ class _TrackedTuner:
                 self._model = None
                 shared = self._get_checkpoint_fname(trial.trial_id) if ok and self._heartbeat else None
                 timing, self._phases = self._trial_phases().metrics(), None
-                self._recorder.end(ended.score if ok else None, best, message, checkpoint=shared, timing=timing)
+                if gone:
+                    self._recorder.drop(taken_line(trial.trial_id))
+                else:
+                    self._recorder.end(ended.score if ok else None, best, message, checkpoint=shared, timing=timing)
                 forget_custom_gradients(self._gradients)
                 self._stop_beat()
         self._limits.after_trial(self._recorder)
