@@ -1,4 +1,4 @@
-"""Adam's update of a variable as TensorFlow's one fused op, not Keras's dozen.
+"""Adam's update of a variable as TensorFlow's one fused op, not Keras's twenty-odd.
 
 Keras's `keras.optimizers.Adam.update_step` writes each variable's update out of Keras ops:
 casts, two powers, the moments' updates, a square root, a division, three assignments. A model's

@@ -7,9 +7,8 @@ Keras Tuner's distributed engine has no heartbeat: a worker that dies leaves its
 "running" forever. Here a worker asks the chief for its running trial every few seconds
 (`lstm_models.search.calls.Heartbeat`); the chief's oracle (`Watched`) notes when it last heard of
 each trial and each worker, and a trial silent for ``worker_timeout`` goes back to the queue for
-another worker. The worker it was given up on may come back (it was stopped, or cut off): its
-calls are signed with its id, and the ``signed_`` methods record nothing it sends about a trial
-that is no longer its own.
+another worker. A worker given up on may come back (stopped, cut off): its calls are signed with
+its id, and the ``signed_`` methods record nothing it sends about a trial no longer its own.
 """
 
 from __future__ import annotations
@@ -44,6 +43,11 @@ class Watched:
         if not hasattr(self, "_trials_heard"):
             self._trials_heard, self._workers_heard = {}, {}
         return self._trials_heard, self._workers_heard
+
+    def _enders(self) -> dict[str, str | None]:  # trial id -> the worker whose end of it counted
+        if not hasattr(self, "_ended_by"):
+            self._ended_by = {}
+        return self._ended_by
 
     def exhausted(self) -> bool:
         """No new trial will be handed out (the cap or the time budget is reached)."""
@@ -99,10 +103,8 @@ class Watched:
         self._hear(trial.trial_id)
         return super().end_trial(trial)
 
-    @kt.synchronized
     def runs_trial(self, worker: str | None, trial_id: str) -> bool:
-        """Whether ``worker`` runs trial ``trial_id``. One given up as dead does not: its trial went
-        back to the queue, maybe to another worker. A caller that did not sign its call is believed."""
+        """Whether ``worker`` runs trial ``trial_id`` (not one given up as dead); an unsigned caller is believed."""
         trial = self.ongoing_trials.get(worker)
         return worker is None or (trial is not None and trial.trial_id == trial_id)
 
@@ -124,16 +126,14 @@ class Watched:
     def signed_end(self, worker: str | None, trial) -> None:
         if self.runs_trial(worker, trial.trial_id):
             self.end_trial(trial)
-            self.__dict__.setdefault("_ended_by", {})[trial.trial_id] = worker
+            self._enders()[trial.trial_id] = worker
 
     @kt.synchronized
     def signed_get(self, worker: str | None, trial_id: str):
-        """`get_trial` from ``worker`` (a heartbeat, or its look at the trial it just ended); one that
-        neither runs nor ended the trial is not heard of, and gets the TAKEN answer."""
+        """`get_trial` from ``worker``; one that neither runs nor ended the trial: not heard of, and TAKEN."""
         if self.runs_trial(worker, trial_id):
             return self.get_trial(trial_id)
-        ended_by = self.__dict__.get("_ended_by", {}).get(trial_id)
-        return self.trials[trial_id] if ended_by == worker else self._taken(trial_id)
+        return self.trials[trial_id] if self._enders().get(trial_id) == worker else self._taken(trial_id)
 
     def finished(self, timeout: float) -> bool:
         """Every trial handed out has ended, none waits to run again, and no worker is left."""
