@@ -12,7 +12,7 @@ import pytest
 from lstm_models.search import service
 from lstm_models.search.calls import Heartbeat
 from lstm_models.search.pruning import taken
-from lstm_models.search.service import Watched, requeue_worker_trial
+from lstm_models.search.service import GIVEN_UP, MAX_LOSSES, Watched, adopt_unended
 
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
 IDLE = kt.engine.trial.TrialStatus.IDLE
@@ -115,7 +115,7 @@ def test_a_requeued_trial_goes_to_the_next_worker_with_the_same_id_and_values(tm
     values = dict(lost.hyperparameters.values)
     assert set(values) == {"units"}
 
-    assert requeue_worker_trial(oracle, "w1") == "0"
+    assert oracle.drop_worker("w1") == "0"
     assert "w1" not in oracle.ongoing_trials and "w1" not in oracle.tuner_ids
     assert oracle._retry_queue == ["0"]
     assert saved_state(tmp_path)["retry_queue"] == ["0"]  # saved at once
@@ -138,10 +138,34 @@ def test_requeueing_a_worker_with_no_trial_returns_none(tmp_path, clock):
     assert oracle.create_trial("w2").status == IDLE  # w2 waits, with no trial
     assert "w2" in oracle.tuner_ids
 
-    assert requeue_worker_trial(oracle, "w2") is None
-    assert requeue_worker_trial(oracle, "nobody") is None
+    assert oracle.drop_worker("w2") is None
+    assert oracle.drop_worker("nobody") is None
     assert "w2" not in oracle.tuner_ids
     assert oracle._retry_queue == [] and list(oracle.ongoing_trials) == ["w1"]
+
+
+def test_the_trial_a_worker_is_given_up_in_max_losses_times_fails_and_is_not_queued(tmp_path, clock):
+    oracle = open_oracle(tmp_path, max_trials=5)
+    for n, worker in enumerate(f"w{i}" for i in range(1, MAX_LOSSES + 1)):
+        trial = oracle.create_trial(worker)
+        assert trial.trial_id == "0" and oracle.losses == ({"0": n} if n else {})
+        assert oracle.drop_worker(worker) == "0"
+    assert oracle.losses == {"0": MAX_LOSSES}
+    assert (oracle.trials["0"].status, oracle.trials["0"].message) == (FAILED, GIVEN_UP)
+    assert oracle._retry_queue == [] and oracle.ongoing_trials == {}
+    assert oracle.create_trial("w9").trial_id == "1"  # a new trial, not the failed one again
+
+
+def test_the_loss_counts_against_the_trial_the_worker_holds_when_dropped(tmp_path, clock):
+    """A worker that ended one trial and took the next before the chief gave up on it: the trial
+    counted is the trial queued again, the one it holds then; the ended one stays COMPLETED."""
+    oracle = open_oracle(tmp_path)
+    first = oracle.create_trial("w1")
+    complete(oracle, first)
+    second = oracle.create_trial("w1")
+    assert oracle.drop_worker("w1") == second.trial_id
+    assert oracle.losses == {second.trial_id: 1} and oracle._retry_queue == [second.trial_id]
+    assert oracle.trials[first.trial_id].status == COMPLETED
 
 
 # --- the cap and the deadline ---
@@ -171,7 +195,7 @@ def test_at_the_cap_a_waiting_worker_gets_a_requeued_trial(tmp_path, clock):
     oracle.create_trial("w1")
     second = oracle.create_trial("w2")
     assert oracle.create_trial("w3").status == IDLE
-    assert requeue_worker_trial(oracle, "w2") == "1"
+    assert oracle.drop_worker("w2") == "1"
     again = oracle.create_trial("w3")
     assert (again.trial_id, again.status) == ("1", RUNNING)
     assert again.hyperparameters.values == second.hyperparameters.values
@@ -237,7 +261,7 @@ def test_a_late_end_of_a_requeued_trial_is_ignored_and_the_next_worker_runs_it(t
     oracle = open_oracle(tmp_path)
     lost = oracle.create_trial("w1")
     values = dict(lost.hyperparameters.values)
-    assert requeue_worker_trial(oracle, "w1") == "0"
+    assert oracle.drop_worker("w1") == "0"
 
     late = copy.deepcopy(lost)  # w1 was only slow: it ends its trial after all
     late.status = COMPLETED
@@ -285,7 +309,7 @@ def test_a_requeued_worker_is_not_live(tmp_path, clock):
     oracle = open_oracle(tmp_path)
     oracle.create_trial("w1")
     oracle.create_trial("w2")
-    requeue_worker_trial(oracle, "w1")
+    oracle.drop_worker("w1")
     assert oracle.live_workers(10) == {"w2"}
 
 
@@ -301,7 +325,7 @@ def test_a_restarted_chief_adopts_the_trials_still_running_and_requeues_the_othe
     oracle.reload()
     assert sorted(oracle._retry_queue) == ["0", "1"] and oracle.ongoing_trials == {}
 
-    assert oracle.adopt_unended({"0"}) == {"0"}
+    assert adopt_unended(oracle, {"0"}) == {"0"}
     assert oracle.ongoing_trials == {"w1": oracle.trials["0"]}
     assert oracle._retry_queue == ["1"]
     assert oracle.tuner_ids == {"w1"}
@@ -335,7 +359,7 @@ def test_a_restarted_chief_never_runs_again_the_trial_a_worker_ended_just_before
     oracle.reload()
     assert sorted(oracle._retry_queue) == ["0", "1"]  # Keras Tuner's reload would run both again
     # Its run is FINISHED, not RUNNING; even a run its worker had not closed yet is not adopted.
-    assert oracle.adopt_unended({"1"}) == set()
+    assert adopt_unended(oracle, {"1"}) == set()
     assert oracle._retry_queue == ["0"] and oracle.ongoing_trials == {}
     assert saved_state(tmp_path)["retry_queue"] == ["0"]
     assert [oracle.create_trial(w).trial_id for w in ("w3", "w4")] == ["0", "2"]
@@ -347,7 +371,7 @@ def test_a_restarted_chief_adopts_nothing_when_no_run_is_still_running(tmp_path,
     before.create_trial("w1")
     oracle = open_oracle(tmp_path)
     oracle.reload()
-    assert oracle.adopt_unended({"7"}) == set()
+    assert adopt_unended(oracle, {"7"}) == set()
     assert oracle.ongoing_trials == {} and oracle._retry_queue == ["0"]
 
 
@@ -397,7 +421,7 @@ def test_the_chief_is_not_finished_while_a_requeued_trial_waits_for_a_worker(tmp
     oracle = open_oracle(tmp_path)
     clock.now = 0.0
     oracle.create_trial("w1")
-    requeue_worker_trial(oracle, "w1")
+    oracle.drop_worker("w1")
     clock.now = 100.0
     assert not oracle.ongoing_trials and oracle.live_workers(10) == set()
     assert not oracle.finished(10)  # every worker gone, yet a lost trial still has to run
@@ -414,7 +438,7 @@ def test_a_worker_restarted_with_the_same_id_gets_back_its_own_trial_and_no_othe
     assert again.trial_id == mine.trial_id and again.hyperparameters.values == mine.hyperparameters.values
     assert len(oracle.trials) == 2 and oracle.ongoing_trials["w2"].trial_id == theirs.trial_id
     clock.now = 100.0  # ... or after: its trial went to the queue, and another worker took it
-    assert requeue_worker_trial(oracle, "w1") == mine.trial_id
+    assert oracle.drop_worker("w1") == mine.trial_id
     assert oracle.create_trial("w3").trial_id == mine.trial_id
     assert oracle.create_trial("w1").trial_id not in (mine.trial_id, theirs.trial_id)  # a new one, not a duplicate
 
@@ -429,7 +453,7 @@ def test_a_worker_given_up_as_dead_changes_nothing_of_its_trial_once_it_went_to_
     mine = oracle.create_trial("w1")
     assert not taken(oracle.signed_update("w1", mine.trial_id, {"val_loss": 0.9}, step=0))
     clock.now = 100.0
-    assert requeue_worker_trial(oracle, "w1") == mine.trial_id
+    assert oracle.drop_worker("w1") == mine.trial_id
     # Back in the queue, with no other worker on it yet: w1 no longer runs it either
     assert taken(oracle.signed_update("w1", mine.trial_id, {"val_loss": 0.5}, step=1))
     assert oracle.create_trial("w2").trial_id == mine.trial_id
@@ -464,7 +488,7 @@ def test_a_worker_given_up_after_its_last_epoch_learns_it_when_it_ends(tmp_path,
     mine = oracle.create_trial("w1")
     oracle.signed_update("w1", mine.trial_id, {"val_loss": 0.3}, step=3)
     clock.now = 100.0
-    requeue_worker_trial(oracle, "w1")
+    oracle.drop_worker("w1")
     complete(oracle, oracle.create_trial("w2"))
     ended = copy.deepcopy(mine)
     ended.status = COMPLETED

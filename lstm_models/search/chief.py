@@ -28,7 +28,6 @@ from lstm_models.processes import end_processes
 from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, TrialResult, fail_runs
 from lstm_models.tracking.server import check_port_free, free_port
 
-MAX_LOSSES = 3  # a trial whose worker died or fell silent in it this many times fails
 LOST = "the worker training this trial died or fell silent (kill -9, crash, power or network loss); another worker ran it again"
 
 
@@ -219,20 +218,6 @@ class LocalWorkers:
         self.procs[worker_id(index)] = subprocess.Popen(self.plan.command(index), env=self.plan.worker_env(index))
 
 
-def _fail_trial(oracle, tracker, wid: str, trial, runs: list[str]) -> None:
-    """End a trial whose workers died in it `MAX_LOSSES` times as FAILED (not run again), and its run."""
-    from lstm_models.search.pruning import FAILED
-
-    reason = f"the worker training this trial died or fell silent in it {MAX_LOSSES} times; not run again"
-    oracle.tuner_ids.discard(wid)
-    trial.status, trial.message = FAILED, reason
-    oracle.end_trial(trial)
-    for run_id in runs:
-        record = TrialResult(trial.trial_id, int(trial.trial_id) + 1, None, run_id, "FAILED", error=reason).record()
-        tracker.set_tags(run_id, {RECORD_TAG: json.dumps(record)})
-    fail_runs(tracker, runs, reason)
-
-
 class _Supervisor:
     """Gives up on dead or silent workers (a dead local one is started again), and says when the
     search is over."""
@@ -242,26 +227,27 @@ class _Supervisor:
         self.local, self.oracle, self.recorder, self.timeout, self.log = local, oracle, recorder, timeout, log
         self.procs = local.procs
         self.handed_over: dict[str, subprocess.Popen] = {}  # searched, kept for the verdict
-        self.losses: dict[str, int] = {}  # trial id -> how many times a worker ended in it
         self.exits: list[str] = []  # the local workers that exited between trials, and how
 
     def _lose(self, wid: str, why: str) -> bool:
-        """A dead or silent worker's running trial goes to another worker; the `MAX_LOSSES`-th time a
-        worker ended in it (out of memory, a crash it causes), it fails instead. False: it had none."""
-        from lstm_models.search.service import requeue_worker_trial
+        """A dead or silent worker's running trial goes to another worker, or fails the
+        `lstm_models.search.service.MAX_LOSSES`-th time (`Watched.drop_worker`), and so do its runs.
+        False: it had none."""
+        from lstm_models.search.service import GIVEN_UP, MAX_LOSSES
 
-        trial = self.oracle.ongoing_trials.get(wid)
-        if trial is None:
+        trial_id = self.oracle.drop_worker(wid)
+        if trial_id is None:
             return False
         tracker, parent = self.recorder.tracker, self.recorder.state.parent_run_id
-        runs, number = tracker.running_trials(parent, {"trial_id": trial.trial_id}), int(trial.trial_id) + 1
-        self.losses[trial.trial_id] = self.losses.get(trial.trial_id, 0) + 1
-        if self.losses[trial.trial_id] < MAX_LOSSES:
-            requeue_worker_trial(self.oracle, wid)
+        runs, number = tracker.running_trials(parent, {"trial_id": trial_id}), int(trial_id) + 1
+        if self.oracle.losses[trial_id] < MAX_LOSSES:
             fail_runs(tracker, runs, LOST, {"lost": "true"})
             self.log(f"chief: {wid} {why} during trial {number}; another worker runs it again")
             return True
-        _fail_trial(self.oracle, tracker, wid, trial, runs)
+        for run_id in runs:
+            record = TrialResult(trial_id, number, None, run_id, "FAILED", error=GIVEN_UP).record()
+            tracker.set_tags(run_id, {RECORD_TAG: json.dumps(record)})
+        fail_runs(tracker, runs, GIVEN_UP)
         self.log(f"chief: {wid} {why} during trial {number}; workers ended in it {MAX_LOSSES} times: it fails, "
                  "not run again")
         return True
@@ -286,7 +272,7 @@ class _Supervisor:
                               f"({', '.join(self.exits) or 'exit code 0'}); their lines above say why")
         for wid, _ in self.oracle.silent(self.timeout):
             self._lose(wid, f"was not heard of for {self.timeout:.0f}s")
-        told = self.oracle.told_to_stop() if self.local.plan.jobs else set()
+        told = self.oracle.told_to_stop if self.local.plan.jobs else set()
         local = any(proc.poll() is None and wid not in told for wid, proc in self.procs.items())
         if local or not self.oracle.finished(self.timeout):
             return False

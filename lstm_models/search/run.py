@@ -177,7 +177,9 @@ def _search(spec: SweepSpec, tuner, recorder: TrialRecorder, limits: Limits, mod
     """Keras Tuner's search, in this process or served to workers; a resume picks up its trials first.
     Returns the local workers still running (`run_chief`), none in one process."""
     if mode == "resume" and workers:
-        adopted = tuner.oracle.adopt_unended(set(workers.earlier.values()))
+        from lstm_models.search.service import adopt_unended
+
+        adopted = adopt_unended(tuner.oracle, set(workers.earlier.values()))
         hooks.log(f"resuming sweep {spec.name} as its chief: {len(tuner.oracle.trials)} trials so far, "
                   f"{len(adopted)} still with their workers")
     elif mode == "resume":

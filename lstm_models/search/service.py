@@ -23,6 +23,8 @@ import keras_tuner as kt
 from lstm_models.search.pruning import COMPLETED, FAILED, STOPPED, TAKEN, forget_metrics
 from lstm_models.search.state import still_training
 
+MAX_LOSSES = 3  # a trial whose worker died or fell silent in it this many times fails
+GIVEN_UP = f"the worker training this trial died or fell silent in it {MAX_LOSSES} times; not run again"
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
 IDLE = kt.engine.trial.TrialStatus.IDLE
 
@@ -39,15 +41,12 @@ class Watched:
     trial_cap: int | None = None
     deadline: float | None = None
 
-    def _heard(self) -> tuple[dict, dict]:
-        if not hasattr(self, "_trials_heard"):
-            self._trials_heard, self._workers_heard = {}, {}
-        return self._trials_heard, self._workers_heard
-
-    def _enders(self) -> dict[str, str | None]:  # trial id -> the worker whose end of it counted
-        if not hasattr(self, "_ended_by"):
-            self._ended_by = {}
-        return self._ended_by
+    def __init__(self, *args, **kwargs):
+        self.trials_heard, self.workers_heard = {}, {}  # trial id, worker -> when (monotonic) last heard of
+        self.ended_by: dict[str, str | None] = {}  # trial id -> the worker whose end of it counted
+        self.losses: dict[str, int] = {}  # trial id -> how many times its worker was given up in it
+        self.told_to_stop: set[str] = set()  # the workers told that the search is over: none calls again
+        super().__init__(*args, **kwargs)
 
     def exhausted(self) -> bool:
         """No new trial will be handed out (the cap or the time budget is reached)."""
@@ -60,29 +59,23 @@ class Watched:
         return super().populate_space(trial_id)
 
     def create_trial(self, tuner_id):
-        trials, workers = self._heard()
+        trials, workers = self.trials_heard, self.workers_heard
         workers[tuner_id] = time.monotonic()
         if tuner_id not in self.ongoing_trials and not self._retry_queue and self.ongoing_trials and self.exhausted():
             # No new trial, but one still running may be lost and need this worker: it waits (IDLE).
-            # Private `_retry_queue`: see `requeue_worker_trial`.
+            # Private `_retry_queue`: see `drop_worker`.
             self.tuner_ids.add(tuner_id)
             return kt.engine.trial.Trial(self.hyperparameters.copy(), trial_id=str(len(self.trials)), status=IDLE)
         trial = super().create_trial(tuner_id)
         if trial.status == RUNNING:
             trials[trial.trial_id] = time.monotonic()
         elif trial.status == STOPPED:
-            self.told_to_stop().add(tuner_id)
+            self.told_to_stop.add(tuner_id)
         return trial
-
-    def told_to_stop(self) -> set[str]:
-        """The workers told that the search is over: none of them calls again."""
-        if not hasattr(self, "_told_to_stop"):
-            self._told_to_stop = set()
-        return self._told_to_stop
 
     def _hear(self, trial_id: str) -> None:
         """A call about a trial: it, and the worker running it, are alive."""
-        trials, workers = self._heard()
+        trials, workers = self.trials_heard, self.workers_heard
         trials[trial_id] = time.monotonic()
         for worker, trial in list(self.ongoing_trials.items()):
             if trial.trial_id == trial_id:
@@ -126,24 +119,45 @@ class Watched:
     def signed_end(self, worker: str | None, trial) -> None:
         if self.runs_trial(worker, trial.trial_id):
             self.end_trial(trial)
-            self._enders()[trial.trial_id] = worker
+            self.ended_by[trial.trial_id] = worker
 
     @kt.synchronized
     def signed_get(self, worker: str | None, trial_id: str):
         """`get_trial` from ``worker``; one that neither runs nor ended the trial: not heard of, and TAKEN."""
         if self.runs_trial(worker, trial_id):
             return self.get_trial(trial_id)
-        return self.trials[trial_id] if self._enders().get(trial_id) == worker else self._taken(trial_id)
+        return self.trials[trial_id] if self.ended_by.get(trial_id) == worker else self._taken(trial_id)
+
+    @kt.synchronized
+    def drop_worker(self, worker: str) -> str | None:
+        """A worker died or fell silent: its running trial goes back to the queue with the same values,
+        or the `MAX_LOSSES`-th time ends FAILED (``GIVEN_UP``: out of memory, a crash it causes). Return
+        its id (None: it had none). One step under the lock: the trial counted is the trial queued."""
+        # Private `_retry_queue` (Keras Tuner's queue of trials to run again): no public API adds to it.
+        self.tuner_ids.discard(worker)
+        trial = self.ongoing_trials.get(worker)
+        if trial is None:
+            return None
+        self.losses[trial.trial_id] = self.losses.get(trial.trial_id, 0) + 1
+        if self.losses[trial.trial_id] >= MAX_LOSSES:
+            trial.status, trial.message = FAILED, GIVEN_UP
+            self.end_trial(trial)
+            return trial.trial_id
+        del self.ongoing_trials[worker]
+        forget_metrics(trial)
+        self._retry_queue.append(trial.trial_id)
+        self.save()
+        return trial.trial_id
 
     def finished(self, timeout: float) -> bool:
         """Every trial handed out has ended, none waits to run again, and no worker is left."""
-        # Private `_retry_queue`: see `requeue_worker_trial`.
+        # Private `_retry_queue`: see `drop_worker`.
         return bool(self.trials) and not self.ongoing_trials and not self._retry_queue \
             and not self.live_workers(timeout)
 
     def silent(self, timeout: float) -> list[tuple[str, str]]:
         """(worker, trial id) of the running trials not heard of for ``timeout`` seconds."""
-        trials, _ = self._heard()
+        trials = self.trials_heard
         now = time.monotonic()
         return [(w, t.trial_id) for w, t in list(self.ongoing_trials.items())
                 if now - trials.get(t.trial_id, now) > timeout]
@@ -152,33 +166,9 @@ class Watched:
         """Workers that may still ask for a trial: running one, or heard of within ``timeout``.
 
         Keras Tuner forgets a worker once it has been told to stop (``tuner_ids``)."""
-        _, workers = self._heard()
+        workers = self.workers_heard
         now = time.monotonic()
         return set(self.ongoing_trials) | {w for w in list(self.tuner_ids) if now - workers.get(w, now) <= timeout}
-
-    def adopt_unended(self, running: set[str]) -> set[str]:
-        """After a chief restarts (``--resume``): its trials whose runs are still ``running`` stay
-        with their workers, which reconnect; each is heard of from now, so a dead worker's trial
-        goes back to the queue after ``worker_timeout``. The others (their workers closed their
-        runs) run again first. Return the adopted ids.
-
-        A trial that ended is neither: Keras Tuner's ``end_trial`` saves the oracle before it takes
-        the trial off ``ongoing_trials``, so the trial a worker ended last before its chief stopped
-        is still "ongoing" in the saved state, and its reload would run it a second time."""
-        # Private `_get_oracle_fname` and `_retry_queue`: Keras Tuner's reload queues every ongoing
-        # trial again, which would give a trial a surviving worker still trains to a second one.
-        ended = {t.trial_id for t in self.trials.values() if t.status in (COMPLETED, FAILED)}
-        self._retry_queue[:] = [t for t in self._retry_queue if t not in ended]
-        saved = {w: t for w, t in still_training(self._get_oracle_fname(), running).items() if t not in ended}
-        trials, workers = self._heard()
-        for worker, trial_id in saved.items():
-            if trial_id in self._retry_queue:
-                self._retry_queue.remove(trial_id)
-            self.ongoing_trials[worker] = self.trials[trial_id]
-            self.tuner_ids.add(worker)
-            trials[trial_id] = workers[worker] = time.monotonic()
-        self.save()
-        return set(saved.values())
 
 
 def requeue_unended(oracle) -> set[str]:
@@ -197,19 +187,29 @@ def requeue_unended(oracle) -> set[str]:
     return unended
 
 
-@kt.synchronized
-def requeue_worker_trial(oracle, worker: str) -> str | None:
-    """A worker died or fell silent: its running trial goes back to the queue; return its id."""
-    # Private `_retry_queue` (Keras Tuner's queue of trials to run again; no public API adds to
-    # it); `ongoing_trials` and `tuner_ids` are public. `kt.synchronized` takes the oracle's lock.
-    oracle.tuner_ids.discard(worker)
-    trial = oracle.ongoing_trials.pop(worker, None)
-    if trial is None:
-        return None
-    forget_metrics(oracle.trials[trial.trial_id])
-    oracle._retry_queue.append(trial.trial_id)
+def adopt_unended(oracle, running: set[str]) -> set[str]:
+    """After a chief restarts (``--resume``): the trials of its oracle (a `Watched` one) whose runs
+    are still ``running`` stay with their workers, which reconnect; each is heard of from now, so a
+    dead worker's trial goes back to the queue after ``worker_timeout``. The others (their workers
+    closed their runs) run again first. Return the adopted ids.
+
+    A trial that ended is neither: Keras Tuner's ``end_trial`` saves the oracle before it takes
+    the trial off ``ongoing_trials``, so the trial a worker ended last before its chief stopped
+    is still "ongoing" in the saved state, and its reload would run it a second time."""
+    # Private `_get_oracle_fname` and `_retry_queue`: Keras Tuner's reload queues every ongoing
+    # trial again, which would give a trial a surviving worker still trains to a second one.
+    ended = {t.trial_id for t in oracle.trials.values() if t.status in (COMPLETED, FAILED)}
+    oracle._retry_queue[:] = [t for t in oracle._retry_queue if t not in ended]
+    saved = {w: t for w, t in still_training(oracle._get_oracle_fname(), running).items() if t not in ended}
+    trials, workers = oracle.trials_heard, oracle.workers_heard
+    for worker, trial_id in saved.items():
+        if trial_id in oracle._retry_queue:
+            oracle._retry_queue.remove(trial_id)
+        oracle.ongoing_trials[worker] = oracle.trials[trial_id]
+        oracle.tuner_ids.add(worker)
+        trials[trial_id] = workers[worker] = time.monotonic()
     oracle.save()
-    return trial.trial_id
+    return set(saved.values())
 
 
 def join_chief(host: str, port: str, worker: str) -> None:
