@@ -63,6 +63,30 @@ def test_bad_worker_flags_exit_2(tmp_path, flags, message):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
 
 
+def test_a_resumed_chief_that_cannot_listen_where_it_served_names_the_sweeps_state_not_chief():
+    """--resume without --chief takes the address it served (and --workers N its port): the
+    error says where that came from and what to give instead, not a --chief never typed."""
+    import socket
+
+    from lstm_models.errors import ConfigError
+
+    with pytest.raises(ConfigError) as gone:  # 192.0.2.1: a documentation address, never this machine's
+        WorkerPlan(0, host="192.0.2.1", port=4000).bound("192.0.2.1:4000")
+    assert str(gone.value).startswith("--resume: its chief's port from before, 192.0.2.1:4000: cannot listen there (")
+    assert str(gone.value).endswith("); give --chief HOST:PORT (and --workers N) to serve elsewhere")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError) as taken:
+            WorkerPlan(2).bound(f"10.1.2.3:{port}")
+        assert str(taken.value).startswith(f"--resume: its chief's port from before, 127.0.0.1:{port}: cannot listen")
+        with pytest.raises(ConfigError) as given:  # a port of its own: the flag that gave it
+            WorkerPlan(2, port=port).bound("127.0.0.1:1")
+        assert str(given.value).startswith(f"--chief 127.0.0.1:{port}: cannot listen there (")
+    assert WorkerPlan(2, port=port).bound("127.0.0.1:1").port == port  # free again
+
+
 def test_a_chief_port_in_use_exits_2_and_leaves_no_sweep_behind(tmp_path):
     """It was refused after the sweep's folder and lock file were written."""
     import socket

@@ -62,9 +62,14 @@ class WorkerPlan:
 
     def bound(self, previous: str = "") -> "WorkerPlan":
         """The plan with its port: given, else the resumed sweep's (workers that outlived their chief
-        reconnect there), else a free one. `ConfigError` if it cannot be listened on."""
+        reconnect there), else a free one. `ConfigError` if it cannot be listened on, naming where
+        the port came from: ``--chief``, or (``--resume`` without it) the sweep's saved state."""
         port = self.port or (int(previous.rpartition(":")[2]) if previous else 0) or free_port(self.host)
-        check_port_free(self.host, port, "--chief")
+        if previous.rpartition(":")[2] == str(port):
+            check_port_free(self.host, port, "--resume: its chief's port from before,",
+                            "; give --chief HOST:PORT (and --workers N) to serve elsewhere")
+        else:
+            check_port_free(self.host, port, "--chief")
         return replace(self, port=port)
 
     def worker_env(self, index: int) -> dict:

@@ -83,14 +83,15 @@ def check_reachable(db_url: str) -> None:
                           f"{parsed.port or 5432} ({exc.strerror or exc})") from None
 
 
-def check_port_free(host: str, port: int, what: str) -> None:
-    """Raise `ConfigError` when ``host:port`` cannot be bound (in use, or not an address here)."""
+def check_port_free(host: str, port: int, what: str, hint: str = "") -> None:
+    """Raise `ConfigError` when ``host:port`` cannot be bound (in use, or not an address here): the
+    address named ``what`` (the flag that gave it), then ``hint`` (what to do instead)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no refusal
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise ConfigError(f"{what} {host}:{port}: cannot listen there ({exc.strerror or exc})") from None
+            raise ConfigError(f"{what} {host}:{port}: cannot listen there ({exc.strerror or exc}){hint}") from None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
