@@ -13,15 +13,15 @@ from pathlib import Path
 
 
 def process_identity(pid: int) -> str:
-    """``boot/pid namespace/pid/start``: one process among all, ever; '' if the process is gone,
-    or without Linux's /proc."""
+    """``boot/pid namespace/pid/start``: one process among all, ever; '' if the process is gone
+    (a zombie too: it has ended, its parent has not reaped it yet), or without Linux's /proc."""
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
         namespace = os.stat("/proc/self/ns/pid").st_ino
-        start = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()[19]
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return ""
-    return f"{boot}/{namespace}/{pid}/{start}"
+    return "" if len(stat) < 20 or stat[0] == "Z" else f"{boot}/{namespace}/{pid}/{stat[19]}"
 
 
 def process_gone(identity: str) -> bool:

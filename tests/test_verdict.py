@@ -177,13 +177,14 @@ def test_the_chief_trains_what_dead_workers_left_and_closes_the_run_one_died_in(
 
     from lstm_models.search.crew import Crew, Outcome, Queue
 
-    dead = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
-    dead.wait()
+    queue = Queue.create(tmp_path, "parent-1", _jobs(3))
+    dead = subprocess.Popen([sys.executable, "-c", "import sys; from lstm_models.search.crew import Job, Queue; "
+                             f"Queue({str(queue.folder)!r}).claim(Job(1, 'seeds', None, 0), 'worker-1'); sys.exit(3)"])
+    dead.wait()  # it died in seed run 1; job 2 it had not taken
+    assert queue.claimant(_jobs(3)[1]) == "worker-1" and queue.claimant_gone(_jobs(3)[1])
     lines, lost, trained = [], [], []
     crew = Crew(lines.append, {"worker-1": dead})
-    queue = Queue.create(tmp_path, "parent-1", _jobs(3))
     crew.post(queue, _jobs(3))
-    assert queue.claim(_jobs(3)[1], "worker-1")  # it died in this one; job 2 it had not taken
     def train(job):
         trained.append(job.index)
         queue.put(job, Outcome(f"run-{job.index}", 0.5, np.zeros(2)))
@@ -194,6 +195,58 @@ def test_the_chief_trains_what_dead_workers_left_and_closes_the_run_one_died_in(
     assert lost == [(1, "worker-1", "worker-1 died (exit code 3)")]
     assert lines == ["verdict: 3 seed runs shared out between the local workers (worker-1)",
                      "chief: its workers have exited (worker-1 exit code 3); it trains the verdict's seed runs they left"]
+
+
+def test_a_seed_run_a_worker_of_the_chief_before_a_resume_took_is_its_own_until_its_process_ends(tmp_path):
+    """Workers that outlived their chief reconnect to the resumed one and take seed runs from the
+    same queue; the new chief did not start them. It waits for such a worker's result while its
+    process lives (it used to call it dead at once, close its run lost and train it twice), and
+    trains the run again only once that process has ended without one."""
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from lstm_models.search.crew import Crew, Outcome, Queue
+
+    queue = Queue.create(tmp_path, "parent-1", _jobs(2))
+    orphan = textwrap.dedent(f"""
+        import time
+        import numpy as np
+        from lstm_models.search.crew import Job, Outcome, Queue
+        queue, jobs = Queue({str(queue.folder)!r}), [Job(i, "seeds", None, 0) for i in range(2)]
+        assert queue.claim(jobs[0], "worker-1") and queue.claim(jobs[1], "worker-1")
+        time.sleep(3)
+        queue.put(jobs[0], Outcome("run-orphan", 0.25, np.zeros(2)))  # then it ends, the second not done
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", orphan])
+    deadline = time.monotonic() + 60
+    while queue.claimant(_jobs(2)[1]) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lost, trained = [], []
+
+    def train(job):
+        trained.append(job.index)
+        queue.put(job, Outcome(f"run-{job.index}", 0.5, np.zeros(2)))
+        return queue.get(job)
+
+    crew = Crew(lambda line: None)  # no workers of its own: the orphan is not its child
+    crew.post(queue, _jobs(2))
+    assert proc.poll() is None  # still in its first seed run
+    done = crew.outcomes(train, lambda job, who, why: lost.append((job.index, who, why)))
+    assert proc.wait(timeout=60) == 0
+    assert (done[0].run_id, done[1].run_id) == ("run-orphan", "run-1") and trained == [1]
+    assert lost == [(1, "worker-1", "worker-1 died (a worker of the chief before the resume)")]
+
+
+def test_a_claim_names_its_process_which_is_alive_until_it_ends(tmp_path):
+    from lstm_models.search.crew import Queue
+
+    queue = Queue.create(tmp_path, "parent-1", _jobs(1))
+    assert queue.claim(_jobs(1)[0], "worker-1")  # this process: alive
+    assert queue.claimant(_jobs(1)[0]) == "worker-1" and queue.claimant_gone(_jobs(1)[0]) is False
+    (queue.folder / "000.claim").write_text("worker-1")  # its identity unknown (no /proc)
+    assert queue.claimant(_jobs(1)[0]) == "worker-1" and queue.claimant_gone(_jobs(1)[0]) is None
 
 
 def test_a_resumed_sweep_keeps_the_seed_runs_its_interrupted_run_finished_as_planned_now(tmp_path):

@@ -664,7 +664,7 @@ def test_local_workers_train_the_verdict_as_one_process_does_though_one_is_kille
                                   "--workers", "2", *flags], cwd=tmp_path, env=env, stdout=out, stderr=err)
     queue, killed = tmp_path / "runs" / "tiny-sunspots" / "verdict", None
     while chief.poll() is None and killed is None:  # kill worker-1 in the seed run it has taken
-        if any(p.read_text() == "worker-1" for p in queue.glob("*.claim")) and MlflowClient(uri).search_runs(
+        if any(p.read_text().partition("\n")[0] == "worker-1" for p in queue.glob("*.claim")) and MlflowClient(uri).search_runs(
                 ["1"], "tags.worker = 'worker-1' and tags.verdict = 'true' and attributes.status = 'RUNNING'"):
             (killed,) = [pid for pid, cmd in _children(chief.pid) if "worker-1" in cmd]
             os.kill(killed, signal.SIGKILL)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from lstm_models.processes import end_processes
+from lstm_models.processes import end_processes, process_gone, process_identity
 from lstm_models.search.state import write_whole
 
 if TYPE_CHECKING:
@@ -133,18 +133,29 @@ class Queue:
         return raw["parent_run_id"], [Job(j["index"], j["kind"], s, j["seed"]) for j, s in zip(raw["jobs"], specs)]
 
     def claim(self, job: Job, who: str) -> bool:
-        """Take ``job`` for ``who``; False if another process has it."""
+        """Take ``job`` for ``who`` (this process: its identity is written under its name); False if
+        another process has it."""
         try:
             fd = os.open(self._path(job, "claim"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as f:
-            f.write(who)
+            f.write(f"{who}\n{process_identity(os.getpid())}")
         return True
 
     def claimant(self, job: Job) -> str | None:
+        return self._claim(job)[0]
+
+    def claimant_gone(self, job: Job) -> bool | None:
+        """Whether the process that claimed ``job`` has ended (`lstm_models.processes.process_gone`);
+        None if its identity is not known (no Linux /proc)."""
+        identity = self._claim(job)[1]
+        return process_gone(identity) if identity else None
+
+    def _claim(self, job: Job) -> tuple[str | None, str]:
         path = self._path(job, "claim")
-        return path.read_text() or None if path.exists() else None
+        who, _, identity = (path.read_text() if path.exists() else "").partition("\n")
+        return who or None, identity
 
     def put(self, job: Job, outcome: Outcome) -> None:
         path = self._path(job, "npz")
@@ -202,10 +213,10 @@ class Crew:
             trained = False
             for job in pending:
                 outcome, who = self.queue.get(job), self.queue.claimant(job)
-                if outcome is None and who not in (None, CHIEF) and not self._alive(who):
+                if outcome is None and who not in (None, CHIEF) and self._gone(job, who):
                     outcome = self.queue.get(job)  # written just before its process ended?
                     if outcome is None:
-                        lost(job, who, f"{who} died (exit code {getattr(self.procs.get(who), 'returncode', None)})")
+                        lost(job, who, f"{who} died ({self._exit(who)})")
                         who = CHIEF  # its claim stays: no worker takes the job now
                         if not self.queue.stopped():
                             outcome, trained = train(job), True
@@ -239,9 +250,20 @@ class Crew:
     def _codes(self) -> str:
         return ", ".join(f"{who} exit code {p.returncode}" for who, p in self.procs.items())
 
-    def _alive(self, who: str | None = None) -> bool:
-        procs = [self.procs[who]] if who in self.procs else [] if who else list(self.procs.values())
-        return any(p.poll() is None for p in procs)
+    def _alive(self) -> bool:
+        return any(p.poll() is None for p in self.procs.values())
+
+    def _gone(self, job: Job, who: str) -> bool:
+        """Whether the process that claimed ``job`` has ended: one of the chief's workers, or one an
+        earlier chief of a resumed sweep started (it may have the name of one of the chief's own).
+        Its claim names the process; without /proc only the chief's own workers are known."""
+        gone = self.queue.claimant_gone(job)
+        return gone if gone is not None else who not in self.procs or self.procs[who].poll() is not None
+
+    def _exit(self, who: str) -> str:
+        proc = self.procs.get(who)
+        code = None if proc is None else proc.poll()  # its claim may say it ended before it is reaped
+        return "a worker of the chief before the resume" if code is None else f"exit code {code}"
 
 
 def _failed(path: Path) -> bool:
