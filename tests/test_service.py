@@ -158,7 +158,9 @@ def test_the_trial_a_worker_is_given_up_in_max_losses_times_fails_and_is_not_que
 
 def test_the_loss_counts_against_the_trial_the_worker_holds_when_dropped(tmp_path, clock):
     """A worker that ended one trial and took the next before the chief gave up on it: the trial
-    counted is the trial queued again, the one it holds then; the ended one stays COMPLETED."""
+    counted is the trial queued again, the one it holds when `drop_worker` takes the lock (the
+    race itself, the chief reading one and queuing the other, is closed by that lock); the ended
+    one stays COMPLETED."""
     oracle = open_oracle(tmp_path)
     first = oracle.create_trial("w1")
     complete(oracle, first)
@@ -166,6 +168,30 @@ def test_the_loss_counts_against_the_trial_the_worker_holds_when_dropped(tmp_pat
     assert oracle.drop_worker("w1") == second.trial_id
     assert oracle.losses == {second.trial_id: 1} and oracle._retry_queue == [second.trial_id]
     assert oracle.trials[first.trial_id].status == COMPLETED
+
+
+def test_a_chief_cannot_share_its_port_with_another_grpc_server(tmp_path):
+    """gRPC listens with SO_REUSEPORT by default: a second chief would have listened on the same
+    port beside the first, and the kernel shared the workers' calls out between the two oracles."""
+    from concurrent import futures
+
+    import grpc
+
+    from lstm_models.errors import ConfigError
+    from lstm_models.tracking.server import free_port
+
+    port = free_port()
+    other = grpc.server(futures.ThreadPoolExecutor(max_workers=1))  # gRPC's defaults, as a chief had
+    assert other.add_insecure_port(f"127.0.0.1:{port}") == port
+    other.start()
+    try:
+        with pytest.raises(ConfigError, match=rf"^--chief 127.0.0.1:{port}: cannot listen there "):
+            service.serve_oracle(open_oracle(tmp_path), "127.0.0.1", port, done=lambda: True)
+    finally:
+        other.stop(grace=None)
+    served = []
+    service.serve_oracle(open_oracle(tmp_path), "127.0.0.1", port, done=lambda: served.append(port) or True)
+    assert served == [port]  # free again: it listens
 
 
 # --- the cap and the deadline ---

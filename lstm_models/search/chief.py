@@ -244,7 +244,8 @@ class _Supervisor:
         if trial_id is None:
             return False
         tracker, parent = self.recorder.tracker, self.recorder.state.parent_run_id
-        runs, number = tracker.running_trials(parent, {"trial_id": trial_id}), int(trial_id) + 1
+        # Its runs only: the requeued trial may already be another worker's, its run open.
+        runs, number = tracker.running_trials(parent, {"trial_id": trial_id, "worker": wid}), int(trial_id) + 1
         if self.oracle.losses[trial_id] < MAX_LOSSES:
             fail_runs(tracker, runs, LOST, {"lost": "true"})
             self.log(f"chief: {wid} {why} during trial {number}; another worker runs it again")

@@ -20,6 +20,7 @@ from typing import Callable
 
 import keras_tuner as kt
 
+from lstm_models.errors import ConfigError
 from lstm_models.search.pruning import COMPLETED, FAILED, STOPPED, TAKEN, forget_metrics
 from lstm_models.search.state import still_training
 
@@ -252,15 +253,14 @@ def serve_oracle(oracle, host: str, port: int, done: Callable[[], bool],
 
     _quiet_conditions()
     oracle.verbose = 0  # Keras Tuner's own trial tables: the workers print our progress lines
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    # No SO_REUSEPORT (gRPC's default): a second chief on this port would share out its workers' calls.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=[("grpc.so_reuseport", 0)])
     protos.get_service_grpc().add_OracleServicer_to_server(_signed_servicer(oracle), server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:  # grpcio raises where older releases returned 0
         bound = 0
     if not bound:
-        from lstm_models.errors import ConfigError
-
         raise ConfigError(f"--chief {host}:{port}: cannot listen there (the port is in use, or not this machine's)")
     server.start()
     try:
