@@ -99,6 +99,39 @@ def test_sigterm_stops_at_once_and_resume_runs_the_lost_trial_again(tmp_path):
         first.info.run_id, first.info.end_time, _trained(first))  # untouched (test metrics come at the end)
 
 
+def test_resume_closes_a_trial_the_oracle_ended_whose_process_died_before_its_run_did(tmp_path):
+    """A process killed inside a trial's end, after Keras Tuner saved the trial COMPLETED but before
+    the run and the state file said so: --resume closes that run FINISHED with the oracle's score.
+    It crashed with MLflow's traceback (its epochs written to no run), and closed the trial FAILED."""
+    import json
+
+    _spec(tmp_path)
+    code, _, err = _stop_during_trial_2(tmp_path, signal.SIGTERM)
+    assert code == 143, err[-2000:]
+    (parent,), trials = _runs(tmp_path)
+    first = trials["trial-01"]
+    state_file = tmp_path / "runs" / "tiny-sunspots" / "sweep.json"
+    state = json.loads(state_file.read_text())
+    record = state["trials"][first.info.run_id]
+    score, best_epoch = record["objective"], record["best_epoch"]
+    record.update(status="RUNNING", objective=None, best_epoch=None)  # as the kill left it
+    state_file.write_text(json.dumps(state))
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow/mlflow.db")
+    client.update_run(first.info.run_id, status="RUNNING")
+
+    done = run_cli(*_args(tmp_path), "--resume", cwd=tmp_path, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"-> FINISHED: val_rmse {score:.4f}" in done.stdout
+    assert "2 trials kept (1 of 3 counted), 1 finished; 1 lost with its process, run again first" in done.stdout
+    (_, trials) = _runs(tmp_path)
+    closed = trials["trial-01"]
+    assert closed.info.status == "FINISHED" and closed.data.metrics["final_val_rmse"] == pytest.approx(score)
+    assert closed.data.metrics["best_epoch"] == best_epoch
+    assert sum(r.info.status == "FINISHED" for r in trials.values()) == 3  # it counts: one new trial after the rerun
+    saved = json.loads(state_file.read_text())["trials"][first.info.run_id]
+    assert (saved["status"], saved["objective"]) == ("FINISHED", pytest.approx(score))
+
+
 def test_kill_9_then_resume_marks_the_dead_trial_lost_and_runs_it_again(tmp_path):
     _spec(tmp_path)
     code, _, _ = _stop_during_trial_2(tmp_path, signal.SIGKILL)

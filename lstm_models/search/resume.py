@@ -64,8 +64,8 @@ def restore_trials(recorder: TrialRecorder, oracle, model_spec: Callable, folder
         model_spec: ``hp -> ModelSpec`` (the hypermodel's), to rebuild each trial's spec.
         folder: the state folder, for messages. name: the sweep's name.
     """
-    from lstm_models.search.pruning import COMPLETED
-    from lstm_models.search.service import requeue_unended
+    from lstm_models.search.pruning import COMPLETED, FAILED
+    from lstm_models.search.oracle import requeue_unended
 
     again = requeue_unended(oracle)
     state = recorder.state
@@ -78,8 +78,9 @@ def restore_trials(recorder: TrialRecorder, oracle, model_spec: Callable, folder
         recorder.keep(result)
         if result.status == "RUNNING":
             recorder.current = result
-            if ktrial.status == COMPLETED:
-                recorder.end(ktrial.score, ktrial.best_step)  # it ended in the oracle; its process died before the run
+            recorder.pending.start(result.run_id)
+            if ktrial.status in (COMPLETED, FAILED):  # it ended in the oracle; its process died before the run
+                recorder.end(ktrial.score if ktrial.status == COMPLETED else None, ktrial.best_step, ktrial.message or "")
             else:
                 recorder.abort("FAILED", DIED, lost=True)
         elif result.trial_id in again and not result.lost:
