@@ -140,7 +140,8 @@ def sweeps(spec: Path, folder: Path) -> dict:
 def _chief(port: int, folder: str, until: float) -> None:
     import keras_tuner as kt
 
-    from lstm_models.search.service import Watched, serve_oracle
+    from lstm_models.search.oracle import Watched
+    from lstm_models.search.service import serve_oracle
 
     oracle = type("O", (Watched, kt.oracles.RandomSearchOracle), {"trial_cap": 10**7})(
         objective=kt.Objective("val_loss", "min"), max_trials=10**7, seed=1)

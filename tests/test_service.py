@@ -1,4 +1,4 @@
-"""The chief's watched oracle (lstm_models.search.service): silent trials, requeues, the cap, restarts, heartbeats."""
+"""The chief's watched oracle (lstm_models.search.oracle) and its gRPC service: silent trials, requeues, the cap, restarts, heartbeats."""
 
 import copy
 import json
@@ -9,10 +9,10 @@ import time
 import keras_tuner as kt
 import pytest
 
-from lstm_models.search import service
+from lstm_models.search import oracle as chief_oracle, service
 from lstm_models.search.calls import Heartbeat
 from lstm_models.search.pruning import taken
-from lstm_models.search.service import GIVEN_UP, MAX_LOSSES, Watched, adopt_unended
+from lstm_models.search.oracle import GIVEN_UP, MAX_LOSSES, Watched, adopt_unended
 
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
 IDLE = kt.engine.trial.TrialStatus.IDLE
@@ -25,7 +25,7 @@ ChiefOracle = type("SweepRandomSearchOracle", (Watched, kt.oracles.RandomSearchO
 
 
 class Clock:
-    """Stands in for the `time` module in lstm_models.search.service: a monotonic clock the test sets."""
+    """Stands in for the `time` module in lstm_models.search.oracle: a monotonic clock the test sets."""
 
     def __init__(self, now: float = 100.0):
         self.now = now
@@ -37,7 +37,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = Clock()
-    monkeypatch.setattr(service, "time", fake)
+    monkeypatch.setattr(chief_oracle, "time", fake)
     return fake
 
 
@@ -345,14 +345,19 @@ def test_a_restarted_chief_adopts_the_trials_still_running_and_requeues_the_othe
     before = open_oracle(tmp_path)
     kept, closed = before.create_trial("w1"), before.create_trial("w2")
     assert (kept.trial_id, closed.trial_id) == ("0", "1")
+    for trial in (kept, closed):
+        before.update_trial(trial.trial_id, {"val_loss": 0.5}, step=0)  # saved with each epoch
 
     clock.now = 500.0
     oracle = open_oracle(tmp_path)  # the chief restarts on the same project
     oracle.reload()
     assert sorted(oracle._retry_queue) == ["0", "1"] and oracle.ongoing_trials == {}
+    assert oracle.trials["1"].metrics.get_history("val_loss")  # Keras Tuner queues it with its epochs
 
     assert adopt_unended(oracle, {"0"}) == {"0"}
     assert oracle.ongoing_trials == {"w1": oracle.trials["0"]}
+    assert oracle.trials["0"].metrics.get_best_value("val_loss") == 0.5  # w1 trains on: its epochs stay
+    assert not oracle.trials["1"].metrics.exists("val_loss")  # runs again from scratch: a lost attempt forgotten
     assert oracle._retry_queue == ["1"]
     assert oracle.tuner_ids == {"w1"}
     assert saved_state(tmp_path)["ongoing_trials"] == {"w1": "0"}
@@ -460,8 +465,10 @@ def test_a_worker_restarted_with_the_same_id_gets_back_its_own_trial_and_no_othe
     oracle = open_oracle(tmp_path)
     clock.now = 0.0
     mine, theirs = oracle.create_trial("w1"), oracle.create_trial("w2")
+    oracle.update_trial(mine.trial_id, {"val_loss": 0.5}, step=3)
     again = oracle.create_trial("w1")  # w1 died and came back before its trial was given up
     assert again.trial_id == mine.trial_id and again.hyperparameters.values == mine.hyperparameters.values
+    assert not again.metrics.exists("val_loss")  # it trains it again from epoch 0: the dead attempt's epochs go
     assert len(oracle.trials) == 2 and oracle.ongoing_trials["w2"].trial_id == theirs.trial_id
     clock.now = 100.0  # ... or after: its trial went to the queue, and another worker took it
     assert oracle.drop_worker("w1") == mine.trial_id

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_models.search import service, tuner
+from lstm_models.search import oracle as chief_oracle, tuner
 from lstm_models.search.space import sample_spec
 from lstm_models.search.state import TUNER_PROJECT
 from lstm_models.spec.sweep import parse_sweep
@@ -66,7 +66,7 @@ def test_a_reloaded_oracle_runs_the_requeued_trials_first_oldest_first(tmp_path)
 
     oracle = open_tuner().oracle
     assert sorted(oracle._retry_queue) == ["0", "2"], f"{CHANGED} Oracle.reload queueing its unended trials"
-    assert service.requeue_unended(oracle) == {"0", "2"}
+    assert chief_oracle.requeue_unended(oracle) == {"0", "2"}
     again = [oracle.create_trial(f"worker{i}") for i in range(3)]
     assert [(t.trial_id, t.status) for t in again] == [("0", "RUNNING"), ("2", "RUNNING"), ("3", "RUNNING")], (
         f"{CHANGED} Oracle.create_trial taking the trials of _retry_queue first, from its end")

@@ -213,7 +213,7 @@ def test_a_chief_whose_local_workers_all_exit_before_the_first_trial_stops_with_
     from lstm_models.errors import SweepFailed
     from lstm_models.search.chief import LocalWorkers, _Supervisor
     from lstm_models.search.recorder import TrialRecorder
-    from lstm_models.search.service import Watched
+    from lstm_models.search.oracle import Watched
     from lstm_models.search.state import SweepState
     from lstm_models.tracking.tracker import NullTracker
 

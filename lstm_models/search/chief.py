@@ -6,7 +6,7 @@ other side). Nothing travels through a shared folder: each trial is a nested run
 sweep's parent run, carrying its record (`RECORD_TAG`) and its best checkpoint; the chief
 gathers the records from the tracking store and loads the checkpoints it has not got from there.
 
-No trial is lost: a trial not heard of for ``worker_timeout`` (`lstm_models.search.service`), or
+No trial is lost: a trial not heard of for ``worker_timeout`` (`lstm_models.search.oracle`), or
 whose local worker process died, goes back to the queue with the same hyperparameters, and its
 run is closed FAILED and tagged ``lost``.
 """
@@ -116,7 +116,7 @@ def run_chief(local: LocalWorkers, oracle, recorder: TrialRecorder, model_spec: 
 
     Args:
         local: where to listen (``local.plan``), and the local workers, started.
-        oracle: the chief's oracle (`lstm_models.search.service.Watched`).
+        oracle: the chief's oracle (`lstm_models.search.oracle.Watched`).
         recorder: the sweep's recorder; the workers' trials are gathered into it.
         model_spec: ``hp -> ModelSpec``. timeout: the sweep's ``worker_timeout``, in seconds.
 
@@ -236,9 +236,9 @@ class _Supervisor:
 
     def _lose(self, wid: str, why: str) -> bool:
         """A dead or silent worker's running trial goes to another worker, or fails the
-        `lstm_models.search.service.MAX_LOSSES`-th time (`Watched.drop_worker`), and so do its runs.
+        `lstm_models.search.oracle.MAX_LOSSES`-th time (`Watched.drop_worker`), and so do its runs.
         False: it had none."""
-        from lstm_models.search.service import GIVEN_UP, MAX_LOSSES
+        from lstm_models.search.oracle import GIVEN_UP, MAX_LOSSES
 
         trial_id = self.oracle.drop_worker(wid)
         if trial_id is None:

@@ -52,7 +52,7 @@ class TrialTaken(kt.errors.FailedTrialError):
 
 def taken(answer) -> bool:
     """Whether the chief's answer about a trial says the asking worker no longer runs it
-    (`lstm_models.search.service.Watched`: its metrics hold TAKEN)."""
+    (`lstm_models.search.oracle.Watched`: its metrics hold TAKEN)."""
     return answer.metrics.exists(TAKEN)
 
 

@@ -177,7 +177,7 @@ def _search(spec: SweepSpec, tuner, recorder: TrialRecorder, limits: Limits, mod
     """Keras Tuner's search, in this process or served to workers; a resume picks up its trials first.
     Returns the local workers still running (`run_chief`), none in one process."""
     if mode == "resume" and workers:
-        from lstm_models.search.service import adopt_unended
+        from lstm_models.search.oracle import adopt_unended
 
         adopted = adopt_unended(tuner.oracle, set(workers.earlier.values()))
         hooks.log(f"resuming sweep {spec.name} as its chief: {len(tuner.oracle.trials)} trials so far, "

@@ -1,9 +1,9 @@
-"""Keras Tuner, adapted: the only module that uses private Keras Tuner or TensorFlow members (each
-names the public gap it fills; `tests/test_tuner.py` fails loudly if a release changes one).
-
+"""Keras Tuner, adapted: with the chief's oracle (`lstm_models.search.oracle`) and its gRPC service
+(`lstm_models.search.service`), the only modules that use private Keras Tuner or TensorFlow members
+(each names the public gap it fills; `tests/test_tuner.py` fails loudly if a release changes one).
 The mixins give every cell type its turn, hand each trial to the recorder and the limits, hold
 interrupts while a trial's records (oracle, state file, MLflow) change, write Keras Tuner's files
-whole, let each trial's graph go; `lstm_models.search.service` serves the oracle to workers.
+whole, let each trial's graph go.
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def make_tuner(t: TunerSpec, objective: kt.Objective, hypermodel: SweepHyperMode
     out, sends heartbeats, and logs each trial's best checkpoint to the trial's run, so that no
     host needs another's files.
     """
-    from lstm_models.search.service import Watched
+    from lstm_models.search.oracle import Watched
 
     tuner_base, oracle_base = KERAS_TUNERS[t.kind]
     bases = ((Watched,) if role == "chief" else ()) + (_WholeTrialFiles, Pruned) \
