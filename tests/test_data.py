@@ -333,6 +333,17 @@ def test_a_series_too_large_for_float32_training(tmp_path):
         "variance overflows); rescale the column")
 
 
+def test_a_value_beyond_float32_anywhere_in_the_series(tmp_path):
+    """1e39 is finite in float64 and infinite in float32: in the test split no spread check saw it,
+    and its trials ended on NaN losses."""
+    rows = [(str(i), f"{i % 7}.5") for i in range(40)]
+    rows[37] = ("37", "-1e39")
+    path = _write_csv(tmp_path / "s.csv", rows, header="t,y")
+    assert _error(_series_spec(kind="series_csv", path=str(path), target="y")) == (
+        f"{path}: line 39, column 'y': '-1e39' is beyond float32's range (about 3.4e+38), in which the models "
+        "compute; rescale the column")
+
+
 def test_a_series_too_small_for_float32_training(tmp_path):
     """Its variance is under the floor a constant column gets: the model saw a constant, trained to
     one, and ARIMA's MASE was 7e36. A constant column is still taken (its forecast is the constant)."""
@@ -411,6 +422,21 @@ def test_bytes_that_are_not_utf8(tmp_path):
     (folder / "pos" / "9.txt").write_bytes(b"ok\n\xff")
     assert _error(_text_spec(kind="text_dir", path=str(folder))) == (
         f"{folder / 'pos' / '9.txt'}: line 2: bytes that are not UTF-8 (byte 0xff at offset 3); save the file as UTF-8")
+
+
+def test_text_dir_without_class_folders(tmp_path):
+    """An empty folder, and train/ and test/ with no class in common: one line each, not a traceback."""
+    (tmp_path / "empty").mkdir()
+    assert _error(_text_spec(kind="text_dir", path=str(tmp_path / "empty"))) == (
+        f"{tmp_path / 'empty'}: no class sub-folder; a classifier needs at least two (one folder of texts per class)")
+    root = tmp_path / "split"
+    _class_folders(root / "train")
+    for name in ("negative", "positive"):
+        (root / "test" / name).mkdir(parents=True)
+        (root / "test" / name / "1.txt").write_text("a text", encoding="utf-8")
+    assert _error(_text_spec(kind="text_dir", path=str(root))) == (
+        f"{root}: train/ and test/ have no class sub-folder in common; give each the same class folders "
+        "(or dataset.classes)")
 
 
 def test_labels_that_do_not_match_header(tmp_path):

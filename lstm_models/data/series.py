@@ -126,6 +126,11 @@ def _numbers(cells: pd.Series, path: Path, column, rows) -> pd.Series:
     if infinite.any():
         i = int(np.flatnonzero(infinite.to_numpy())[0])
         raise DataError(f"{path}: line {rows[i]}, column {column_label(column)}: {cells.iloc[i]!r} is not finite")
+    huge = values.fillna(0.0).abs() > FLOAT32_MAX  # inf in float32, in which the models compute
+    if huge.any():
+        i = int(np.flatnonzero(huge.to_numpy())[0])
+        raise DataError(f"{path}: line {rows[i]}, column {column_label(column)}: {cells.iloc[i]!r} is beyond float32's "
+                        f"range (about {FLOAT32_MAX:.1e}), in which the models compute; rescale the column")
     return values.astype("float64")
 
 

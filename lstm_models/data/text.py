@@ -98,11 +98,15 @@ def load_text_dir(spec: DataSpec, cache_dir: Path) -> TextSplits:
     if split and classes is None:  # aclImdb: train/unsup has no labels and no test counterpart
         both = {p.name for p in (root / "test").iterdir() if p.is_dir()}
         classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir() and p.name in both)
+        if not classes:
+            raise DataError(f"{root}: train/ and test/ have no class sub-folder in common; give each the same "
+                            "class folders (or dataset.classes)")
     train_root = root / "train" if split else root
     texts, labels = _read_class_folders(train_root, classes)
     names = class_order(labels)
     if len(names) < 2:
-        raise DataError(f"{train_root}: a single class folder {names[0]!r}; a classifier needs at least two")
+        found = f"a single class folder {names[0]!r}" if names else "no class sub-folder"
+        raise DataError(f"{train_root}: {found}; a classifier needs at least two (one folder of texts per class)")
     code = {n: i for i, n in enumerate(names)}
     test = None
     if split:
