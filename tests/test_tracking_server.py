@@ -24,7 +24,8 @@ from conftest import CACHE, ROOT, run_cli, tiny_series_spec, write_spec
 def test_db_url_must_be_postgresql_with_host_and_database():
     assert server.sqlalchemy_url("postgresql://u:pw@db.example:5433/runs") == \
         "postgresql+psycopg2://u:pw@db.example:5433/runs"
-    for bad in ("sqlite:///x.db", "postgresql://host-only", "postgresql:///db"):
+    for bad in ("sqlite:///x.db", "postgresql://host-only", "postgresql:///db", "postgresql://u@db:54x2/runs",
+                "postgresql://u@db:70000/runs"):  # a port urllib cannot read raised its ValueError: a traceback
         with pytest.raises(ConfigError) as info:
             server.sqlalchemy_url(bad)
         assert str(info.value) == f"--db-url {bad}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"

@@ -60,9 +60,16 @@ def sqlalchemy_url(url: str) -> str:
     """
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("postgresql", "postgres", "postgresql+psycopg2") or not parsed.hostname \
-            or not parsed.path.strip("/"):
+            or not parsed.path.strip("/") or not _port_ok(parsed):
         raise ConfigError(f"--db-url {_redact(url)}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
     return urllib.parse.urlunsplit(("postgresql+psycopg2",) + tuple(parsed)[1:])
+
+
+def _port_ok(parsed: urllib.parse.SplitResult) -> bool:
+    try:  # urllib checks the port when it is read: a ValueError if it is not a number in 0-65535
+        return parsed.port is None or parsed.port >= 0
+    except ValueError:
+        return False
 
 
 def _redact(url: str) -> str:
