@@ -137,11 +137,13 @@ def _finish(sweep: Sweep, result: SweepResult, load: Callable[[TrialResult], ker
         result.verdict = run_verdict(sweep, result, plan, crew)
     with timed("report"), tempfile.TemporaryDirectory(prefix="lstm-models-") as scratch:
         _log_parent(sweep, result, Path(scratch))
-    if best_id:
-        with timed("register"):
-            _register(sweep, result, best_id)
-    result.phases = sweep.phases.metrics()
-    with sweep.guard.hold():  # the parent run FINISHED and the export in place, or neither (an error: FAILED)
+    # The model registered, the parent run FINISHED and the export in place, or none (an error: FAILED;
+    # a signal waits): a champion registered from a sweep stopped here served what no export held.
+    with sweep.guard.hold():
+        if best_id:
+            with timed("register"):
+                _register(sweep, result, best_id)
+        result.phases = sweep.phases.metrics()
         tracker.log_metrics(parent, result.phases)
         tracker.end_run(parent, "FINISHED")
         result.export_dir = publish(result.export_dir, target)
