@@ -158,3 +158,8 @@ def test_limits_stop_at_max_trials_at_the_budget_and_after_three_failures(setup)
         Limits("rec", 5, None, lambda: 0.0, lines.append).after_trial(recorder)
     assert str(info.value) == ("sweep rec: stopped after 3 failed trials in a row; last error: RuntimeError: boom. "
                                "The 1 finished trial(s) are kept; fix the cause and resume")
+    with pytest.raises(SweepFailed) as info:  # a worker's (the chief goes on with the others)
+        Limits("rec", 5, None, lambda: 0.0, lines.append, worker="worker-2").after_trial(recorder)
+    assert str(info.value) == ("worker worker-2 of sweep rec: stopped after 3 failed trials in a row; last error: "
+                               "RuntimeError: boom. The 1 finished trial(s) are kept; fix the cause and start this "
+                               "worker again")

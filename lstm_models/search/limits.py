@@ -20,11 +20,14 @@ class Limits:
         time_budget: seconds after which no new trial starts (None: no budget).
         clock: seconds (``time.monotonic``; tests pass their own).
         log: where the time budget's line goes.
+        worker: a worker's id (its chief caps the trials and keeps the time budget; it stops on
+            its own after failures in a row only, and then alone).
     """
 
     def __init__(self, name: str, max_trials: int, time_budget: float | None, clock: Callable[[], float],
-                 log: Callable[[str], None]):
+                 log: Callable[[str], None], worker: str = ""):
         self.name, self.max_trials, self.time_budget, self.clock, self.log = name, max_trials, time_budget, clock, log
+        self.worker = worker
         self.started = clock()
         self.stop_reason = ""
 
@@ -44,6 +47,9 @@ class Limits:
         """Raise `SweepFailed` after `MAX_FAILURES_IN_A_ROW` failed trials in a row."""
         if recorder.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             kept = sum(t.status == "FINISHED" for t in recorder.trials)
+            who, then = f"sweep {self.name}", "fix the cause and resume"
+            if self.worker:  # it leaves alone: its chief goes on with the other workers
+                who, then = f"worker {self.worker} of sweep {self.name}", "fix the cause and start this worker again"
             raise SweepFailed(
-                f"sweep {self.name}: stopped after {recorder.failures_in_a_row} failed trials in a row; last error: "
-                f"{recorder.trials[-1].error}. The {kept} finished trial(s) are kept; fix the cause and resume")
+                f"{who}: stopped after {recorder.failures_in_a_row} failed trials in a row; last error: "
+                f"{recorder.trials[-1].error}. The {kept} finished trial(s) are kept; {then}")

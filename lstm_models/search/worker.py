@@ -131,7 +131,6 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
     import keras_tuner as kt
 
     from lstm_models.data.splits import dataset_record
-    from lstm_models.errors import SearchDone
     from lstm_models.search.calls import release_calls
     from lstm_models.search.hypermodel import SweepHyperModel
     from lstm_models.search.limits import Limits
@@ -158,17 +157,14 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
                              dataset=dataset_record(data, spec.dataset.source()),
                              system_metrics=spec.tracking.system_metrics)
     # The chief's oracle caps the trials and keeps the time budget (it tells a worker to stop, and
-    # so knows it left); a worker stops on its own only after failures in a row.
-    limits = Limits(spec.name, UNCAPPED, None, hooks.clock, hooks.log)
+    # so knows it left); a worker stops on its own only after failures in a row (`SweepFailed`).
+    limits = Limits(spec.name, UNCAPPED, None, hooks.clock, hooks.log, worker=wid)
     objective = kt.Objective(spec.objective, direction=spec.direction)
     tuner = make_tuner(spec.tuner, objective, hypermodel, recorder, limits, hooks.guard, folder, role="worker")
     release_calls(tuner.oracle, hooks.guard)  # its oracle is a client of the chief's (Keras Tuner's `OracleClient`)
-    told_to_stop = True  # by the oracle: the search is over, and the chief waits for its verdict
-    try:
+    try:  # until the oracle tells it the search is over (then the chief waits for its verdict)
         with long_lived_objects_frozen(), hooks.guard.unmasking():
             tuner.search(epochs=spec.tuner.max_epochs, verbose=0)
-    except SearchDone:
-        told_to_stop = False  # it stopped on its own (failures in a row): it leaves
     except BaseException as exc:  # its trial was lost with it: its run closes, so a chief requeues it at once
         hooks.guard.reset()
         if not isinstance(exc, TrackingLost):  # else its run stays RUNNING: the chief requeues it once silent
@@ -176,7 +172,7 @@ def run_worker(spec, data, tracker, folder: Path, chief: str, wid: str, parent_r
                 recorder.abort("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", lost=True)
         raise
     recorder.save()
-    if verdict_jobs is not None and told_to_stop:
+    if verdict_jobs is not None:
         from lstm_models.search.calls import leave_chief
         from lstm_models.search.finish import Sweep
         from lstm_models.search.verdict import help_verdict
