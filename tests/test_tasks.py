@@ -62,6 +62,29 @@ def test_text_batches_are_length_buckets_holding_each_text_once_with_its_own_ids
     assert unshuffled == [y.tolist() for _, y in _epoch(pipe("val", ModelSpec(task="classification", batch_size=16)))]
 
 
+def test_a_test_text_longer_than_any_training_text_is_scored_whole_as_the_served_model_reads_it():
+    """It was cut to the last bucket's width (less than 64 tokens here): the test score was computed
+    on other inputs than the exported model, which reads the whole text, is served."""
+    from lstm_models.data.splits import TextSplits
+    from lstm_models.models.build import vectorizer
+
+    data = _mixed_length_splits()
+    long_text = " ".join(["great", "dull"] * 50)  # 100 tokens; the longest training text has 40
+    texts = {**data.texts, "test": np.concatenate([data.texts["test"], np.array([long_text], dtype=object)])}
+    labels = {**data.labels, "test": np.concatenate([data.labels["test"], np.array([1], "int32")])}
+    data = TextSplits(name="mixed", texts=texts, labels=labels, class_names=data.class_names)
+    task = task_for(data)
+    inputs = task.make_inputs()
+    pipe = task.batches(inputs)
+    assert pipe.boundaries == [8, 16, 32, 64]
+    batches = _epoch(pipe("test", ModelSpec(task="classification", batch_size=16)))
+    assert sum(len(y) for _, y in batches) == 51
+    (wide,) = [x for x, _ in batches if x.shape[1] > 63]  # its own batch, as wide as itself
+    served = np.asarray(vectorizer(inputs)(np.array([long_text])))[0]
+    assert wide.shape == (1, 100) and (wide[0] == served[served > 0]).all()
+    assert max(x.shape[1] for x, _ in batches if x.shape[1] <= 63) == 63  # the others in their buckets
+
+
 def test_bucket_boundaries_cover_the_longest_text():
     assert bucket_boundaries(np.array([3, 9, 20])) == [8, 16, 32]
     assert bucket_boundaries(np.array([31, 32])) == [8, 16, 32, 64]

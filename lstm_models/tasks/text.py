@@ -107,10 +107,11 @@ class TextBatches:
         vectorize = vectorizer(inputs)
         tokens = {p: _token_ids(vectorize, data.part(p)[0]) for p in PARTS}  # (flat ids, lengths)
         self.boundaries = bucket_boundaries(tokens["train"][1])
-        self.max_length = self.boundaries[-1] - 1  # longer than any training text: longer ones are cut
         self.flat = {p: flat for p, (flat, _) in tokens.items()}
         self.starts = {p: np.cumsum(lengths) - lengths for p, (_, lengths) in tokens.items()}
-        self.lengths = {p: np.minimum(lengths, self.max_length) for p, (_, lengths) in tokens.items()}
+        # Never cut: the served model reads a whole text, so a val or test text longer than any
+        # training text is scored whole too, in a last bucket as wide as its batch's longest.
+        self.lengths = {p: lengths for p, (_, lengths) in tokens.items()}
         self.buckets = {p: np.searchsorted(self.boundaries, n, side="right") for p, n in self.lengths.items()}
 
     def __call__(self, part: str, spec: ModelSpec, shuffle_seed: int | None = None):
@@ -147,9 +148,10 @@ class TextBatches:
         """The rows' token ids, zero-padded to ``width``: by default their bucket's boundary less one
         (without buckets, their longest); a text longer than ``width`` is cut."""
         lengths = self.lengths[part][rows]
-        if width is None and self.bucketing:
-            width = self.boundaries[int(self.buckets[part][rows[0]])] - 1
-        elif width is None:
+        bucket = int(self.buckets[part][rows[0]])
+        if width is None and self.bucketing and bucket < len(self.boundaries):
+            width = self.boundaries[bucket] - 1
+        elif width is None:  # no buckets, or texts longer than any training text
             width = max(int(lengths.max()), 1)
         lengths = np.minimum(lengths, width)
         steps = np.arange(width)
