@@ -94,13 +94,14 @@ def run_verdict(sweep, result, plan: Plan, crew: Crew) -> Verdict:
     failed = next((done[j.index].error for j in plan.jobs if j.index in done and done[j.index].error), "")
     by_cell = _cell_runs([j for j in plan.jobs if j.kind == "seeds"], done)
     if by_cell:
+        dependence = sweep.task.test_dependence()  # overlapping forecast windows: block bootstrap
         verdict.tables.append(compare(sweep.task.name, metric, list(by_cell.values()), seeds, "seeds",
-                                      seed=spec.tuner.seed))
+                                      seed=spec.tuner.seed, dependence=dependence))
         matched = _cell_runs([j for j in plan.jobs if j.kind == "matched"], done)
         if matched:
             runs = [by_cell[cell] if cell == result.best.spec.cell else matched[cell] for cell in sorted(by_cell)]
             verdict.tables.append(compare(sweep.task.name, metric, runs, seeds, "matched",
-                                          target_params=plan.target, seed=spec.tuner.seed))
+                                          target_params=plan.target, seed=spec.tuner.seed, dependence=dependence))
     if failed:  # a seed run diverged: the verdict so far, and why it stops there
         sweep.log(f"verdict stopped: a seed run failed ({failed}); its runs are FAILED in the tracking store")
         verdict.failure = failed

@@ -3,7 +3,8 @@
 Each task implements one small interface over its splits: ``name``, ``test_metric``, ``unit``,
 ``make_inputs`` (vocabulary or normalisation, from the training split), ``batches`` (the
 ``tf.data`` pipeline of a part for a model spec), ``baselines``, ``export_meta``, ``examples``
-(inputs for the inspection views), ``tags`` (the parent run's) and ``describe``. The tasks load
+(inputs for the inspection views), ``tags`` (the parent run's), ``describe`` and
+``test_dependence`` (how the verdict resamples the test examples). The tasks load
 TensorFlow; `check_input` (an export's raw input) does not.
 """
 

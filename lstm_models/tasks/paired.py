@@ -36,7 +36,7 @@ def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int = 1) ->
 
     d = np.asarray(loss_a, "float64") - np.asarray(loss_b, "float64")
     n = len(d)
-    if n < 3 or np.allclose(d, 0.0):
+    if n < 3 or not d.any():  # (not allclose: losses in small units differ by less than its 1e-8)
         return 1.0
     centred = d - d.mean()
     variance = centred @ centred / n
@@ -66,7 +66,7 @@ def metric_of(task: str, mean_loss):
 
 
 def seed_bootstrap(task: str, losses: dict[str, np.ndarray], draws: int = BOOTSTRAP_DRAWS,
-                   seed: int = 0) -> dict[str, np.ndarray]:
+                   seed: int = 0, dependence: int = 0) -> dict[str, np.ndarray]:
     """Paired bootstrap replicates of each model's test metric, averaged over its seeds.
 
     Args:
@@ -75,6 +75,9 @@ def seed_bootstrap(task: str, losses: dict[str, np.ndarray], draws: int = BOOTST
             the same number of seeds, for every model.
         draws: bootstrap replicates.
         seed: the resampling's seed.
+        dependence: 0 for independent examples (sentences, the adding problem's sequences); the
+            horizon for a series' consecutive windows, whose targets overlap and whose errors are
+            autocorrelated: they are resampled in circular blocks (`block_length`).
 
     Returns:
         model -> ``draws`` replicates. Every replicate resamples the test examples and the seeds
@@ -83,10 +86,28 @@ def seed_bootstrap(task: str, losses: dict[str, np.ndarray], draws: int = BOOTST
     first = next(iter(losses.values()))
     k, n = first.shape
     rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=draws).T / n  # (examples, draws)
+    weights = _example_weights(rng, n, draws, block_length(n, dependence))  # (examples, draws)
     picks = rng.integers(0, k, size=(draws, k))
     return {name: metric_of(task, np.asarray(loss, "float64") @ weights)[picks, np.arange(draws)[:, None]].mean(axis=1)
             for name, loss in losses.items()}
+
+
+def block_length(n: int, dependence: int) -> int:
+    """1 for independent examples; else at least the horizon and n^(1/3) (Politis and Romano's
+    rate for a block bootstrap of a weakly dependent series), at most n."""
+    return 1 if dependence <= 0 else min(n, max(dependence, math.ceil(n ** (1 / 3))))
+
+
+def _example_weights(rng: np.random.Generator, n: int, draws: int, block: int) -> np.ndarray:
+    """How often each example is drawn in each replicate, over n: (examples, draws). Blocks of
+    ``block`` consecutive examples (circular: each example is as likely as any other)."""
+    if block == 1:
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=draws).T / n
+    starts = rng.integers(0, n, size=(draws, -(-n // block)))
+    taken = ((starts[:, :, None] + np.arange(block)).reshape(draws, -1)[:, :n] % n)
+    counts = np.zeros((draws, n))
+    np.add.at(counts, (np.arange(draws)[:, None], taken), 1.0)
+    return counts.T / n
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:

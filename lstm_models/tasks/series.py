@@ -29,6 +29,11 @@ class SeriesTask:
     def __init__(self, data: SeriesSplits | SequenceSplits):
         self.data = data
 
+    def test_dependence(self) -> int:
+        """Consecutive test windows share ``horizon - 1`` targets, and a series' errors are
+        autocorrelated: the verdict resamples them in blocks (`lstm_models.tasks.paired.block_length`)."""
+        return self.data.horizon
+
     def make_inputs(self, max_tokens: int | None = None) -> SeriesInputs:
         """Feature count, horizon and normalisation statistics, from the training split only."""
         mean, var = self.data.train_stats()
@@ -85,6 +90,9 @@ class SeriesTask:
 
 class SequenceTask(SeriesTask):
     """Independent sequences of one length (the adding problem): the window is the sequence."""
+
+    def test_dependence(self) -> int:
+        return 0
 
     def baselines(self, model, max_tokens: int | None, seed: int, lookback: int | None = None) -> Baselines:
         return sequence_baselines(self.data, model)

@@ -33,6 +33,10 @@ class TextTask:
     def __init__(self, data: TextSplits):
         self.data = data
 
+    def test_dependence(self) -> int:
+        """Sentences are independent examples: the verdict resamples them one by one."""
+        return 0
+
     def make_inputs(self, max_tokens: int | None = None) -> TextInputs:
         """The vocabulary of the training split (and the class count)."""
         import keras

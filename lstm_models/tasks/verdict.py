@@ -93,7 +93,7 @@ class VerdictTable:
 
 
 def compare(task: str, metric: str, runs: list[CellRuns], seeds: list[int], kind: str = "seeds",
-            target_params: int = 0, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> VerdictTable:
+            target_params: int = 0, draws: int = BOOTSTRAP_DRAWS, seed: int = 0, dependence: int = 0) -> VerdictTable:
     """Rank the cells by their mean test metric and compare each with the best, paired.
 
     Args:
@@ -104,8 +104,9 @@ def compare(task: str, metric: str, runs: list[CellRuns], seeds: list[int], kind
         kind: ``seeds`` (each cell's best configuration) or ``matched`` (matched parameter counts).
         target_params: the parameter count matched to (``matched``).
         draws: bootstrap replicates; seed: their seed.
+        dependence: the task's `test_dependence` (0: independent examples; a series' horizon).
     """
-    reps = seed_bootstrap(task, {r.cell: r.losses for r in runs}, draws, seed)
+    reps = seed_bootstrap(task, {r.cell: r.losses for r in runs}, draws, seed, dependence)
     rows = []
     for r in runs:
         mean = float(np.mean(metric_of(task, np.asarray(r.losses, "float64").mean(axis=1))))
