@@ -185,6 +185,19 @@ def test_series_csv_sorts_by_time_fills_gaps_and_infers_the_season(tmp_path):
     assert task_for(data).describe()[1] == "  2 gaps filled by interpolation; season 12; horizon 1"
 
 
+def test_series_gaps_after_the_training_split_are_filled_from_the_past_only(tmp_path):
+    """Interpolated over the whole series, a test gap at step t - 1 became (y[t-2] + y[t]) / 2: the
+    window's input held half of its target. The training split still interpolates."""
+    values = [str(i * i) for i in range(40)]
+    values[10], values[35], values[36] = "", "", "NA"  # train (steps 0-27 of 40), then test
+    path = _write_csv(tmp_path / "s.csv", [(str(i), v) for i, v in enumerate(values)], header="t,y")
+    data = load_dataset(_series_spec(kind="series_csv", path=str(path), target="y", val_fraction=0.15,
+                                     test_fraction=0.15), CACHE)
+    assert (data.val_start, data.test_start) == (28, 34) and data.gaps_filled == 3
+    assert data.values[10, 0] == (81 + 121) / 2  # between its neighbours, in the training split
+    assert data.values[35, 0] == data.values[36, 0] == 34 * 34  # the last value before them
+
+
 def test_series_csv_fill_drop_and_positions_without_header(tmp_path):
     rows = [(str(i), "" if i in (3, 8) else str(i * 2)) for i in range(30)]
     path = _write_csv(tmp_path / "s.csv", rows, header=None)

@@ -209,8 +209,10 @@ def frame_to_series(name: str, frame: pd.DataFrame, target, features, index, whe
         keep = ~missing.any(axis=1).to_numpy()
         gaps = int((~keep).sum())
         frame, index = frame[keep], [label for label, k in zip(index, keep) if k]
-    elif gaps:
-        frame = frame.interpolate(method="linear", limit_direction="both")
+    elif gaps:  # in the training split linearly; after it from the past only (no window sees a later value)
+        val_start = time_split(len(frame), spec.get("val_fraction"), spec.get("test_fraction"))[0]
+        train = frame.iloc[:val_start].interpolate(method="linear", limit_direction="both")
+        frame = pd.concat([train, frame.iloc[val_start:]]).ffill()
     values = frame.to_numpy("float32")
     return make_series(name, values, [str(c) for c in columns], index, spec, season=season, gaps=gaps,
                        column=column_label(target))
