@@ -182,7 +182,8 @@ def test_series_csv_sorts_by_time_fills_gaps_and_infers_the_season(tmp_path):
     assert data.date_range() == ("2024-01-01", "2025-12-01")
     assert task_for(data).tags() == {"series_length": "24", "gaps_filled": "2", "fill": "interpolate", "season": "12",
                                "date_range": "2024-01-01..2025-12-01"}
-    assert task_for(data).describe()[1] == "  2 gaps filled by interpolation; season 12; horizon 1"
+    assert task_for(data).describe()[1] == ("  2 gaps filled (interpolated in the training split, then from the "
+                                            "last value); season 12; horizon 1")
 
 
 def test_series_gaps_after_the_training_split_are_filled_from_the_past_only(tmp_path):
@@ -504,7 +505,7 @@ def test_datasets_show_prints_splits_balance_and_dates(tmp_path):
     done = run_cli("datasets", "show", str(spec), cwd=tmp_path)
     assert done.stdout.splitlines() == [
         "co2: forecasting, 2,284 steps from 1958-03-29 to 2001-12-29, target 'co2'",
-        "  59 gaps filled by interpolation; season 52; horizon 1",
+        "  59 gaps filled (interpolated in the training split, then from the last value); season 52; horizon 1",
         "  train    1,598 target starts, steps 0..1597  (1958-03-29..1988-11-05)",
         "  val        343 target starts, steps 1598..1940  (1988-11-12..1995-06-03)",
         "  test       343 target starts, steps 1941..2283  (1995-06-10..2001-12-29)",

@@ -74,7 +74,8 @@ class SeriesTask:
         """Length, gaps, season and each split's steps and dates."""
         data, sizes = self.data, self.data.sizes()
         first, last = data.date_range()
-        gaps = ("rows with a gap dropped" if data.fill == "drop" else "gaps filled by interpolation")
+        gaps = ("rows with a gap dropped" if data.fill == "drop"
+                else "gaps filled (interpolated in the training split, then from the last value)")
         lines = [f"{data.name}: forecasting, {len(data.values):,} steps"
                  + (f" from {first} to {last}" if first else "")
                  + f", target {data.columns[0]!r}"
