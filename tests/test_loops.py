@@ -89,6 +89,22 @@ def test_a_traced_layer_keeps_keras_static_shapes(cell, seed):
     assert probe.norms.shape == (12,) and np.all(np.isfinite(probe.norms)) and probe.norms[-1] > 0
 
 
+def test_the_gradient_probe_of_a_bidirectional_model_follows_its_forward_half(seed):
+    """The backward half's last output has just read x_1: probed whole, the curve rose again at
+    the first steps (a U) and hid the vanishing the probe is there to show."""
+    from lstm_models.inspect.gradients import jacobian_norms, probe_trained
+
+    inputs = TextInputs(vocabulary=tuple(f"w{i}" for i in range(20)), num_classes=2)
+    model = build_model(ModelSpec(task="classification", cell="rnn", units=(4,), embedding_dim=8,
+                                  bidirectional=True), inputs, seed=1)
+    probe = probe_trained(model, length=40, batch=4)
+    (layer,) = [l for l in model.layers if type(l).__name__ == "Bidirectional"]
+    x = np.asarray(model.get_layer(index=1)(np.random.default_rng(0).integers(2, 22, size=(4, 40))))
+    whole = jacobian_norms(lambda t: layer(t, training=False), x)
+    assert whole[0] > whole[len(whole) // 2]  # the U the whole output draws
+    assert probe.norms[0] < probe.norms[len(probe.norms) // 2] < probe.norms[-1]  # the forward half fades
+
+
 def test_models_of_other_sizes_reuse_the_loop_traced_once(seed):
     """The point of sharing: a second trial's model, another size, traces no loop of its own."""
     import keras
