@@ -65,6 +65,9 @@ def test_a_model_beats_a_constant_predictor_with_a_small_p():
     assert table.rows[1].p < 0.01 and table.rows[1].diff > 0
     assert table.sentence().startswith("GRU beats RNN (RNN - GRU +")
     assert table.sentence().endswith("paired bootstrap over the test examples and seeds, 2 seeds x 80 test windows.")
+    in_blocks = compare("forecasting", "rmse", [_runs("rnn", constant, "forecasting"),
+                                                 _runs("gru", model, "forecasting")], [5, 6], dependence=1)
+    assert in_blocks.block == 5 and in_blocks.sentence().endswith("2 seeds x 80 test windows (drawn in blocks of 5).")
 
 
 def test_level_pair_then_both_beat_the_third():

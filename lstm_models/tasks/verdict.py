@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lstm_models.tasks.baselines import LEVEL_P
-from lstm_models.tasks.paired import BOOTSTRAP_DRAWS, bootstrap_p, metric_of, percentile_interval, seed_bootstrap
+from lstm_models.tasks.paired import (BOOTSTRAP_DRAWS, block_length, bootstrap_p, metric_of, percentile_interval,
+                                     seed_bootstrap)
 
 TEST_NAME = "paired bootstrap over the test examples and seeds"
 
@@ -58,6 +59,7 @@ class VerdictTable:
     pairs: dict[tuple[str, str], float]
     target_params: int = 0  # matched: the winner's parameter count
     unit: str = "examples"
+    block: int = 1  # how many consecutive test examples the bootstrap draws together (a series' windows)
 
     @property
     def best(self) -> Row:
@@ -74,7 +76,7 @@ class VerdictTable:
         if not level:
             said = f"{name} beats " + " and ".join(f"{r.runs.cell.upper()} ({r.runs.cell.upper()} - {name} "
                                                    f"{_diff(r)})" for r in beaten)
-            return said + f": {TEST_NAME}, {plural(len(self.seeds), 'seed')} x {self.examples} test {self.unit}."
+            return said + self._how()
         group = [best] + level
         said = (f"{_names([r.runs.cell for r in group])} are level ("
                 + "; ".join(f"{r.runs.cell.upper()} - {name} {_diff(r)}" for r in level) + ")")
@@ -84,7 +86,12 @@ class VerdictTable:
             subject = who or _names([w.runs.cell for w in winners]) or name
             verb = "beat" if len(winners) > 1 else "beats"
             said += f"; {subject} {verb} {loser.runs.cell.upper()} ({loser.runs.cell.upper()} - {name} {_diff(loser)})"
-        return said + f": {TEST_NAME}, {plural(len(self.seeds), 'seed')} x {self.examples} test {self.unit}."
+        return said + self._how()
+
+    def _how(self) -> str:
+        """How the sentence was reached: the test, the seeds and the test examples."""
+        blocks = f" (drawn in blocks of {self.block})" if self.block > 1 else ""
+        return f": {TEST_NAME}, {plural(len(self.seeds), 'seed')} x {self.examples} test {self.unit}{blocks}."
 
     def _beats(self, a: Row, b: Row) -> bool:
         higher = self.task == "classification"
@@ -124,7 +131,8 @@ def compare(task: str, metric: str, runs: list[CellRuns], seeds: list[int], kind
                 pairs[(a.runs.cell, b.runs.cell)] = bootstrap_p(reps[a.runs.cell] - reps[b.runs.cell])
     return VerdictTable(kind=kind, task=task, metric=metric, seeds=list(seeds), examples=runs[0].losses.shape[1],
                         rows=rows, pairs=pairs, target_params=target_params,
-                        unit="examples" if task == "classification" else "windows")
+                        unit="examples" if task == "classification" else "windows",
+                        block=block_length(runs[0].losses.shape[1], dependence))
 
 
 def plural(n: int, word: str) -> str:
