@@ -65,11 +65,9 @@ class WorkerPlan:
         reconnect there), else a free one. `ConfigError` if it cannot be listened on, naming where
         the port came from: ``--chief``, or (``--resume`` without it) the sweep's saved state."""
         port = self.port or (int(previous.rpartition(":")[2]) if previous else 0) or free_port(self.host)
-        if previous.rpartition(":")[2] == str(port):
-            check_port_free(self.host, port, "--resume: its chief's port from before,",
-                            "; give --chief HOST:PORT (and --workers N) to serve elsewhere")
-        else:
-            check_port_free(self.host, port, "--chief")
+        resumed = previous.rpartition(":")[2] == str(port)
+        check_port_free(self.host, port, "--resume: its chief's port from before," if resumed else "--chief",
+                        "; give --chief HOST:PORT (and --workers N) to serve elsewhere" if resumed else "")
         return replace(self, port=port)
 
     def worker_env(self, index: int) -> dict:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from lstm_models.errors import SweepFailed
 from lstm_models.search.state import SweepState, save_state
 from lstm_models.tracking.report import format_value
 from lstm_models.tracking.tracker import Tracker
@@ -94,8 +95,7 @@ class TrialRecorder:
         self.number_from_id = number_from_id  # a worker: trial numbers follow the oracle's trial ids
         self.dataset, self.system_metrics = dataset, system_metrics
         self.trials: list[TrialResult] = []
-        self.current: TrialResult | None = None
-        self.best: TrialResult | None = None
+        self.current = self.best = None  # TrialResult | None: the running trial, the best finished one
         self.failures_in_a_row = 0
         self.pending = PendingEpochs(tracker)  # the running trial's unwritten epochs
 
@@ -106,8 +106,11 @@ class TrialRecorder:
         save_state(self.folder, self.state)
 
     def keep(self, result: TrialResult) -> None:
-        """Take a trial recorded before this process (on resume) as it is."""
+        """Take a trial recorded before this process (on resume); one left RUNNING is current, for `end` or `abort`."""
         self.trials.append(result)
+        if result.status == "RUNNING":
+            self.current = result
+            self.pending.start(result.run_id)
         if result.status == "FINISHED" and better(self.direction, result.objective, self.best and self.best.objective):
             self.best = result
 
@@ -219,8 +222,6 @@ class TrialRecorder:
 
     def fetch_checkpoint(self, trial_id: str, path: Path) -> None:
         """Download a trial's best checkpoint, which a worker logged to its finished run, to ``path``."""
-        from lstm_models.errors import SweepFailed
-
         runs = [r for r in self.tracker.trial_runs(self.state.parent_run_id)
                 if r["tags"].get("trial_id") == trial_id and r["status"] == "FINISHED"]
         if not runs:

@@ -76,9 +76,7 @@ def restore_trials(recorder: TrialRecorder, oracle, model_spec: Callable, folder
                               "Keras Tuner's project; the state is inconsistent, start again with --fresh")
         result = TrialResult(spec=model_spec(ktrial.hyperparameters.copy()), **rec)
         recorder.keep(result)
-        if result.status == "RUNNING":
-            recorder.current = result
-            recorder.pending.start(result.run_id)
+        if result.status == "RUNNING":  # `keep` made it the recorder's current trial
             if ktrial.status in (COMPLETED, FAILED):  # it ended in the oracle; its process died before the run
                 recorder.end(ktrial.score if ktrial.status == COMPLETED else None, ktrial.best_step, ktrial.message or "")
             else:

@@ -16,6 +16,7 @@ from typing import Callable
 
 from lstm_models.errors import ConfigError
 
+
 def join_chief(host: str, port: str, worker: str) -> None:
     """Make this process's tuners workers of the chief at ``host:port`` (Keras Tuner reads that from the environment)."""
     os.environ.update(KERASTUNER_TUNER_ID=worker, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=str(port))
