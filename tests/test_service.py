@@ -12,7 +12,7 @@ import pytest
 from lstm_models.search import oracle as chief_oracle, service
 from lstm_models.search.calls import Heartbeat
 from lstm_models.search.pruning import taken
-from lstm_models.search.oracle import GIVEN_UP, MAX_LOSSES, Watched, adopt_unended
+from lstm_models.search.oracle import GIVEN_UP, MAX_LOSSES, Watched, adopt_unended, reopen
 
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
 IDLE = kt.engine.trial.TrialStatus.IDLE
@@ -397,6 +397,25 @@ def test_a_restarted_chief_never_runs_again_the_trial_a_worker_ended_just_before
     assert oracle.trials["1"].status == COMPLETED and oracle.end_order == ["1"]
 
 
+def test_a_restarted_chief_runs_again_a_completed_trial_whose_dead_worker_never_recorded_it(tmp_path, clock):
+    """w2's end reached the chief, then w2 died before its run had the trial's record and checkpoint,
+    and the chief stopped too: the resumed chief closed that run as lost (`still_with_workers`
+    names the trial unrecorded), and the oracle's COMPLETED trial runs again, once, from scratch."""
+    before = open_oracle(tmp_path)
+    running, ended = before.create_trial("w1"), before.create_trial("w2")
+    complete(before, ended)
+
+    oracle = open_oracle(tmp_path)
+    oracle.reload()
+    assert adopt_unended(oracle, set(), unrecorded={"1", "0", "9"}) == set()  # "0" was still running: queued anyway
+    assert sorted(oracle._retry_queue) == ["0", "1"] and oracle.end_order == []
+    assert oracle.trials["1"].status == RUNNING and oracle.trials["1"].score is None
+    assert not oracle.trials["1"].metrics.exists("val_loss") and oracle.losses == {"1": 1}
+    assert sorted(saved_state(tmp_path)["retry_queue"]) == ["0", "1"]
+    assert sorted(oracle.create_trial(w).trial_id for w in ("w3", "w4")) == ["0", "1"]
+    assert oracle.create_trial("w5").trial_id == "2"
+
+
 def test_a_restarted_chief_adopts_nothing_when_no_run_is_still_running(tmp_path, clock):
     before = open_oracle(tmp_path)
     before.create_trial("w1")
@@ -528,6 +547,81 @@ def test_a_worker_given_up_after_its_last_epoch_learns_it_when_it_ends(tmp_path,
     oracle.signed_end("w1", ended)
     assert oracle.trials[mine.trial_id].score == 1.0  # w2's, as `complete` reported it
     assert taken(oracle.signed_get("w1", mine.trial_id))
+
+
+def _signed_complete(oracle, worker, trial, loss=0.4):
+    oracle.signed_update(worker, trial.trial_id, {"val_loss": loss}, step=0)
+    ended = copy.deepcopy(trial)
+    ended.status = COMPLETED
+    oracle.signed_end(worker, ended)
+
+
+def test_a_trial_ended_but_unrecorded_when_its_worker_died_runs_again(tmp_path, clock):
+    """The window after a worker's end reached the chief and before it recorded the trial on its run
+    (checkpoint, then record): the trial awaits its record until the worker asks for its next one.
+    A worker heard of no more, or dead, in that window: the COMPLETED trial runs again from scratch.
+    It used to stay COMPLETED, its run closed lost, and the sweep ended a trial short."""
+    oracle = open_oracle(tmp_path, max_trials=5)
+    clock.now = 0.0
+    mine = oracle.create_trial("w1")
+    _signed_complete(oracle, "w1", mine)
+    assert oracle.trials["0"].status == COMPLETED and oracle.awaiting == {"w1": "0"}
+    assert not oracle.finished(10)  # though no trial runs
+    clock.now = 8.0
+    assert oracle.signed_get("w1", "0").score == 0.4  # its heartbeat while it records: heard of
+    clock.now = 18.0
+    assert oracle.silent(10) == []
+    clock.now = 18.5
+    assert oracle.silent(10) == [("w1", "0")]
+
+    assert reopen(oracle, "w1") == "0"
+    trial = oracle.trials["0"]
+    assert (trial.status, trial.score, oracle.losses, oracle.awaiting) == (RUNNING, None, {"0": 1}, {})
+    assert not trial.metrics.exists("val_loss") and oracle.end_order == [] and oracle._retry_queue == ["0"]
+    assert saved_state(tmp_path)["retry_queue"] == ["0"]
+    assert taken(oracle.signed_get("w1", "0"))  # w1, back after all, must not record it now
+    assert "w1" not in oracle.tuner_ids and oracle.silent(10) == []
+    again = oracle.create_trial("w2")
+    assert (again.trial_id, again.hyperparameters.values) == ("0", mine.hyperparameters.values)
+    _signed_complete(oracle, "w2", again, loss=0.6)
+    assert (oracle.trials["0"].status, oracle.trials["0"].score) == (COMPLETED, 0.6)
+    assert oracle.create_trial("w2").trial_id == "1" and oracle.awaiting == {}  # w2 recorded it, then asked
+
+
+def test_a_trial_its_worker_recorded_or_failed_is_not_run_again(tmp_path, clock):
+    oracle = open_oracle(tmp_path, max_trials=5)
+    first, second = oracle.create_trial("w1"), oracle.create_trial("w2")
+    _signed_complete(oracle, "w1", first)
+    assert reopen(oracle, "w1", recorded=True) is None  # died after its record, before its next ask
+    failed = copy.deepcopy(second)
+    failed.status, failed.message = FAILED, "TrialFailed: loss became nan"
+    oracle.signed_end("w2", failed)
+    assert reopen(oracle, "w2") is None and reopen(oracle, "w3") is None
+    assert oracle.awaiting == {} and oracle._retry_queue == [] and oracle.losses == {}
+    assert [oracle.trials[t].status for t in ("0", "1")] == [COMPLETED, FAILED]
+
+
+def test_at_the_cap_a_worker_waits_while_a_trial_awaits_its_record(tmp_path, clock):
+    """The last trial ended, its record not yet written: a worker told to stop now would be gone if
+    the trial had to run again; it waits (IDLE) until the record is in, then is stopped."""
+    oracle = open_oracle(tmp_path, trial_cap=1)
+    _signed_complete(oracle, "w1", oracle.create_trial("w1"))
+    assert oracle.create_trial("w2").status == IDLE
+    assert oracle.create_trial("w1").status == STOPPED  # w1 recorded its trial and asked again
+    assert oracle.create_trial("w2").status == STOPPED
+
+
+def test_a_completed_trial_whose_record_is_lost_max_losses_times_fails(tmp_path, clock):
+    oracle = open_oracle(tmp_path, max_trials=5)
+    for n in range(MAX_LOSSES):
+        worker = f"w{n}"
+        trial = oracle.create_trial(worker)
+        assert trial.trial_id == "0"
+        _signed_complete(oracle, worker, trial)
+        assert reopen(oracle, worker) == "0"
+    assert (oracle.trials["0"].status, oracle.trials["0"].message) == (FAILED, GIVEN_UP)
+    assert oracle._retry_queue == [] and oracle.end_order == ["0"]
+    assert oracle.create_trial("w9").trial_id == "1"
 
 
 def test_a_caller_that_does_not_sign_is_believed(tmp_path, clock):

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_models.search.chief import LOST, WorkerPlan, gpu_ids
+from lstm_models.search.chief import WorkerPlan, gpu_ids
+from lstm_models.search.orphans import LOST
 
 from conftest import CACHE, ROOT, run_cli, tiny_series_spec, write_spec
 
@@ -236,6 +237,74 @@ def test_a_chief_whose_local_workers_all_exit_before_the_first_trial_stops_with_
     assert sorted(lines) == [f"chief: worker-{i} exited with code 2 between trials" for i in (1, 2)]
     # A chief without local workers waits for workers from other hosts, however long
     assert not _Supervisor(LocalWorkers(WorkerPlan(0)), oracle, recorder, 120.0, lines.append).done()
+
+
+def _dead_process():
+    """A real process, killed (-9) and reaped: a worker that died."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return proc
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_a_worker_dead_after_its_trial_ended_before_it_recorded_it_has_the_trial_run_again(tmp_path, recorded):
+    """worker-1's end of trial 1 reached the chief's oracle, then worker-1 was killed before its run
+    had the record (and checkpoint): the trial ran nowhere else, its run was closed "lost", and the
+    sweep ended a trial short. Now the chief gives the trial to a new local worker. Had the run the
+    record (killed after it, before its next ask), the run is closed FINISHED and nothing runs again."""
+    import copy
+
+    import keras_tuner as kt
+
+    from lstm_models.search.chief import LocalWorkers, _Supervisor
+    from lstm_models.search.oracle import Watched
+    from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, TrialResult
+    from lstm_models.search.state import SweepState
+    from lstm_models.tracking.mlflow_store import MLflowTracker
+
+    class Oracle(Watched, kt.oracles.RandomSearchOracle):
+        pass
+
+    oracle = Oracle(objective=kt.Objective("val_loss", "min"), max_trials=4)
+    oracle._set_project_dir(str(tmp_path), "tuner")
+    oracle.hyperparameters.Int("units", 1, 1000)
+    uri = f"sqlite:///{tmp_path}/m.db"
+    tracker = MLflowTracker(uri)
+    parent = tracker.start_sweep("s", "sweep s", {}, {})
+    recorder = TrialRecorder("val_loss", "min", 4, tracker, SweepState("s", parent, uri, {}), tmp_path, print)
+    trial = oracle.create_trial("worker-1")
+    run_id = tracker.start_trial("trial-01 lstm 1x8 do0", {}, {"trial_id": trial.trial_id, "worker": "worker-1"})
+    oracle.signed_update("worker-1", trial.trial_id, {"val_loss": 0.25}, step=0)
+    ended = copy.deepcopy(trial)
+    ended.status = "COMPLETED"
+    oracle.signed_end("worker-1", ended)
+    if recorded:
+        record = TrialResult(trial.trial_id, 1, None, run_id, "FINISHED", objective=0.25, best_epoch=0).record()
+        tracker.set_tags(run_id, {RECORD_TAG: json.dumps(record)})
+    lines = []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    local = LocalWorkers(WorkerPlan(1, ("sweep", "missing.yaml"), env, port=1))
+    local.procs["worker-1"], local.last = _dead_process(), 1  # as if it had been started, then killed
+    try:
+        # Done once the record is in (its only worker is gone, the trial recorded); not while the trial runs again
+        assert _Supervisor(local, oracle, recorder, 120.0, lines.append).done() is recorded
+        started = sorted(local.procs)
+    finally:
+        local.__exit__(None, None, None)
+    run = MlflowClient(uri).get_run(run_id)
+    if recorded:
+        assert lines == ["chief: worker-1 exited with code -9 between trials"] and started == []
+        assert (run.info.status, oracle.trials["0"].status, oracle._retry_queue) == ("FINISHED", "COMPLETED", [])
+        return
+    assert lines == ["chief: worker-1 died (exit code -9) before it recorded trial 1; another worker runs it again"]
+    assert started == ["worker-2"]  # in its place
+    assert (run.info.status, run.data.tags["lost"], run.data.tags["error"]) == ("FAILED", "true", LOST)
+    assert (oracle.trials["0"].status, oracle.trials["0"].score, oracle._retry_queue) == ("RUNNING", None, ["0"])
+    assert oracle.create_trial("worker-2").trial_id == "0"
 
 
 def test_an_abbreviated_flag_is_refused_it_would_reach_the_local_workers_as_typed(tmp_path):
@@ -772,3 +841,29 @@ def test_a_run_s_worker_is_gone_only_if_it_ran_here_in_a_process_that_ended():
     assert not worker_gone({**ours, "worker_process": f"another-boot/{namespace}/{pid}/{start}"})  # another machine
     assert not worker_gone({**ours, "worker_process": f"{boot}/1/{pid}/{start}"})  # another container
     assert not worker_gone({"worker": "w", "worker_host": ours["worker_host"], "worker_pid": pid})  # older runs
+
+
+def test_a_resumed_chief_closes_the_runs_of_workers_gone_and_names_the_trials_none_recorded(tmp_path):
+    """Before a resumed chief's oracle loads: runs of workers that ran here in processes now ended are
+    closed, FINISHED if recorded, else lost; the trials no run recorded are named, so that a
+    completed one runs again (`adopt_unended`); runs of live workers are left to them."""
+    from lstm_models.processes import process_identity
+    from lstm_models.search.orphans import still_with_workers
+    from lstm_models.search.recorder import RECORD_TAG, TrialResult
+    from lstm_models.tracking.mlflow_store import MLflowTracker
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    tracker = MLflowTracker(uri)
+    parent = tracker.start_sweep("s", "sweep s", {}, {})
+    dead = {"worker_process": f"{process_identity(os.getpid()).rsplit('/', 2)[0]}/{_dead_process().pid}/1"}
+    alive = {"worker_process": process_identity(os.getpid())}
+    unrecorded = tracker.start_trial("trial-01", {}, {"trial_id": "0", **dead})
+    recorded = tracker.start_trial("trial-02", {}, {"trial_id": "1", **dead})
+    record = TrialResult("1", 2, None, recorded, "FINISHED", objective=0.5, best_epoch=1).record()
+    tracker.set_tags(recorded, {RECORD_TAG: json.dumps(record)})
+    training = tracker.start_trial("trial-03", {}, {"trial_id": "2", **alive})
+    assert still_with_workers(tracker, parent) == ({"2"}, {"0"})
+    client = MlflowClient(uri)
+    statuses = [client.get_run(r).info.status for r in (unrecorded, recorded, training)]
+    assert statuses == ["FAILED", "FINISHED", "RUNNING"]
+    assert client.get_run(unrecorded).data.tags["error"] == LOST

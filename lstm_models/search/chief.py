@@ -8,7 +8,8 @@ gathers the records from the tracking store and loads the checkpoints it has not
 
 No trial is lost: a trial not heard of for ``worker_timeout`` (`lstm_models.search.oracle`), or
 whose local worker process died, goes back to the queue with the same hyperparameters, and its
-run is closed FAILED and tagged ``lost``.
+run is closed FAILED and tagged ``lost``; so does a trial whose worker died after the trial's
+end reached the chief but before it recorded the trial on its run.
 """
 
 from __future__ import annotations
@@ -18,17 +19,15 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from lstm_models.errors import SweepFailed
 from lstm_models.processes import end_processes
-from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, TrialResult, fail_runs
+from lstm_models.search.orphans import LOST, close_orphan, fail_recorded, gather, wait_for_runs
+from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, fail_runs
 from lstm_models.tracking.server import check_port_free, free_port
-
-LOST = "the worker training this trial died or fell silent (kill -9, crash, power or network loss); another worker ran it again"
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ def run_chief(local: LocalWorkers, oracle, recorder: TrialRecorder, model_spec: 
         f"a trial unheard of for {timeout:.0f}s goes to another worker")
     supervisor = _Supervisor(local, oracle, recorder, timeout, log)
     serve_oracle(oracle, plan.host, plan.port, done=supervisor.done, stopping=supervisor.stop)
-    _wait_for_runs(recorder, timeout)
+    wait_for_runs(recorder, timeout)
     recorder.trials, recorder.best, recorder.state.trials = [], None, {}
     for result in gather(recorder.tracker, recorder.state.parent_run_id):
         result.spec = model_spec(oracle.trials[result.trial_id].hyperparameters.copy())
@@ -138,58 +137,6 @@ def run_chief(local: LocalWorkers, oracle, recorder: TrialRecorder, model_spec: 
         recorder.save(result)
     recorder.save()
     return supervisor.handed_over
-
-
-def _wait_for_runs(recorder: TrialRecorder, timeout: float) -> None:
-    """A worker closes a trial's run just after the oracle ends the trial: wait for the last ones.
-
-    A run whose worker died in between is closed here (`_close_orphan`)."""
-    tracker, parent = recorder.tracker, recorder.state.parent_run_id
-    deadline = time.monotonic() + timeout
-    while tracker.running_trials(parent) and time.monotonic() < deadline:
-        time.sleep(1.0)
-    for run in tracker.trial_runs(parent):
-        if run["status"] == "RUNNING":
-            _close_orphan(tracker, run)
-
-
-def _close_orphan(tracker, run: dict) -> None:
-    """Close a run whose worker died: FINISHED if it had recorded the trial whole (its checkpoint,
-    then its record), else FAILED and ``lost``."""
-    if json.loads(run["tags"].get(RECORD_TAG, "{}")).get("status") == "FINISHED":
-        tracker.end_run(run["run_id"], "FINISHED")
-    else:
-        fail_runs(tracker, [run["run_id"]], LOST, {"lost": "true"})
-
-
-def still_with_workers(tracker, parent_run_id: str) -> set[str]:
-    """The trials whose runs are still RUNNING, whose workers may reconnect to a resumed chief.
-
-    A run whose worker ran on this machine in a process that has ended (`worker_gone`: a local
-    worker that stopped with its chief, on a kill or a lost tracking server) is closed now
-    (`_close_orphan`): the resumed chief waited ``worker_timeout`` for it before it ran the trial
-    again."""
-    from lstm_models.search.worker import worker_gone
-
-    running = [r for r in tracker.trial_runs(parent_run_id) if r["status"] == "RUNNING"]
-    gone = [r for r in running if worker_gone(r["tags"])]
-    for run in gone:
-        _close_orphan(tracker, run)
-    return {r["tags"].get("trial_id") for r in running if r not in gone}
-
-
-def gather(tracker, parent_run_id: str) -> list[TrialResult]:
-    """Every trial run of the sweep, as records in trial order (their specs are filled in by the caller)."""
-    out = []
-    for run in tracker.trial_runs(parent_run_id):
-        tags = run["tags"]
-        record = json.loads(tags.get(RECORD_TAG, "{}"))
-        if record.get("status") == run["status"]:
-            out.append(TrialResult(spec=None, **record))
-        else:  # its worker died before it recorded the trial; the chief closed the run
-            out.append(TrialResult(trial_id=tags["trial_id"], number=int(tags["trial_id"]) + 1, spec=None,
-                                   run_id=run["run_id"], status="FAILED", error=LOST, lost=True))
-    return sorted(out, key=lambda t: (t.number, t.status == "FINISHED"))
 
 
 class LocalWorkers:
@@ -200,10 +147,11 @@ class LocalWorkers:
     chief waited. Leaving the ``with`` block ends those still running.
 
     A resumed chief's workers take ids its earlier workers still training a trial do not: those
-    reconnect (``earlier``: worker -> trial id, `lstm_models.search.state.still_training`)."""
+    reconnect (``earlier``: worker -> trial id, `lstm_models.search.state.still_training`).
+    ``unrecorded``: the trials its earlier workers ended but did not record (`still_with_workers`)."""
 
-    def __init__(self, plan: WorkerPlan, earlier: dict[str, str] | None = None):
-        self.plan, self.earlier = plan, earlier or {}
+    def __init__(self, plan: WorkerPlan, earlier: dict[str, str] | None = None, unrecorded: set[str] = frozenset()):
+        self.plan, self.earlier, self.unrecorded = plan, earlier or {}, set(unrecorded)
         self.procs: dict[str, subprocess.Popen] = {}
         self.last = max((int(m[1]) for m in map(re.compile(r"worker-(\d+)").fullmatch, self.earlier) if m), default=0)
 
@@ -234,11 +182,13 @@ class _Supervisor:
 
     def _lose(self, wid: str, why: str) -> bool:
         """A dead or silent worker's running trial goes to another worker, or fails the
-        `lstm_models.search.oracle.MAX_LOSSES`-th time (`Watched.drop_worker`), and so do its runs.
-        False: it had none."""
+        `lstm_models.search.oracle.MAX_LOSSES`-th time (`Watched.drop_worker`), and so do its runs;
+        so does a trial it ended but did not record (`_unrecorded`). False: it had neither."""
         from lstm_models.search.oracle import GIVEN_UP, MAX_LOSSES
 
-        trial_id = self.oracle.drop_worker(wid)
+        trial_id, when = self.oracle.drop_worker(wid), "during"
+        if trial_id is None:
+            trial_id, when = self._unrecorded(wid), "before it recorded"
         if trial_id is None:
             return False
         tracker, parent = self.recorder.tracker, self.recorder.state.parent_run_id
@@ -246,15 +196,34 @@ class _Supervisor:
         runs, number = tracker.running_trials(parent, {"trial_id": trial_id, "worker": wid}), int(trial_id) + 1
         if self.oracle.losses[trial_id] < MAX_LOSSES:
             fail_runs(tracker, runs, LOST, {"lost": "true"})
-            self.log(f"chief: {wid} {why} during trial {number}; another worker runs it again")
+            self.log(f"chief: {wid} {why} {when} trial {number}; another worker runs it again")
             return True
-        for run_id in runs:
-            record = TrialResult(trial_id, number, None, run_id, "FAILED", error=GIVEN_UP).record()
-            tracker.set_tags(run_id, {RECORD_TAG: json.dumps(record)})
-        fail_runs(tracker, runs, GIVEN_UP)
-        self.log(f"chief: {wid} {why} during trial {number}; workers ended in it {MAX_LOSSES} times: it fails, "
+        fail_recorded(tracker, runs, trial_id, GIVEN_UP)
+        self.log(f"chief: {wid} {why} {when} trial {number}; workers ended in it {MAX_LOSSES} times: it fails, "
                  "not run again")
         return True
+
+    def _unrecorded(self, wid: str) -> str | None:
+        """The trial a dead or silent worker ended last, if its end counted but the worker never
+        asked for its next trial: it runs again (`lstm_models.search.oracle.reopen`) unless its run
+        holds its record (then the run is closed as the worker would have). One that failed is
+        closed FAILED with the oracle's error."""
+        from lstm_models.search.oracle import reopen
+
+        trial_id = self.oracle.awaiting.get(wid)
+        if trial_id is None:
+            return None
+        tracker, parent = self.recorder.tracker, self.recorder.state.parent_run_id
+        runs = [r for r in tracker.trial_runs(parent)
+                if (r["tags"].get("trial_id"), r["tags"].get("worker")) == (trial_id, wid)]
+        recorded = any(RECORD_TAG in r["tags"] for r in runs)
+        for run in (r for r in runs if r["status"] == "RUNNING" and recorded):
+            close_orphan(tracker, run)
+        again = reopen(self.oracle, wid, recorded)
+        if again is None and not recorded:  # it failed: its run says why, as the worker would have
+            fail_recorded(tracker, [r["run_id"] for r in runs if r["status"] == "RUNNING"], trial_id,
+                           self.oracle.trials[trial_id].message or "the trial failed; its worker died before it said why")
+        return again
 
     def done(self) -> bool:
         """Polled by the oracle's server loop: True once no trial runs and no worker is left.

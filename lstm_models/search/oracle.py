@@ -11,6 +11,10 @@ each trial and each worker, and a trial silent for ``worker_timeout`` goes back 
 another worker. A worker given up on may come back (stopped, cut off): its calls are signed with
 its id, and the ``signed_`` methods record nothing it sends about a trial no longer its own. A
 trial run again, after a loss or a restart, runs from scratch: its earlier epochs are forgotten.
+A worker's end of a trial counts before the worker records the trial (its run's record and its
+checkpoint, about a second of tracking writes): until it asks for its next trial, the trial
+``awaits`` its record, and a worker that dies or falls silent meanwhile is given up on too: the
+trial runs again (`reopen`) unless the chief finds it recorded.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Watched:
         self.ended_by: dict[str, str | None] = {}  # trial id -> the worker whose end of it counted
         self.losses: dict[str, int] = {}  # trial id -> how many times its worker was given up in it
         self.told_to_stop: set[str] = set()  # the workers told that the search is over: none calls again
+        self.awaiting: dict[str, str] = {}  # worker -> the trial it ended and has not yet recorded
         super().__init__(*args, **kwargs)
 
     def exhausted(self) -> bool:
@@ -61,10 +66,12 @@ class Watched:
     def create_trial(self, tuner_id):
         trials, workers = self.trials_heard, self.workers_heard
         workers[tuner_id] = time.monotonic()
+        self.awaiting.pop(tuner_id, None)  # a worker records its trial before it asks for the next
         if tuner_id in self.ongoing_trials:  # a worker restarted with its id: its trial runs again from scratch
             forget_metrics(self.ongoing_trials[tuner_id])
-        if tuner_id not in self.ongoing_trials and not self._retry_queue and self.ongoing_trials and self.exhausted():
-            # No new trial, but one still running may be lost and need this worker: it waits (IDLE).
+        if tuner_id not in self.ongoing_trials and not self._retry_queue and (self.ongoing_trials or self.awaiting) \
+                and self.exhausted():
+            # No new trial, but one still running or unrecorded may be lost and need this worker: it waits (IDLE).
             # Private `_retry_queue`: see `drop_worker`.
             self.tuner_ids.add(tuner_id)
             return kt.engine.trial.Trial(self.hyperparameters.copy(), trial_id=str(len(self.trials)), status=IDLE)
@@ -122,13 +129,19 @@ class Watched:
         if self.runs_trial(worker, trial.trial_id):
             self.end_trial(trial)
             self.ended_by[trial.trial_id] = worker
+            if worker is not None:
+                self.awaiting[worker] = trial.trial_id
 
     @kt.synchronized
     def signed_get(self, worker: str | None, trial_id: str):
         """`get_trial` from ``worker``; one that neither runs nor ended the trial: not heard of, and TAKEN."""
         if self.runs_trial(worker, trial_id):
             return self.get_trial(trial_id)
-        return self.trials[trial_id] if self.ended_by.get(trial_id) == worker else self._taken(trial_id)
+        if self.ended_by.get(trial_id) != worker:
+            return self._taken(trial_id)
+        if self.awaiting.get(worker) == trial_id:  # its heartbeat while it records the trial
+            self.workers_heard[worker] = time.monotonic()
+        return self.trials[trial_id]
 
     @kt.synchronized
     def drop_worker(self, worker: str) -> str | None:
@@ -152,17 +165,19 @@ class Watched:
         return trial.trial_id
 
     def finished(self, timeout: float) -> bool:
-        """Every trial handed out has ended, none waits to run again, and no worker is left."""
+        """Every trial handed out has ended and been recorded, none waits to run again, and no worker is left."""
         # Private `_retry_queue`: see `drop_worker`.
-        return bool(self.trials) and not self.ongoing_trials and not self._retry_queue \
+        return bool(self.trials) and not self.ongoing_trials and not self.awaiting and not self._retry_queue \
             and not self.live_workers(timeout)
 
     def silent(self, timeout: float) -> list[tuple[str, str]]:
-        """(worker, trial id) of the running trials not heard of for ``timeout`` seconds."""
-        trials = self.trials_heard
+        """(worker, trial id) of the running trials not heard of for ``timeout`` seconds, and of the
+        ended ones whose workers were not heard of since, nor recorded them."""
+        trials, workers = self.trials_heard, self.workers_heard
         now = time.monotonic()
         return [(w, t.trial_id) for w, t in list(self.ongoing_trials.items())
-                if now - trials.get(t.trial_id, now) > timeout]
+                if now - trials.get(t.trial_id, now) > timeout] + \
+            [(w, t) for w, t in list(self.awaiting.items()) if now - workers.get(w, now) > timeout]
 
     def live_workers(self, timeout: float) -> set[str]:
         """Workers that may still ask for a trial: running one, or heard of within ``timeout``.
@@ -171,6 +186,41 @@ class Watched:
         workers = self.workers_heard
         now = time.monotonic()
         return set(self.ongoing_trials) | {w for w in list(self.tuner_ids) if now - workers.get(w, now) <= timeout}
+
+
+@kt.synchronized
+def reopen(oracle, worker: str, recorded: bool = False) -> str | None:
+    """In the chief's oracle (a `Watched` one): a worker died or fell silent after its end of a trial counted. Unless the chief found the
+    trial ``recorded`` (its run's record, after its checkpoint), a trial it completed runs again
+    from scratch, or the `MAX_LOSSES`-th time fails, as in `drop_worker`. Return its id (None:
+    it awaited no record, or found, or its trial did not complete: a failed one stays failed)."""
+    trial_id = oracle.awaiting.pop(worker, None)
+    oracle.tuner_ids.discard(worker)
+    trial = oracle.trials.get(trial_id)
+    if recorded or trial is None or trial.status != COMPLETED:
+        return None
+    del oracle.ended_by[trial_id]  # its worker, back, is told that the trial is no longer its own
+    run_again(oracle, trial_id)
+    return trial_id
+
+
+def run_again(oracle, trial_id: str) -> None:
+    """A completed trial whose record and checkpoint were lost with its worker: queued again,
+    from scratch, unless this is its `MAX_LOSSES`-th loss (then FAILED, ``GIVEN_UP``)."""
+    # Private `_retry_queue` and `_save_trial`: Keras Tuner has no way to run an ended trial again.
+    trial = oracle.trials[trial_id]
+    oracle.losses[trial_id] = oracle.losses.get(trial_id, 0) + 1
+    forget_metrics(trial)
+    trial.score = trial.best_step = None
+    if oracle.losses[trial_id] >= MAX_LOSSES:
+        trial.status, trial.message = FAILED, GIVEN_UP
+    else:
+        trial.status = RUNNING
+        oracle.end_order[:] = [t for t in oracle.end_order if t != trial_id]
+        if trial_id not in oracle._retry_queue:  # a reload queues the trial a chief was ending
+            oracle._retry_queue.append(trial_id)
+    oracle._save_trial(trial)
+    oracle.save()
 
 
 def requeue_unended(oracle) -> set[str]:
@@ -189,7 +239,7 @@ def requeue_unended(oracle) -> set[str]:
     return unended
 
 
-def adopt_unended(oracle, running: set[str]) -> set[str]:
+def adopt_unended(oracle, running: set[str], unrecorded: set[str] = frozenset()) -> set[str]:
     """After a chief restarts (``--resume``): the trials of its oracle (a `Watched` one) whose runs
     are still ``running`` stay with their workers, which reconnect; each is heard of from now, so a
     dead worker's trial goes back to the queue after ``worker_timeout``. The others (their workers
@@ -197,9 +247,14 @@ def adopt_unended(oracle, running: set[str]) -> set[str]:
 
     A trial that ended is neither: Keras Tuner's ``end_trial`` saves the oracle before it takes
     the trial off ``ongoing_trials``, so the trial a worker ended last before its chief stopped
-    is still "ongoing" in the saved state, and its reload would run it a second time."""
+    is still "ongoing" in the saved state, and its reload would run it a second time. Unless
+    it is ``unrecorded``: it completed, but its worker died before it recorded the trial, and the
+    chief closed that run as lost (`lstm_models.search.chief.still_with_workers`); it runs again."""
     # Private `_get_oracle_fname` and `_retry_queue`: Keras Tuner's reload queues every ongoing
     # trial again, which would give a trial a surviving worker still trains to a second one.
+    for trial_id in sorted(unrecorded):
+        if getattr(oracle.trials.get(trial_id), "status", None) == COMPLETED:
+            run_again(oracle, trial_id)
     ended = {t.trial_id for t in oracle.trials.values() if t.status in (COMPLETED, FAILED)}
     oracle._retry_queue[:] = [t for t in oracle._retry_queue if t not in ended]
     saved = {w: t for w, t in still_training(oracle._get_oracle_fname(), running).items() if t not in ended}

@@ -32,7 +32,8 @@ from lstm_models.spec.rules import format_duration
 from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tracking.tracker import Tracker
 
-from lstm_models.search.chief import LocalWorkers, WorkerPlan, run_chief, still_with_workers, sweep_tags
+from lstm_models.search.chief import LocalWorkers, WorkerPlan, run_chief, sweep_tags
+from lstm_models.search.orphans import still_with_workers
 
 if TYPE_CHECKING:
     from lstm_models.search.finish import SweepResult
@@ -104,11 +105,11 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         if workers:  # its local workers train the verdict's seed runs too (`lstm_models.search.crew`)
             jobs = Queue.emptied(folder, keep=resumed is not None).file  # a resumed sweep keeps finished ones
             workers = replace(workers.bound(oracle), jobs=jobs)
-            earlier = {}
+            earlier, unrecorded = {}, set()
             if resumed:  # the trials whose runs are still RUNNING: their workers may reconnect
-                running = still_with_workers(tracker, resumed.parent_run_id)
+                running, unrecorded = still_with_workers(tracker, resumed.parent_run_id)
                 earlier = still_training(folder / TUNER_PROJECT / ORACLE_FILE, running)
-            local = stack.enter_context(LocalWorkers(workers, earlier))
+            local = stack.enter_context(LocalWorkers(workers, earlier, unrecorded))
         from lstm_models.search.space import set_determinism
 
         set_determinism()  # TensorFlow loads here, once the checks have passed (and the workers load theirs)
@@ -179,7 +180,7 @@ def _search(spec: SweepSpec, tuner, recorder: TrialRecorder, limits: Limits, mod
     if mode == "resume" and workers:
         from lstm_models.search.oracle import adopt_unended
 
-        adopted = adopt_unended(tuner.oracle, set(workers.earlier.values()))
+        adopted = adopt_unended(tuner.oracle, set(workers.earlier.values()), workers.unrecorded)
         hooks.log(f"resuming sweep {spec.name} as its chief: {len(tuner.oracle.trials)} trials so far, "
                   f"{len(adopted)} still with their workers")
     elif mode == "resume":

@@ -1,0 +1,83 @@
+"""A sweep's trial runs whose workers are gone: closed (as their workers would have, or lost), and
+gathered by the chief from the tracking store.
+
+A worker records a trial on its run (`lstm_models.search.recorder`: the checkpoint, then the
+record tag, then the run's end) after the trial's end reached the chief's oracle. A worker that
+dies or falls silent before the end leaves a RUNNING run of a trial the chief runs again
+(`lstm_models.search.chief`); one that dies between the two leaves a run whose trial the oracle
+counted completed, and which runs again too (`lstm_models.search.oracle.reopen`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, TrialResult, fail_runs
+
+LOST = "the worker training this trial died or fell silent (kill -9, crash, power or network loss); another worker ran it again"
+
+
+def wait_for_runs(recorder: TrialRecorder, timeout: float) -> None:
+    """A worker closes a trial's run just after the oracle ends the trial: wait for the last ones.
+
+    A run whose worker died in between is closed here (`close_orphan`)."""
+    tracker, parent = recorder.tracker, recorder.state.parent_run_id
+    deadline = time.monotonic() + timeout
+    while tracker.running_trials(parent) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    for run in tracker.trial_runs(parent):
+        if run["status"] == "RUNNING":
+            close_orphan(tracker, run)
+
+
+def close_orphan(tracker, run: dict) -> None:
+    """Close a run whose worker died: FINISHED if it had recorded the trial whole (its checkpoint,
+    then its record), else FAILED and ``lost``."""
+    if json.loads(run["tags"].get(RECORD_TAG, "{}")).get("status") == "FINISHED":
+        tracker.end_run(run["run_id"], "FINISHED")
+    else:
+        fail_runs(tracker, [run["run_id"]], LOST, {"lost": "true"})
+
+
+def still_with_workers(tracker, parent_run_id: str) -> tuple[set[str], set[str]]:
+    """The trials whose runs are still RUNNING, whose workers may reconnect to a resumed chief; and
+    those whose worker is gone and which no run recorded (`lstm_models.search.oracle.adopt_unended`
+    runs them again if the oracle counted them completed).
+
+    A run whose worker ran on this machine in a process that has ended (`worker_gone`: a local
+    worker that stopped with its chief, on a kill or a lost tracking server) is closed now
+    (`close_orphan`): the resumed chief waited ``worker_timeout`` for it before it ran the trial
+    again."""
+    from lstm_models.search.worker import worker_gone
+
+    runs = tracker.trial_runs(parent_run_id)
+    running = [r for r in runs if r["status"] == "RUNNING"]
+    gone = [r for r in running if worker_gone(r["tags"])]
+    for run in gone:
+        close_orphan(tracker, run)
+    recorded = {r["tags"].get("trial_id") for r in runs if RECORD_TAG in r["tags"]}
+    unrecorded = {r["tags"].get("trial_id") for r in gone} - recorded
+    return {r["tags"].get("trial_id") for r in running if r not in gone}, unrecorded
+
+
+def gather(tracker, parent_run_id: str) -> list[TrialResult]:
+    """Every trial run of the sweep, as records in trial order (their specs are filled in by the caller)."""
+    out = []
+    for run in tracker.trial_runs(parent_run_id):
+        tags = run["tags"]
+        record = json.loads(tags.get(RECORD_TAG, "{}"))
+        if record.get("status") == run["status"]:
+            out.append(TrialResult(spec=None, **record))
+        else:  # its worker died before it recorded the trial; the chief closed the run
+            out.append(TrialResult(trial_id=tags["trial_id"], number=int(tags["trial_id"]) + 1, spec=None,
+                                   run_id=run["run_id"], status="FAILED", error=LOST, lost=True))
+    return sorted(out, key=lambda t: (t.number, t.status == "FINISHED"))
+
+
+def fail_recorded(tracker, run_ids: list[str], trial_id: str, error: str) -> None:
+    """Close a trial's runs FAILED with ``error``, and its record, as its worker would have."""
+    for run_id in run_ids:
+        record = TrialResult(trial_id, int(trial_id) + 1, None, run_id, "FAILED", error=error).record()
+        tracker.set_tags(run_id, {RECORD_TAG: json.dumps(record)})
+    fail_runs(tracker, run_ids, error)
