@@ -407,13 +407,31 @@ def test_a_restarted_chief_runs_again_a_completed_trial_whose_dead_worker_never_
 
     oracle = open_oracle(tmp_path)
     oracle.reload()
-    assert adopt_unended(oracle, set(), unrecorded={"1", "0", "9"}) == set()  # "0" was still running: queued anyway
+    assert adopt_unended(oracle, set(), unrecorded={"1", "0"}) == set()  # "0" was still running: queued anyway
     assert sorted(oracle._retry_queue) == ["0", "1"] and oracle.end_order == []
     assert oracle.trials["1"].status == RUNNING and oracle.trials["1"].score is None
     assert not oracle.trials["1"].metrics.exists("val_loss") and oracle.losses == {"1": 1}
     assert sorted(saved_state(tmp_path)["retry_queue"]) == ["0", "1"]
     assert sorted(oracle.create_trial(w).trial_id for w in ("w3", "w4")) == ["0", "1"]
     assert oracle.create_trial("w5").trial_id == "2"
+
+
+def test_a_restarted_chief_awaits_the_record_of_a_completed_trial_whose_run_is_still_open(tmp_path, clock):
+    """w2 ended trial 1 and its run is still RUNNING, without its record, when the chief restarts:
+    w2 (on another host, say) may be writing it, or may have died. The resumed chief awaits the
+    record from w2, answers w2 about the trial as its own, and gives w2 up after the timeout."""
+    before = open_oracle(tmp_path)
+    before.create_trial("w1")
+    complete(before, before.create_trial("w2"))
+    clock.now = 50.0
+    oracle = open_oracle(tmp_path)
+    oracle.reload()
+    assert adopt_unended(oracle, {"0"}, recording={"0": "w1", "1": "w2"}) == {"0"}
+    assert oracle.awaiting == {"1": "w2"} and oracle._retry_queue == []  # "0" still runs: no record awaited
+    assert oracle.signed_get("w2", "1").status == COMPLETED  # not TAKEN: w2 records it
+    assert not oracle.finished(10)
+    clock.now = 60.5
+    assert oracle.silent(10) == [("w1", "0"), ("w2", "1")]
 
 
 def test_a_restarted_chief_adopts_nothing_when_no_run_is_still_running(tmp_path, clock):
@@ -558,57 +576,72 @@ def _signed_complete(oracle, worker, trial, loss=0.4):
 
 def test_a_trial_ended_but_unrecorded_when_its_worker_died_runs_again(tmp_path, clock):
     """The window after a worker's end reached the chief and before it recorded the trial on its run
-    (checkpoint, then record): the trial awaits its record until the worker asks for its next one.
-    A worker heard of no more, or dead, in that window: the COMPLETED trial runs again from scratch.
-    It used to stay COMPLETED, its run closed lost, and the sweep ended a trial short."""
+    (checkpoint, then record): the trial awaits its record until the chief found it. A worker heard
+    of no more in that window (or dead): the COMPLETED trial runs again from scratch, unless the
+    record is there. It used to stay COMPLETED, its run closed lost, and the sweep ended a trial short."""
     oracle = open_oracle(tmp_path, max_trials=5)
     clock.now = 0.0
     mine = oracle.create_trial("w1")
     _signed_complete(oracle, "w1", mine)
-    assert oracle.trials["0"].status == COMPLETED and oracle.awaiting == {"w1": "0"}
-    assert not oracle.finished(10)  # though no trial runs
+    assert oracle.trials["0"].status == COMPLETED and oracle.awaiting == {"0": "w1"}
     clock.now = 8.0
     assert oracle.signed_get("w1", "0").score == 0.4  # its heartbeat while it records: heard of
     clock.now = 18.0
     assert oracle.silent(10) == []
     clock.now = 18.5
-    assert oracle.silent(10) == [("w1", "0")]
+    assert oracle.silent(10) == [("w1", "0")] and oracle.live_workers(10) == set()
+    assert not oracle.finished(10)  # no trial runs and no worker is left, but a record is awaited
 
-    assert reopen(oracle, "w1") == "0"
+    assert reopen(oracle, "0", recorded=False)
     trial = oracle.trials["0"]
     assert (trial.status, trial.score, oracle.losses, oracle.awaiting) == (RUNNING, None, {"0": 1}, {})
     assert not trial.metrics.exists("val_loss") and oracle.end_order == [] and oracle._retry_queue == ["0"]
     assert saved_state(tmp_path)["retry_queue"] == ["0"]
     assert taken(oracle.signed_get("w1", "0"))  # w1, back after all, must not record it now
-    assert "w1" not in oracle.tuner_ids and oracle.silent(10) == []
+    assert oracle.silent(10) == []
     again = oracle.create_trial("w2")
     assert (again.trial_id, again.hyperparameters.values) == ("0", mine.hyperparameters.values)
     _signed_complete(oracle, "w2", again, loss=0.6)
     assert (oracle.trials["0"].status, oracle.trials["0"].score) == (COMPLETED, 0.6)
-    assert oracle.create_trial("w2").trial_id == "1" and oracle.awaiting == {}  # w2 recorded it, then asked
+    assert oracle.awaiting == {"0": "w2"} and oracle.moved_on == set()
+    assert oracle.create_trial("w2").trial_id == "1"
+    assert oracle.moved_on == {"0"}  # w2 asked again: its record should be in, the chief looks (and pops it)
+    assert oracle.silent(10) == [] and not reopen(oracle, "0", recorded=True)
+    assert oracle.trials["0"].status == COMPLETED and oracle.awaiting == {} and oracle.moved_on == set()
 
 
-def test_a_trial_its_worker_recorded_or_failed_is_not_run_again(tmp_path, clock):
+def test_a_trial_that_failed_is_not_run_again_when_its_record_is_missing(tmp_path, clock):
     oracle = open_oracle(tmp_path, max_trials=5)
-    first, second = oracle.create_trial("w1"), oracle.create_trial("w2")
-    _signed_complete(oracle, "w1", first)
-    assert reopen(oracle, "w1", recorded=True) is None  # died after its record, before its next ask
-    failed = copy.deepcopy(second)
+    trial = oracle.create_trial("w2")
+    failed = copy.deepcopy(trial)
     failed.status, failed.message = FAILED, "TrialFailed: loss became nan"
     oracle.signed_end("w2", failed)
-    assert reopen(oracle, "w2") is None and reopen(oracle, "w3") is None
+    assert oracle.awaiting == {"0": "w2"}
+    assert not reopen(oracle, "0", recorded=False)
     assert oracle.awaiting == {} and oracle._retry_queue == [] and oracle.losses == {}
-    assert [oracle.trials[t].status for t in ("0", "1")] == [COMPLETED, FAILED]
+    assert oracle.trials["0"].status == FAILED
 
 
-def test_at_the_cap_a_worker_waits_while_a_trial_awaits_its_record(tmp_path, clock):
-    """The last trial ended, its record not yet written: a worker told to stop now would be gone if
-    the trial had to run again; it waits (IDLE) until the record is in, then is stopped."""
+def test_a_worker_waits_while_a_trial_awaits_its_record_rather_than_stop(tmp_path, clock):
+    """The last trial ended, its record not yet found: a worker told to stop now would be gone if
+    the trial had to run again; it waits (IDLE) until the record is in, then is stopped. Also when
+    the space has no new values (Keras Tuner's STOPPED, not the cap)."""
     oracle = open_oracle(tmp_path, trial_cap=1)
     _signed_complete(oracle, "w1", oracle.create_trial("w1"))
-    assert oracle.create_trial("w2").status == IDLE
-    assert oracle.create_trial("w1").status == STOPPED  # w1 recorded its trial and asked again
-    assert oracle.create_trial("w2").status == STOPPED
+    assert oracle.create_trial("w2").status == IDLE and "w2" in oracle.tuner_ids
+    assert oracle.create_trial("w1").status == IDLE  # w1 recorded its trial and asked again: not yet checked
+    assert not reopen(oracle, "0", recorded=True)
+    assert [oracle.create_trial(w).status for w in ("w1", "w2")] == [STOPPED, STOPPED]
+    assert oracle.told_to_stop == {"w1", "w2"}
+
+    full = open_oracle(tmp_path / "full", max_trials=5)
+    full.hyperparameters = kt.HyperParameters()
+    full.hyperparameters.Choice("units", [8])  # one value: the second trial has none left
+    first = full.create_trial("w1")
+    assert full.create_trial("w2").status == IDLE  # Keras Tuner said STOPPED, with a trial running
+    _signed_complete(full, "w1", first)
+    assert not reopen(full, "0", recorded=True)
+    assert full.create_trial("w2").status == STOPPED
 
 
 def test_a_completed_trial_whose_record_is_lost_max_losses_times_fails(tmp_path, clock):
@@ -618,7 +651,7 @@ def test_a_completed_trial_whose_record_is_lost_max_losses_times_fails(tmp_path,
         trial = oracle.create_trial(worker)
         assert trial.trial_id == "0"
         _signed_complete(oracle, worker, trial)
-        assert reopen(oracle, worker) == "0"
+        assert reopen(oracle, "0", recorded=False)
     assert (oracle.trials["0"].status, oracle.trials["0"].message) == (FAILED, GIVEN_UP)
     assert oracle._retry_queue == [] and oracle.end_order == ["0"]
     assert oracle.create_trial("w9").trial_id == "1"

@@ -4,13 +4,14 @@ import contextlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from lstm_models.search.chief import WorkerPlan, gpu_ids
-from lstm_models.search.orphans import LOST
+from lstm_models.search.trial_runs import LOST
 
 from conftest import CACHE, ROOT, run_cli, tiny_series_spec, write_spec
 
@@ -250,17 +251,13 @@ def _dead_process():
     return proc
 
 
-@pytest.mark.parametrize("recorded", [False, True])
-def test_a_worker_dead_after_its_trial_ended_before_it_recorded_it_has_the_trial_run_again(tmp_path, recorded):
-    """worker-1's end of trial 1 reached the chief's oracle, then worker-1 was killed before its run
-    had the record (and checkpoint): the trial ran nowhere else, its run was closed "lost", and the
-    sweep ended a trial short. Now the chief gives the trial to a new local worker. Had the run the
-    record (killed after it, before its next ask), the run is closed FINISHED and nothing runs again."""
+def _ended_trial(tmp_path, recorded: bool):
+    """A chief's oracle, its tracking store and recorder, and trial 1 ended by worker-1 (its end
+    counted), its run open, with or without its record (written after its checkpoint)."""
     import copy
 
     import keras_tuner as kt
 
-    from lstm_models.search.chief import LocalWorkers, _Supervisor
     from lstm_models.search.oracle import Watched
     from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, TrialResult
     from lstm_models.search.state import SweepState
@@ -285,6 +282,18 @@ def test_a_worker_dead_after_its_trial_ended_before_it_recorded_it_has_the_trial
     if recorded:
         record = TrialResult(trial.trial_id, 1, None, run_id, "FINISHED", objective=0.25, best_epoch=0).record()
         tracker.set_tags(run_id, {RECORD_TAG: json.dumps(record)})
+    return oracle, recorder, MlflowClient(uri), run_id
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_a_worker_dead_after_its_trial_ended_before_it_recorded_it_has_the_trial_run_again(tmp_path, recorded):
+    """worker-1's end of trial 1 reached the chief's oracle, then worker-1 was killed before its run
+    had the record (and checkpoint): the trial ran nowhere else, its run was closed "lost", and the
+    sweep ended a trial short. Now the chief gives the trial to a new local worker. Had the run the
+    record (killed after it, before its next ask), the run is closed FINISHED and nothing runs again."""
+    from lstm_models.search.chief import LocalWorkers, _Supervisor
+
+    oracle, recorder, client, run_id = _ended_trial(tmp_path, recorded)
     lines = []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     local = LocalWorkers(WorkerPlan(1, ("sweep", "missing.yaml"), env, port=1))
@@ -295,7 +304,8 @@ def test_a_worker_dead_after_its_trial_ended_before_it_recorded_it_has_the_trial
         started = sorted(local.procs)
     finally:
         local.__exit__(None, None, None)
-    run = MlflowClient(uri).get_run(run_id)
+    run = client.get_run(run_id)
+    assert oracle.awaiting == {}
     if recorded:
         assert lines == ["chief: worker-1 exited with code -9 between trials"] and started == []
         assert (run.info.status, oracle.trials["0"].status, oracle._retry_queue) == ("FINISHED", "COMPLETED", [])
@@ -305,6 +315,24 @@ def test_a_worker_dead_after_its_trial_ended_before_it_recorded_it_has_the_trial
     assert (run.info.status, run.data.tags["lost"], run.data.tags["error"]) == ("FAILED", "true", LOST)
     assert (oracle.trials["0"].status, oracle.trials["0"].score, oracle._retry_queue) == ("RUNNING", None, ["0"])
     assert oracle.create_trial("worker-2").trial_id == "0"
+
+
+def test_a_worker_restarted_with_its_id_before_it_recorded_its_ended_trial_has_the_trial_run_again(tmp_path):
+    """worker-1 ended trial 1, was killed before its record, and was started again with its id (as its
+    error line says to) before the timeout: the new process closed its predecessor's run and asked
+    for a trial. That ask no longer vouches for the record: the chief looks for it, in vain."""
+    from lstm_models.search.chief import LocalWorkers, _Supervisor
+    from lstm_models.search.recorder import fail_runs
+    from lstm_models.search.worker import RESTARTED
+
+    oracle, recorder, client, run_id = _ended_trial(tmp_path, recorded=False)
+    fail_runs(recorder.tracker, [run_id], RESTARTED, {"lost": "true"})  # as `run_worker` starts
+    assert oracle.create_trial("worker-1").trial_id == "1"  # a new trial for the new process
+    lines = []
+    assert not _Supervisor(LocalWorkers(WorkerPlan(0)), oracle, recorder, 120.0, lines.append).done()
+    assert lines == ["chief: worker-1 asked for a new trial but never recorded trial 1; another worker runs it again"]
+    assert oracle._retry_queue == ["0"] and oracle.trials["0"].status == "RUNNING"
+    assert client.get_run(run_id).data.tags["error"] == RESTARTED  # closed once, by the worker
 
 
 def test_an_abbreviated_flag_is_refused_it_would_reach_the_local_workers_as_typed(tmp_path):
@@ -848,7 +876,7 @@ def test_a_resumed_chief_closes_the_runs_of_workers_gone_and_names_the_trials_no
     closed, FINISHED if recorded, else lost; the trials no run recorded are named, so that a
     completed one runs again (`adopt_unended`); runs of live workers are left to them."""
     from lstm_models.processes import process_identity
-    from lstm_models.search.orphans import still_with_workers
+    from lstm_models.search.trial_runs import still_with_workers
     from lstm_models.search.recorder import RECORD_TAG, TrialResult
     from lstm_models.tracking.mlflow_store import MLflowTracker
 
@@ -861,9 +889,53 @@ def test_a_resumed_chief_closes_the_runs_of_workers_gone_and_names_the_trials_no
     recorded = tracker.start_trial("trial-02", {}, {"trial_id": "1", **dead})
     record = TrialResult("1", 2, None, recorded, "FINISHED", objective=0.5, best_epoch=1).record()
     tracker.set_tags(recorded, {RECORD_TAG: json.dumps(record)})
-    training = tracker.start_trial("trial-03", {}, {"trial_id": "2", **alive})
-    assert still_with_workers(tracker, parent) == ({"2"}, {"0"})
+    training = tracker.start_trial("trial-03", {}, {"trial_id": "2", "worker": "w3", **alive})
+    found = still_with_workers(tracker, parent)
+    assert (found.running, found.recording, found.unrecorded) == ({"2": "w3"}, {"2": "w3"}, {"0"})
     client = MlflowClient(uri)
     statuses = [client.get_run(r).info.status for r in (unrecorded, recorded, training)]
     assert statuses == ["FAILED", "FINISHED", "RUNNING"]
     assert client.get_run(unrecorded).data.tags["error"] == LOST
+
+
+def test_a_continued_trial_waits_for_its_parents_record_and_a_run_closed_lost_never_counts(tmp_path):
+    """A Hyperband trial given out to a worker on another host the moment its parent ended looked for
+    the parent's checkpoint before the parent's worker had logged it (about a second later), and
+    failed. A run the chief closed as lost, that a stopped worker later finished anyway, is neither
+    fetched from nor gathered as a second finished run of its trial: the trial ran again elsewhere."""
+    import threading
+
+    from lstm_models.errors import SweepFailed
+    from lstm_models.search.recorder import CHECKPOINT, RECORD_TAG, TrialRecorder, TrialResult, fail_runs
+    from lstm_models.search.state import SweepState
+    from lstm_models.search.trial_runs import fetch_checkpoint, gather
+    from lstm_models.tracking.mlflow_store import MLflowTracker
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    tracker = MLflowTracker(uri)
+    parent = tracker.start_sweep("s", "sweep s", {}, {})
+    recorder = TrialRecorder("val_loss", "min", 4, tracker, SweepState("s", parent, uri, {}), tmp_path, print)
+
+    def finish(run_id, trial_id, after):
+        time.sleep(after)
+        (tmp_path / "logged").mkdir(exist_ok=True)
+        (tmp_path / "logged" / "checkpoint.weights.h5").write_text(run_id)
+        tracker.log_artifact(run_id, tmp_path / "logged" / "checkpoint.weights.h5", CHECKPOINT)
+        record = TrialResult(trial_id, int(trial_id) + 1, None, run_id, "FINISHED", objective=0.5, best_epoch=1).record()
+        tracker.set_tags(run_id, {RECORD_TAG: json.dumps(record)})
+        tracker.end_run(run_id, "FINISHED")
+
+    stale = tracker.start_trial("trial-01 a", {}, {"trial_id": "0", "worker": "w1"})
+    fail_runs(tracker, [stale], LOST, {"lost": "true"})  # the chief gave w1 up...
+    finish(stale, "0", 0)  # ... which, continued, finished the trial all the same
+    rerun = tracker.start_trial("trial-01 b", {}, {"trial_id": "0", "worker": "w2"})
+    target = tmp_path / "w3" / "trial_0" / "checkpoint.weights.h5"
+    with pytest.raises(SweepFailed, match=r"^trial 1: its checkpoint is neither in .*w3/trial_0 nor in a finished run"):
+        fetch_checkpoint(recorder, "0", target)  # not the stale run's
+    writer = threading.Thread(target=finish, args=(rerun, "0", 1.5))
+    writer.start()
+    fetch_checkpoint(recorder, "0", target, wait=30.0)
+    writer.join()
+    assert target.read_text() == rerun
+    assert [(t.run_id, t.status, t.lost) for t in gather(tracker, parent)] == [(stale, "FAILED", True),
+                                                                             (rerun, "FINISHED", False)]

@@ -25,7 +25,7 @@ from typing import Callable
 
 from lstm_models.errors import SweepFailed
 from lstm_models.processes import end_processes
-from lstm_models.search.orphans import LOST, close_orphan, fail_recorded, gather, wait_for_runs
+from lstm_models.search.trial_runs import LOST, Found, close_orphan, fail_recorded, gather, wait_for_runs
 from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, fail_runs
 from lstm_models.tracking.server import check_port_free, free_port
 
@@ -148,10 +148,10 @@ class LocalWorkers:
 
     A resumed chief's workers take ids its earlier workers still training a trial do not: those
     reconnect (``earlier``: worker -> trial id, `lstm_models.search.state.still_training`).
-    ``unrecorded``: the trials its earlier workers ended but did not record (`still_with_workers`)."""
+    ``found``: what it found of its earlier workers' runs (`still_with_workers`)."""
 
-    def __init__(self, plan: WorkerPlan, earlier: dict[str, str] | None = None, unrecorded: set[str] = frozenset()):
-        self.plan, self.earlier, self.unrecorded = plan, earlier or {}, set(unrecorded)
+    def __init__(self, plan: WorkerPlan, earlier: dict[str, str] | None = None, found: Found | None = None):
+        self.plan, self.earlier, self.found = plan, earlier or {}, found or Found()
         self.procs: dict[str, subprocess.Popen] = {}
         self.last = max((int(m[1]) for m in map(re.compile(r"worker-(\d+)").fullmatch, self.earlier) if m), default=0)
 
@@ -183,47 +183,47 @@ class _Supervisor:
     def _lose(self, wid: str, why: str) -> bool:
         """A dead or silent worker's running trial goes to another worker, or fails the
         `lstm_models.search.oracle.MAX_LOSSES`-th time (`Watched.drop_worker`), and so do its runs;
-        so does a trial it ended but did not record (`_unrecorded`). False: it had neither."""
+        so do the trials it ended but did not record (`_check_record`). False: it had none."""
+        trial_id = self.oracle.drop_worker(wid)
+        if trial_id is not None:
+            self._lost(wid, trial_id, f"{why} during trial {int(trial_id) + 1}")
+        awaited = [t for t, w in list(self.oracle.awaiting.items()) if w == wid]
+        again = [t for t in awaited if self._check_record(t, f"{why} before it recorded trial")]
+        return trial_id is not None or bool(again)
+
+    def _lost(self, wid: str, trial_id: str, what: str) -> None:
         from lstm_models.search.oracle import GIVEN_UP, MAX_LOSSES
 
-        trial_id, when = self.oracle.drop_worker(wid), "during"
-        if trial_id is None:
-            trial_id, when = self._unrecorded(wid), "before it recorded"
-        if trial_id is None:
-            return False
         tracker, parent = self.recorder.tracker, self.recorder.state.parent_run_id
         # Its runs only: the requeued trial may already be another worker's, its run open.
-        runs, number = tracker.running_trials(parent, {"trial_id": trial_id, "worker": wid}), int(trial_id) + 1
+        runs = tracker.running_trials(parent, {"trial_id": trial_id, "worker": wid})
         if self.oracle.losses[trial_id] < MAX_LOSSES:
             fail_runs(tracker, runs, LOST, {"lost": "true"})
-            self.log(f"chief: {wid} {why} {when} trial {number}; another worker runs it again")
-            return True
-        fail_recorded(tracker, runs, trial_id, GIVEN_UP)
-        self.log(f"chief: {wid} {why} {when} trial {number}; workers ended in it {MAX_LOSSES} times: it fails, "
-                 "not run again")
-        return True
+            self.log(f"chief: {wid} {what}; another worker runs it again")
+        else:
+            fail_recorded(tracker, runs, trial_id, GIVEN_UP)
+            self.log(f"chief: {wid} {what}; workers ended in it {MAX_LOSSES} times: it fails, not run again")
 
-    def _unrecorded(self, wid: str) -> str | None:
-        """The trial a dead or silent worker ended last, if its end counted but the worker never
-        asked for its next trial: it runs again (`lstm_models.search.oracle.reopen`) unless its run
-        holds its record (then the run is closed as the worker would have). One that failed is
-        closed FAILED with the oracle's error."""
+    def _check_record(self, trial_id: str, what: str) -> bool:
+        """Look for the record of a trial that awaits it (`lstm_models.search.oracle`): its worker
+        asked for its next trial, died, or fell silent. Not there, the trial runs again (`reopen`)
+        and its runs close as lost; one that failed closes FAILED with the oracle's error. A record
+        there, on a run left open, closes it as the worker would have. True: it runs again."""
         from lstm_models.search.oracle import reopen
 
-        trial_id = self.oracle.awaiting.get(wid)
-        if trial_id is None:
-            return None
-        tracker, parent = self.recorder.tracker, self.recorder.state.parent_run_id
-        runs = [r for r in tracker.trial_runs(parent)
+        wid, tracker = self.oracle.awaiting[trial_id], self.recorder.tracker
+        runs = [r for r in tracker.trial_runs(self.recorder.state.parent_run_id)
                 if (r["tags"].get("trial_id"), r["tags"].get("worker")) == (trial_id, wid)]
         recorded = any(RECORD_TAG in r["tags"] for r in runs)
         for run in (r for r in runs if r["status"] == "RUNNING" and recorded):
             close_orphan(tracker, run)
-        again = reopen(self.oracle, wid, recorded)
-        if again is None and not recorded:  # it failed: its run says why, as the worker would have
-            fail_recorded(tracker, [r["run_id"] for r in runs if r["status"] == "RUNNING"], trial_id,
-                           self.oracle.trials[trial_id].message or "the trial failed; its worker died before it said why")
-        return again
+        if reopen(self.oracle, trial_id, recorded):
+            self._lost(wid, trial_id, f"{what} {int(trial_id) + 1}")
+            return True
+        if not recorded:  # it failed: its run says why, as the worker would have
+            error = self.oracle.trials[trial_id].message or "the trial failed; its worker died before it said why"
+            fail_recorded(tracker, [r["run_id"] for r in runs if r["status"] == "RUNNING"], trial_id, error)
+        return False
 
     def done(self) -> bool:
         """Polled by the oracle's server loop: True once no trial runs and no worker is left.
@@ -245,6 +245,8 @@ class _Supervisor:
                               f"({', '.join(self.exits) or 'exit code 0'}); their lines above say why")
         for wid, _ in self.oracle.silent(self.timeout):
             self._lose(wid, f"was not heard of for {self.timeout:.0f}s")
+        for trial_id in list(self.oracle.moved_on):  # asked for its next trial: it recorded this one, or was restarted
+            self._check_record(trial_id, "asked for a new trial but never recorded trial")
         told = self.oracle.told_to_stop if self.local.plan.jobs else set()
         local = any(proc.poll() is None and wid not in told for wid, proc in self.procs.items())
         if local or not self.oracle.finished(self.timeout):

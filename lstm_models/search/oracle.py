@@ -11,10 +11,11 @@ each trial and each worker, and a trial silent for ``worker_timeout`` goes back 
 another worker. A worker given up on may come back (stopped, cut off): its calls are signed with
 its id, and the ``signed_`` methods record nothing it sends about a trial no longer its own. A
 trial run again, after a loss or a restart, runs from scratch: its earlier epochs are forgotten.
-A worker's end of a trial counts before the worker records the trial (its run's record and its
-checkpoint, about a second of tracking writes): until it asks for its next trial, the trial
-``awaits`` its record, and a worker that dies or falls silent meanwhile is given up on too: the
-trial runs again (`reopen`) unless the chief finds it recorded.
+A worker's end of a trial counts before the worker records the trial (its checkpoint, then its
+run's record: about a second of tracking writes), so an ended trial ``awaits`` its record until
+the chief has found it in the tracking store: once the worker asked for its next trial (it
+``moved_on``), or when it died or fell silent first. Not found, a completed trial runs again
+(`reopen`): its checkpoint is nowhere.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class Watched:
         self.ended_by: dict[str, str | None] = {}  # trial id -> the worker whose end of it counted
         self.losses: dict[str, int] = {}  # trial id -> how many times its worker was given up in it
         self.told_to_stop: set[str] = set()  # the workers told that the search is over: none calls again
-        self.awaiting: dict[str, str] = {}  # worker -> the trial it ended and has not yet recorded
+        self.awaiting: dict[str, str] = {}  # trial id -> the worker that ended it, until its record is found
+        self.moved_on: set[str] = set()  # those of them whose worker asked for its next trial since
         super().__init__(*args, **kwargs)
 
     def exhausted(self) -> bool:
@@ -66,18 +68,17 @@ class Watched:
     def create_trial(self, tuner_id):
         trials, workers = self.trials_heard, self.workers_heard
         workers[tuner_id] = time.monotonic()
-        self.awaiting.pop(tuner_id, None)  # a worker records its trial before it asks for the next
+        self.moved_on |= {t for t, w in list(self.awaiting.items()) if w == tuner_id}  # it recorded them, it says
         if tuner_id in self.ongoing_trials:  # a worker restarted with its id: its trial runs again from scratch
             forget_metrics(self.ongoing_trials[tuner_id])
-        if tuner_id not in self.ongoing_trials and not self._retry_queue and (self.ongoing_trials or self.awaiting) \
-                and self.exhausted():
-            # No new trial, but one still running or unrecorded may be lost and need this worker: it waits (IDLE).
-            # Private `_retry_queue`: see `drop_worker`.
-            self.tuner_ids.add(tuner_id)
-            return kt.engine.trial.Trial(self.hyperparameters.copy(), trial_id=str(len(self.trials)), status=IDLE)
         trial = super().create_trial(tuner_id)
         if trial.status == RUNNING:
             trials[trial.trial_id] = time.monotonic()
+        elif trial.status == STOPPED and (self.ongoing_trials or self.awaiting or self._retry_queue):
+            # No new trial, but one running or unrecorded may be lost and need this worker: it waits (IDLE).
+            # Private `_retry_queue`: see `drop_worker`.
+            self.tuner_ids.add(tuner_id)  # Keras Tuner forgot it, as told to stop
+            return kt.engine.trial.Trial(self.hyperparameters.copy(), trial_id=str(len(self.trials)), status=IDLE)
         elif trial.status == STOPPED:
             self.told_to_stop.add(tuner_id)
         return trial
@@ -130,7 +131,7 @@ class Watched:
             self.end_trial(trial)
             self.ended_by[trial.trial_id] = worker
             if worker is not None:
-                self.awaiting[worker] = trial.trial_id
+                self.awaiting[trial.trial_id] = worker
 
     @kt.synchronized
     def signed_get(self, worker: str | None, trial_id: str):
@@ -139,7 +140,7 @@ class Watched:
             return self.get_trial(trial_id)
         if self.ended_by.get(trial_id) != worker:
             return self._taken(trial_id)
-        if self.awaiting.get(worker) == trial_id:  # its heartbeat while it records the trial
+        if self.awaiting.get(trial_id) == worker:  # its heartbeat while it records the trial
             self.workers_heard[worker] = time.monotonic()
         return self.trials[trial_id]
 
@@ -172,12 +173,13 @@ class Watched:
 
     def silent(self, timeout: float) -> list[tuple[str, str]]:
         """(worker, trial id) of the running trials not heard of for ``timeout`` seconds, and of the
-        ended ones whose workers were not heard of since, nor recorded them."""
+        ended ones awaiting their records from workers not heard of since."""
         trials, workers = self.trials_heard, self.workers_heard
         now = time.monotonic()
         return [(w, t.trial_id) for w, t in list(self.ongoing_trials.items())
                 if now - trials.get(t.trial_id, now) > timeout] + \
-            [(w, t) for w, t in list(self.awaiting.items()) if now - workers.get(w, now) > timeout]
+            [(w, t) for t, w in list(self.awaiting.items())
+             if t not in self.moved_on and now - workers.get(w, now) > timeout]
 
     def live_workers(self, timeout: float) -> set[str]:
         """Workers that may still ask for a trial: running one, or heard of within ``timeout``.
@@ -189,19 +191,17 @@ class Watched:
 
 
 @kt.synchronized
-def reopen(oracle, worker: str, recorded: bool = False) -> str | None:
-    """In the chief's oracle (a `Watched` one): a worker died or fell silent after its end of a trial counted. Unless the chief found the
-    trial ``recorded`` (its run's record, after its checkpoint), a trial it completed runs again
-    from scratch, or the `MAX_LOSSES`-th time fails, as in `drop_worker`. Return its id (None:
-    it awaited no record, or found, or its trial did not complete: a failed one stays failed)."""
-    trial_id = oracle.awaiting.pop(worker, None)
-    oracle.tuner_ids.discard(worker)
-    trial = oracle.trials.get(trial_id)
-    if recorded or trial is None or trial.status != COMPLETED:
-        return None
+def reopen(oracle, trial_id: str, recorded: bool) -> bool:
+    """The chief looked for the record of a trial that ``awaits`` it in its oracle (a `Watched`
+    one). Unless it found it ``recorded``, a trial that completed runs again from scratch, or the
+    `MAX_LOSSES`-th time fails, as in `drop_worker`: True (a failed one stays failed: False)."""
+    oracle.awaiting.pop(trial_id, None)
+    oracle.moved_on.discard(trial_id)
+    if recorded or oracle.trials[trial_id].status != COMPLETED:
+        return False
     del oracle.ended_by[trial_id]  # its worker, back, is told that the trial is no longer its own
     run_again(oracle, trial_id)
-    return trial_id
+    return True
 
 
 def run_again(oracle, trial_id: str) -> None:
@@ -239,7 +239,8 @@ def requeue_unended(oracle) -> set[str]:
     return unended
 
 
-def adopt_unended(oracle, running: set[str], unrecorded: set[str] = frozenset()) -> set[str]:
+def adopt_unended(oracle, running: set[str], unrecorded: set[str] = frozenset(),
+                  recording: dict[str, str] | None = None) -> set[str]:
     """After a chief restarts (``--resume``): the trials of its oracle (a `Watched` one) whose runs
     are still ``running`` stay with their workers, which reconnect; each is heard of from now, so a
     dead worker's trial goes back to the queue after ``worker_timeout``. The others (their workers
@@ -249,12 +250,17 @@ def adopt_unended(oracle, running: set[str], unrecorded: set[str] = frozenset())
     the trial off ``ongoing_trials``, so the trial a worker ended last before its chief stopped
     is still "ongoing" in the saved state, and its reload would run it a second time. Unless
     it is ``unrecorded``: it completed, but its worker died before it recorded the trial, and the
-    chief closed that run as lost (`lstm_models.search.chief.still_with_workers`); it runs again."""
+    chief closed that run as lost; it runs again. One whose run is still ``recording`` (trial id
+    -> worker; `lstm_models.search.trial_runs.still_with_workers`) awaits its record from that worker."""
     # Private `_get_oracle_fname` and `_retry_queue`: Keras Tuner's reload queues every ongoing
     # trial again, which would give a trial a surviving worker still trains to a second one.
-    for trial_id in sorted(unrecorded):
-        if getattr(oracle.trials.get(trial_id), "status", None) == COMPLETED:
-            run_again(oracle, trial_id)
+    completed = {t for t, trial in oracle.trials.items() if trial.status == COMPLETED}
+    for trial_id in sorted(set(unrecorded) & completed):
+        run_again(oracle, trial_id)
+    for trial_id, worker in (recording or {}).items():
+        if trial_id in completed:
+            oracle.awaiting[trial_id] = oracle.ended_by[trial_id] = worker
+            oracle.workers_heard[worker] = time.monotonic()
     ended = {t.trial_id for t in oracle.trials.values() if t.status in (COMPLETED, FAILED)}
     oracle._retry_queue[:] = [t for t in oracle._retry_queue if t not in ended]
     saved = {w: t for w, t in still_training(oracle._get_oracle_fname(), running).items() if t not in ended}

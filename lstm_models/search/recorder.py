@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from lstm_models.errors import SweepFailed
 from lstm_models.search.state import SweepState, save_state
 from lstm_models.tracking.report import format_value
 from lstm_models.tracking.tracker import Tracker
@@ -219,16 +218,6 @@ class TrialRecorder:
                                               **({"lost": "true"} if result.lost else {})})
         self.tracker.end_run(result.run_id, status)
         self.save(result)
-
-    def fetch_checkpoint(self, trial_id: str, path: Path) -> None:
-        """Download a trial's best checkpoint, which a worker logged to its finished run, to ``path``."""
-        runs = [r for r in self.tracker.trial_runs(self.state.parent_run_id)
-                if r["tags"].get("trial_id") == trial_id and r["status"] == "FINISHED"]
-        if not runs:
-            raise SweepFailed(f"trial {int(trial_id) + 1}: its checkpoint is neither in {path.parent} nor in a "
-                              f"finished run of the sweep in {self.tracker.uri}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.tracker.download_artifact(runs[0]["run_id"], f"{CHECKPOINT}/{path.name}", path.parent)
 
     def counted(self) -> int:
         """The trials that count towards ``max_trials``: all but the lost ones."""

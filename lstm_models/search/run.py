@@ -33,7 +33,7 @@ from lstm_models.spec.sweep import SweepSpec
 from lstm_models.tracking.tracker import Tracker
 
 from lstm_models.search.chief import LocalWorkers, WorkerPlan, run_chief, sweep_tags
-from lstm_models.search.orphans import still_with_workers
+from lstm_models.search.trial_runs import still_with_workers
 
 if TYPE_CHECKING:
     from lstm_models.search.finish import SweepResult
@@ -105,11 +105,11 @@ def run_sweep(spec: SweepSpec, data, tracker: Tracker, paths: SweepPaths, mode: 
         if workers:  # its local workers train the verdict's seed runs too (`lstm_models.search.crew`)
             jobs = Queue.emptied(folder, keep=resumed is not None).file  # a resumed sweep keeps finished ones
             workers = replace(workers.bound(oracle), jobs=jobs)
-            earlier, unrecorded = {}, set()
+            earlier, found = {}, None
             if resumed:  # the trials whose runs are still RUNNING: their workers may reconnect
-                running, unrecorded = still_with_workers(tracker, resumed.parent_run_id)
-                earlier = still_training(folder / TUNER_PROJECT / ORACLE_FILE, running)
-            local = stack.enter_context(LocalWorkers(workers, earlier, unrecorded))
+                found = still_with_workers(tracker, resumed.parent_run_id)
+                earlier = still_training(folder / TUNER_PROJECT / ORACLE_FILE, set(found.running))
+            local = stack.enter_context(LocalWorkers(workers, earlier, found))
         from lstm_models.search.space import set_determinism
 
         set_determinism()  # TensorFlow loads here, once the checks have passed (and the workers load theirs)
@@ -180,7 +180,7 @@ def _search(spec: SweepSpec, tuner, recorder: TrialRecorder, limits: Limits, mod
     if mode == "resume" and workers:
         from lstm_models.search.oracle import adopt_unended
 
-        adopted = adopt_unended(tuner.oracle, set(workers.earlier.values()), workers.unrecorded)
+        adopted = adopt_unended(tuner.oracle, set(workers.earlier.values()), workers.found.unrecorded, workers.found.recording)
         hooks.log(f"resuming sweep {spec.name} as its chief: {len(tuner.oracle.trials)} trials so far, "
                   f"{len(adopted)} still with their workers")
     elif mode == "resume":

@@ -28,6 +28,7 @@ from lstm_models.search.recorder import TrialRecorder
 from lstm_models.search.space import trial_seed
 from lstm_models.search.state import TUNER_PROJECT, write_whole
 from lstm_models.search.timing import TRIAL_PHASES, EpochClock, Phases
+from lstm_models.search.trial_runs import fetch_checkpoint
 from lstm_models.search.warm import TracedModels
 from lstm_models.spec.sections import TUNERS
 from lstm_models.spec.sweep import TunerSpec
@@ -233,11 +234,10 @@ class _LostInTrial(TrackingLost, kt.errors.FatalError):
 def restore(tuner, model, trial_id: str):
     """Load a trial's best checkpoint (weights and optimizer state) into ``model``, built by
     `build_model` (its optimizer built, so that its saved state loads too)."""
-    # Private `_get_checkpoint_fname`: where Keras Tuner saved the trial's best epoch; its
-    # public `load_model` rebuilds the model itself and loads weights only.
+    # Private `_get_checkpoint_fname`: where Keras Tuner saved the best epoch (its `load_model` loads weights only)
     path = Path(tuner._get_checkpoint_fname(trial_id))
-    if not path.exists():  # trained by a worker on another host: its checkpoint is in its run
-        tuner._recorder.fetch_checkpoint(trial_id, path)
+    if not path.exists():  # trained by a worker on another host: from its run (a worker waits its timeout for it)
+        fetch_checkpoint(tuner._recorder, trial_id, path, wait=4 * (tuner._heartbeat or 0.0))
     model.load_weights(str(path))
     return model
 

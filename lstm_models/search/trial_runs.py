@@ -1,5 +1,5 @@
-"""A sweep's trial runs whose workers are gone: closed (as their workers would have, or lost), and
-gathered by the chief from the tracking store.
+"""A sweep's trial runs in the tracking store, with workers: closed when their workers are gone (as
+the workers would have, or lost), gathered by the chief, their checkpoints fetched.
 
 A worker records a trial on its run (`lstm_models.search.recorder`: the checkpoint, then the
 record tag, then the run's end) after the trial's end reached the chief's oracle. A worker that
@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, TrialResult, fail_runs
+from lstm_models.errors import SweepFailed
+from lstm_models.search.recorder import CHECKPOINT, RECORD_TAG, TrialRecorder, TrialResult, fail_runs
 
 LOST = "the worker training this trial died or fell silent (kill -9, crash, power or network loss); another worker ran it again"
 
@@ -40,10 +43,19 @@ def close_orphan(tracker, run: dict) -> None:
         fail_runs(tracker, [run["run_id"]], LOST, {"lost": "true"})
 
 
-def still_with_workers(tracker, parent_run_id: str) -> tuple[set[str], set[str]]:
+@dataclass(frozen=True)
+class Found:
+    """What a resumed chief finds of its earlier workers' trial runs (`still_with_workers`)."""
+
+    running: dict[str, str] = field(default_factory=dict)  # trial id -> worker: still RUNNING, may reconnect
+    recording: dict[str, str] = field(default_factory=dict)  # of those, the runs without their record yet
+    unrecorded: frozenset[str] = frozenset()  # trials whose workers are gone and which no run recorded
+
+
+def still_with_workers(tracker, parent_run_id: str) -> Found:
     """The trials whose runs are still RUNNING, whose workers may reconnect to a resumed chief; and
-    those whose worker is gone and which no run recorded (`lstm_models.search.oracle.adopt_unended`
-    runs them again if the oracle counted them completed).
+    those whose workers are gone and which no run recorded (`lstm_models.search.oracle.adopt_unended`
+    runs them again if the oracle counted them completed, and awaits the records of the others).
 
     A run whose worker ran on this machine in a process that has ended (`worker_gone`: a local
     worker that stopped with its chief, on a kill or a lost tracking server) is closed now
@@ -57,8 +69,10 @@ def still_with_workers(tracker, parent_run_id: str) -> tuple[set[str], set[str]]
     for run in gone:
         close_orphan(tracker, run)
     recorded = {r["tags"].get("trial_id") for r in runs if RECORD_TAG in r["tags"]}
-    unrecorded = {r["tags"].get("trial_id") for r in gone} - recorded
-    return {r["tags"].get("trial_id") for r in running if r not in gone}, unrecorded
+    alive = [r for r in running if r not in gone]
+    return Found({r["tags"].get("trial_id"): r["tags"].get("worker", "") for r in alive},
+                 {r["tags"].get("trial_id"): r["tags"].get("worker", "") for r in alive if RECORD_TAG not in r["tags"]},
+                 frozenset({r["tags"].get("trial_id") for r in gone} - recorded))
 
 
 def gather(tracker, parent_run_id: str) -> list[TrialResult]:
@@ -67,9 +81,9 @@ def gather(tracker, parent_run_id: str) -> list[TrialResult]:
     for run in tracker.trial_runs(parent_run_id):
         tags = run["tags"]
         record = json.loads(tags.get(RECORD_TAG, "{}"))
-        if record.get("status") == run["status"]:
+        if record.get("status") == run["status"] and not (run["status"] == "FINISHED" and tags.get("lost") == "true"):
             out.append(TrialResult(spec=None, **record))
-        else:  # its worker died before it recorded the trial; the chief closed the run
+        else:  # its worker died before it recorded the trial (or recorded it after the chief closed the run lost)
             out.append(TrialResult(trial_id=tags["trial_id"], number=int(tags["trial_id"]) + 1, spec=None,
                                    run_id=run["run_id"], status="FAILED", error=LOST, lost=True))
     return sorted(out, key=lambda t: (t.number, t.status == "FINISHED"))
@@ -81,3 +95,23 @@ def fail_recorded(tracker, run_ids: list[str], trial_id: str, error: str) -> Non
         record = TrialResult(trial_id, int(trial_id) + 1, None, run_id, "FAILED", error=error).record()
         tracker.set_tags(run_id, {RECORD_TAG: json.dumps(record)})
     fail_runs(tracker, run_ids, error)
+
+
+def fetch_checkpoint(recorder: TrialRecorder, trial_id: str, path: Path, wait: float = 0.0) -> None:
+    """Download a trial's best checkpoint, which a worker logged to its finished run, to ``path``.
+
+    ``wait``: seconds to wait for that run to finish. A worker records a trial just after its end
+    reached the chief (`lstm_models.search.oracle`), so a Hyperband trial that continues it, given
+    out at once to a worker on another host, may look for the checkpoint a second too early."""
+    deadline = time.monotonic() + wait
+    while True:
+        runs = [r for r in recorder.tracker.trial_runs(recorder.state.parent_run_id)
+                if r["tags"].get("trial_id") == trial_id and r["status"] == "FINISHED" and r["tags"].get("lost") != "true"]
+        if runs or time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
+    if not runs:
+        raise SweepFailed(f"trial {int(trial_id) + 1}: its checkpoint is neither in {path.parent} nor in a "
+                          f"finished run of the sweep in {recorder.tracker.uri}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recorder.tracker.download_artifact(runs[0]["run_id"], f"{CHECKPOINT}/{path.name}", path.parent)
