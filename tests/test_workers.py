@@ -320,13 +320,20 @@ def test_a_worker_dead_after_its_trial_ended_before_it_recorded_it_has_the_trial
 def test_a_worker_restarted_with_its_id_before_it_recorded_its_ended_trial_has_the_trial_run_again(tmp_path):
     """worker-1 ended trial 1, was killed before its record, and was started again with its id (as its
     error line says to) before the timeout: the new process closed its predecessor's run and asked
-    for a trial. That ask no longer vouches for the record: the chief looks for it, in vain."""
+    for a trial. That ask no longer vouches for the record: the chief looks for it, in vain; the
+    record of an earlier, interrupted attempt at the trial does not count."""
     from lstm_models.search.chief import LocalWorkers, _Supervisor
-    from lstm_models.search.recorder import fail_runs
+    from lstm_models.search.recorder import RECORD_TAG, TrialResult, fail_runs
     from lstm_models.search.worker import RESTARTED
 
     oracle, recorder, client, run_id = _ended_trial(tmp_path, recorded=False)
-    fail_runs(recorder.tracker, [run_id], RESTARTED, {"lost": "true"})  # as `run_worker` starts
+    # An earlier attempt of the same trial by worker-1, stopped by Ctrl-C: its run holds a record (of a lost attempt)
+    tracker = recorder.tracker
+    earlier = tracker.start_trial("trial-01 lstm 1x8 do0", {}, {"trial_id": "0", "worker": "worker-1"})
+    record = TrialResult("0", 1, None, earlier, "KILLED", error="interrupted", lost=True).record()
+    tracker.set_tags(earlier, {"status": "KILLED", RECORD_TAG: json.dumps(record), "lost": "true"})
+    tracker.end_run(earlier, "KILLED")
+    fail_runs(tracker, [run_id], RESTARTED, {"lost": "true"})  # as `run_worker` starts
     assert oracle.create_trial("worker-1").trial_id == "1"  # a new trial for the new process
     lines = []
     assert not _Supervisor(LocalWorkers(WorkerPlan(0)), oracle, recorder, 120.0, lines.append).done()

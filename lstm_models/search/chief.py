@@ -25,8 +25,8 @@ from typing import Callable
 
 from lstm_models.errors import SweepFailed
 from lstm_models.processes import end_processes
-from lstm_models.search.trial_runs import LOST, Found, close_orphan, fail_recorded, gather, wait_for_runs
-from lstm_models.search.recorder import RECORD_TAG, TrialRecorder, fail_runs
+from lstm_models.search.trial_runs import LOST, Found, close_orphan, fail_recorded, gather, holds_record, wait_for_runs
+from lstm_models.search.recorder import TrialRecorder, fail_runs
 from lstm_models.tracking.server import check_port_free, free_port
 
 
@@ -191,12 +191,13 @@ class _Supervisor:
         again = [t for t in awaited if self._check_record(t, f"{why} before it recorded trial")]
         return trial_id is not None or bool(again)
 
-    def _lost(self, wid: str, trial_id: str, what: str) -> None:
+    def _lost(self, wid: str, trial_id: str, what: str, runs: list[str] | None = None) -> None:
+        """Close ``wid``'s ``runs`` of a trial that runs again or fails (default: those still RUNNING)."""
         from lstm_models.search.oracle import GIVEN_UP, MAX_LOSSES
 
         tracker, parent = self.recorder.tracker, self.recorder.state.parent_run_id
         # Its runs only: the requeued trial may already be another worker's, its run open.
-        runs = tracker.running_trials(parent, {"trial_id": trial_id, "worker": wid})
+        runs = tracker.running_trials(parent, {"trial_id": trial_id, "worker": wid}) if runs is None else runs
         if self.oracle.losses[trial_id] < MAX_LOSSES:
             fail_runs(tracker, runs, LOST, {"lost": "true"})
             self.log(f"chief: {wid} {what}; another worker runs it again")
@@ -211,14 +212,18 @@ class _Supervisor:
         there, on a run left open, closes it as the worker would have. True: it runs again."""
         from lstm_models.search.oracle import reopen
 
-        wid, tracker = self.oracle.awaiting[trial_id], self.recorder.tracker
+        wid, tracker = self.oracle.awaiting.get(trial_id), self.recorder.tracker
+        if wid is None:  # checked already
+            return False
         runs = [r for r in tracker.trial_runs(self.recorder.state.parent_run_id)
                 if (r["tags"].get("trial_id"), r["tags"].get("worker")) == (trial_id, wid)]
-        recorded = any(RECORD_TAG in r["tags"] for r in runs)
-        for run in (r for r in runs if r["status"] == "RUNNING" and recorded):
+        recorded = any(holds_record(r) for r in runs)
+        for run in (r for r in runs if r["status"] == "RUNNING" and holds_record(r)):
             close_orphan(tracker, run)
         if reopen(self.oracle, trial_id, recorded):
-            self._lost(wid, trial_id, f"{what} {int(trial_id) + 1}")
+            # All of them, though no longer RUNNING: a late record must not count (`gather`)
+            unclosed = [r["run_id"] for r in runs if r["tags"].get("lost") != "true"]
+            self._lost(wid, trial_id, f"{what} {int(trial_id) + 1}", unclosed)
             return True
         if not recorded:  # it failed: its run says why, as the worker would have
             error = self.oracle.trials[trial_id].message or "the trial failed; its worker died before it said why"

@@ -65,6 +65,7 @@ class Watched:
             return {"status": STOPPED, "values": None}
         return super().populate_space(trial_id)
 
+    @kt.synchronized
     def create_trial(self, tuner_id):
         trials, workers = self.trials_heard, self.workers_heard
         workers[tuner_id] = time.monotonic()

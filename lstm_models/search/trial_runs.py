@@ -35,12 +35,21 @@ def wait_for_runs(recorder: TrialRecorder, timeout: float) -> None:
 
 
 def close_orphan(tracker, run: dict) -> None:
-    """Close a run whose worker died: FINISHED if it had recorded the trial whole (its checkpoint,
-    then its record), else FAILED and ``lost``."""
-    if json.loads(run["tags"].get(RECORD_TAG, "{}")).get("status") == "FINISHED":
-        tracker.end_run(run["run_id"], "FINISHED")
+    """Close a run whose worker died: as its record says if it had recorded the trial whole
+    (`holds_record`), else FAILED and ``lost``."""
+    if holds_record(run):
+        tracker.end_run(run["run_id"], json.loads(run["tags"][RECORD_TAG])["status"])
     else:
         fail_runs(tracker, [run["run_id"]], LOST, {"lost": "true"})
+
+
+def holds_record(run: dict) -> bool:
+    """Whether a run holds its trial's record as its worker wrote it at the trial's end (FINISHED,
+    after its checkpoint, or FAILED): not an interrupted attempt's (`TrialRecorder.abort`, ``lost``),
+    nor one on a run the chief closed as lost."""
+    record = json.loads(run["tags"].get(RECORD_TAG, "{}"))
+    whole = record.get("status") in ("FINISHED", "FAILED") and not record.get("lost")
+    return whole and run["tags"].get("lost") != "true"
 
 
 @dataclass(frozen=True)
@@ -68,10 +77,10 @@ def still_with_workers(tracker, parent_run_id: str) -> Found:
     gone = [r for r in running if worker_gone(r["tags"])]
     for run in gone:
         close_orphan(tracker, run)
-    recorded = {r["tags"].get("trial_id") for r in runs if RECORD_TAG in r["tags"]}
+    recorded = {r["tags"].get("trial_id") for r in runs if holds_record(r)}
     alive = [r for r in running if r not in gone]
     return Found({r["tags"].get("trial_id"): r["tags"].get("worker", "") for r in alive},
-                 {r["tags"].get("trial_id"): r["tags"].get("worker", "") for r in alive if RECORD_TAG not in r["tags"]},
+                 {r["tags"].get("trial_id"): r["tags"].get("worker", "") for r in alive if not holds_record(r)},
                  frozenset({r["tags"].get("trial_id") for r in gone} - recorded))
 
 
@@ -106,7 +115,7 @@ def fetch_checkpoint(recorder: TrialRecorder, trial_id: str, path: Path, wait: f
     deadline = time.monotonic() + wait
     while True:
         runs = [r for r in recorder.tracker.trial_runs(recorder.state.parent_run_id)
-                if r["tags"].get("trial_id") == trial_id and r["status"] == "FINISHED" and r["tags"].get("lost") != "true"]
+                if r["tags"].get("trial_id") == trial_id and r["status"] == "FINISHED" and holds_record(r)]
         if runs or time.monotonic() >= deadline:
             break
         time.sleep(1.0)
