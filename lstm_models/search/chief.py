@@ -215,8 +215,7 @@ class _Supervisor:
         wid, tracker = self.oracle.awaiting.get(trial_id), self.recorder.tracker
         if wid is None:  # checked already
             return False
-        runs = [r for r in tracker.trial_runs(self.recorder.state.parent_run_id)
-                if (r["tags"].get("trial_id"), r["tags"].get("worker")) == (trial_id, wid)]
+        runs = tracker.trial_runs(self.recorder.state.parent_run_id, tags={"trial_id": trial_id, "worker": wid})
         recorded = any(holds_record(r) for r in runs)
         for run in (r for r in runs if r["status"] == "RUNNING" and holds_record(r)):
             close_orphan(tracker, run)

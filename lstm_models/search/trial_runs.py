@@ -114,8 +114,8 @@ def fetch_checkpoint(recorder: TrialRecorder, trial_id: str, path: Path, wait: f
     out at once to a worker on another host, may look for the checkpoint a second too early."""
     deadline = time.monotonic() + wait
     while True:
-        runs = [r for r in recorder.tracker.trial_runs(recorder.state.parent_run_id)
-                if r["tags"].get("trial_id") == trial_id and r["status"] == "FINISHED" and holds_record(r)]
+        runs = [r for r in recorder.tracker.trial_runs(recorder.state.parent_run_id, tags={"trial_id": trial_id})
+                if r["status"] == "FINISHED" and holds_record(r)]
         if runs or time.monotonic() >= deadline:
             break
         time.sleep(1.0)

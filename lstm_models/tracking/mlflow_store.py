@@ -139,17 +139,17 @@ class MLflowTracker:
         self.experiment_id, self.parent_run_id = self.client.get_run(run_id).info.experiment_id, run_id
 
     def running_trials(self, parent_run_id: str, tags: Mapping[str, str] | None = None) -> list[str]:
-        """The ids of a sweep's nested runs (trials, and seed runs a killed verdict left) still RUNNING
-        (and carrying ``tags``)."""
-        return [r["run_id"] for r in self.trial_runs(parent_run_id, verdict=True)
-                if r["status"] == "RUNNING" and all(r["tags"].get(k) == v for k, v in (tags or {}).items())]
+        """The ids of a sweep's nested runs (trials, seed runs a killed verdict left) still RUNNING (with ``tags``)."""
+        return [r["run_id"] for r in self.trial_runs(parent_run_id, verdict=True, tags=tags) if r["status"] == "RUNNING"]
 
     def run_status(self, run_id: str) -> str:
         return self.client.get_run(run_id).info.status
 
-    def trial_runs(self, parent_run_id: str, verdict: bool = False) -> list[dict]:
-        """A sweep's trial runs, each ``{"run_id", "status", "tags"}`` (``verdict``: its seed runs too)."""
-        runs = self._runs(self.client.get_run(parent_run_id).info.experiment_id, f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
+    def trial_runs(self, parent_run_id: str, verdict: bool = False, tags: Mapping[str, str] | None = None) -> list[dict]:
+        """A sweep's trial runs, each ``{"run_id", "status", "tags"}`` (``verdict``: its seed runs too;
+        ``tags``: only those carrying them, found by the store: a long sweep's chief looks up thousands)."""
+        where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in {PARENT_TAG: parent_run_id, **(tags or {})}.items())
+        runs = self._runs(self.client.get_run(parent_run_id).info.experiment_id, where)
         return [r for r in runs if verdict or r["tags"].get("verdict") != "true"]
 
     def open_sweeps(self, experiment: str) -> list[dict]:

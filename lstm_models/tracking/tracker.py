@@ -72,8 +72,9 @@ class Tracker(Protocol):
 
     def run_status(self, run_id: str) -> str: ...
 
-    def trial_runs(self, parent_run_id: str, verdict: bool = False) -> list[dict]:
-        """A sweep's trial runs, each ``{"run_id", "status", "tags"}`` (``verdict``: the verdict's seed runs too)."""
+    def trial_runs(self, parent_run_id: str, verdict: bool = False, tags: Mapping[str, str] | None = None) -> list[dict]:
+        """A sweep's trial runs, each ``{"run_id", "status", "tags"}`` (``verdict``: the verdict's seed runs too;
+        ``tags``: only those carrying them)."""
 
     def open_sweeps(self, experiment: str) -> list[dict]:
         """The parent runs of an experiment still RUNNING, each ``{"run_id", "status", "tags"}``."""
@@ -136,7 +137,7 @@ class NullTracker:
     def run_status(self, run_id: str) -> str:
         return ""
 
-    def trial_runs(self, parent_run_id: str, verdict: bool = False) -> list[dict]:
+    def trial_runs(self, parent_run_id: str, verdict: bool = False, tags: Mapping[str, str] | None = None) -> list[dict]:
         return []
 
     def open_sweeps(self, experiment: str) -> list[dict]:
