@@ -644,6 +644,25 @@ def test_a_worker_waits_while_a_trial_awaits_its_record_rather_than_stop(tmp_pat
     assert full.create_trial("w2").status == STOPPED
 
 
+def test_hyperband_continues_no_trial_while_one_awaits_its_record(tmp_path, clock):
+    """A Hyperband trial continues another from its checkpoint: handed out while the parent's record
+    (and checkpoint) is not in, on another host it found none; and if the parent's worker died, the
+    parent runs again. So a worker waits (IDLE) until every ended trial's record is found."""
+    Chief = type("SweepHyperbandOracle", (Watched, kt.oracles.HyperbandOracle), {"trial_cap": 20})
+    oracle = Chief(objective=kt.Objective("val_loss", "min"), max_epochs=4, factor=2, hyperband_iterations=0, seed=1,
+                   max_retries_per_trial=0, max_consecutive_failed_trials=None)
+    oracle.verbose = 0
+    oracle._set_project_dir(str(tmp_path), "tuner")
+    hp = kt.HyperParameters()
+    hp.Int("units", 1, 1000)
+    oracle.update_space(hp)
+    first = oracle.create_trial("w1")
+    _signed_complete(oracle, "w1", first)
+    assert oracle.create_trial("w2").status == IDLE
+    assert not reopen(oracle, first.trial_id, recorded=True)
+    assert oracle.create_trial("w2").status == RUNNING
+
+
 def test_a_completed_trial_whose_record_is_lost_max_losses_times_fails(tmp_path, clock):
     oracle = open_oracle(tmp_path, max_trials=5)
     for n in range(MAX_LOSSES):

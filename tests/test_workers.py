@@ -897,8 +897,13 @@ def test_a_resumed_chief_closes_the_runs_of_workers_gone_and_names_the_trials_no
     record = TrialResult("1", 2, None, recorded, "FINISHED", objective=0.5, best_epoch=1).record()
     tracker.set_tags(recorded, {RECORD_TAG: json.dumps(record)})
     training = tracker.start_trial("trial-03", {}, {"trial_id": "2", "worker": "w3", **alive})
+    # A worker stopped (Ctrl-C) while it waited on the dead chief after its trial's end: a lost record, no checkpoint
+    stopped = tracker.start_trial("trial-04", {}, {"trial_id": "3", "worker": "w4", **alive})
+    aborted = TrialResult("3", 4, None, stopped, "KILLED", error="interrupted", lost=True).record()
+    tracker.set_tags(stopped, {RECORD_TAG: json.dumps(aborted), "lost": "true"})
+    tracker.end_run(stopped, "KILLED")
     found = still_with_workers(tracker, parent)
-    assert (found.running, found.recording, found.unrecorded) == ({"2": "w3"}, {"2": "w3"}, {"0"})
+    assert (found.running, found.recording, found.unrecorded) == ({"2": "w3"}, {"2": "w3"}, {"0", "3"})
     client = MlflowClient(uri)
     statuses = [client.get_run(r).info.status for r in (unrecorded, recorded, training)]
     assert statuses == ["FAILED", "FINISHED", "RUNNING"]

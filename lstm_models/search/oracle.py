@@ -63,6 +63,8 @@ class Watched:
     def populate_space(self, trial_id):
         if self.exhausted():
             return {"status": STOPPED, "values": None}
+        if self.awaiting and isinstance(self, kt.oracles.HyperbandOracle):  # a trial it continues needs its
+            return {"status": IDLE, "values": None}  # parent's checkpoint, recorded: or the parent runs again
         return super().populate_space(trial_id)
 
     @kt.synchronized

@@ -58,13 +58,14 @@ class Found:
 
     running: dict[str, str] = field(default_factory=dict)  # trial id -> worker: still RUNNING, may reconnect
     recording: dict[str, str] = field(default_factory=dict)  # of those, the runs without their record yet
-    unrecorded: frozenset[str] = frozenset()  # trials whose workers are gone and which no run recorded
+    unrecorded: frozenset[str] = frozenset()  # trials no run recorded, none of them still open to a worker
 
 
 def still_with_workers(tracker, parent_run_id: str) -> Found:
     """The trials whose runs are still RUNNING, whose workers may reconnect to a resumed chief; and
-    those whose workers are gone and which no run recorded (`lstm_models.search.oracle.adopt_unended`
-    runs them again if the oracle counted them completed, and awaits the records of the others).
+    those no run recorded, none of whose runs is still open (its worker gone, or stopped while it
+    waited on the dead chief: `lstm_models.search.oracle.adopt_unended` runs them again if the
+    oracle counted them completed, and awaits the records of the open ones).
 
     A run whose worker ran on this machine in a process that has ended (`worker_gone`: a local
     worker that stopped with its chief, on a kill or a lost tracking server) is closed now
@@ -79,9 +80,10 @@ def still_with_workers(tracker, parent_run_id: str) -> Found:
         close_orphan(tracker, run)
     recorded = {r["tags"].get("trial_id") for r in runs if holds_record(r)}
     alive = [r for r in running if r not in gone]
+    open_ = {r["tags"].get("trial_id") for r in alive}
     return Found({r["tags"].get("trial_id"): r["tags"].get("worker", "") for r in alive},
                  {r["tags"].get("trial_id"): r["tags"].get("worker", "") for r in alive if not holds_record(r)},
-                 frozenset({r["tags"].get("trial_id") for r in gone} - recorded))
+                 frozenset({r["tags"].get("trial_id") for r in runs} - recorded - open_))
 
 
 def gather(tracker, parent_run_id: str) -> list[TrialResult]:
