@@ -157,8 +157,7 @@ class Watched:
         trial = self.ongoing_trials.get(worker)
         if trial is None:
             return None
-        self.losses[trial.trial_id] = self.losses.get(trial.trial_id, 0) + 1
-        if self.losses[trial.trial_id] >= MAX_LOSSES:
+        if given_up(self, trial.trial_id):
             trial.status, trial.message = FAILED, GIVEN_UP
             self.end_trial(trial)
             return trial.trial_id
@@ -207,15 +206,21 @@ def reopen(oracle, trial_id: str, recorded: bool) -> bool:
     return True
 
 
+def given_up(oracle, trial_id: str) -> bool:
+    """Count one more loss of a trial (its worker died or fell silent in it, or before it recorded
+    it): True the `MAX_LOSSES`-th time, when it fails (``GIVEN_UP``) instead of running again."""
+    oracle.losses[trial_id] = oracle.losses.get(trial_id, 0) + 1
+    return oracle.losses[trial_id] >= MAX_LOSSES
+
+
 def run_again(oracle, trial_id: str) -> None:
     """A completed trial whose record and checkpoint were lost with its worker: queued again,
     from scratch, unless this is its `MAX_LOSSES`-th loss (then FAILED, ``GIVEN_UP``)."""
     # Private `_retry_queue` and `_save_trial`: Keras Tuner has no way to run an ended trial again.
     trial = oracle.trials[trial_id]
-    oracle.losses[trial_id] = oracle.losses.get(trial_id, 0) + 1
     forget_metrics(trial)
     trial.score = trial.best_step = None
-    if oracle.losses[trial_id] >= MAX_LOSSES:
+    if given_up(oracle, trial_id):
         trial.status, trial.message = FAILED, GIVEN_UP
     else:
         trial.status = RUNNING
